@@ -1,0 +1,216 @@
+// Package api holds the wire format shared by the server and the client:
+// request and response bodies, the error envelope and the mapping from
+// domain error codes to HTTP statuses. It has no server code, so the
+// appliance-side client can import it without linking the server.
+package api
+
+import (
+	"time"
+)
+
+// Paths of the public (enrollment) listener.
+const (
+	PathEnroll = "/api/v1/vma/enroll"
+	PathVerify = "/api/v1/vma/enroll/verify"
+	PathResult = "/api/v1/vma/enroll/result"
+	PathHealth = "/health"
+)
+
+// Paths of the admin listener.
+const (
+	PathPairingCode = "/api/v1/admin/vma/pairing-code"
+	PathPending     = "/api/v1/admin/vma/pending"
+	PathApprove     = "/api/v1/admin/vma/approve/" // + {id}
+	PathReject      = "/api/v1/admin/vma/reject/"  // + {id}
+	PathActive      = "/api/v1/admin/vma/active"
+	PathRevoke      = "/api/v1/admin/vma/revoke/" // + {id}
+	PathAudit       = "/api/v1/admin/vma/audit"
+	PathAuditVerify = "/api/v1/admin/vma/audit/verify" // extension: chain check
+	PathEnrollments = "/api/v1/admin/vma/enrollments"  // extension: all enrollments, for id resolution
+	PathMetrics     = "/metrics"
+)
+
+// MaxBodyBytes caps every request body.
+const MaxBodyBytes = 64 << 10
+
+// MaxWait is the longest long poll.
+const MaxWait = 60 * time.Second
+
+// EnrollRequest is the body of POST /api/v1/vma/enroll.
+type EnrollRequest struct {
+	PairingCode  string `json:"pairing_code"`
+	VMAPublicKey string `json:"vma_public_key"`
+	VMAName      string `json:"vma_name"`
+	VMAVersion   string `json:"vma_version"`
+}
+
+// EnrollResponse is the 201 answer to an enroll request.
+type EnrollResponse struct {
+	EnrollmentID string    `json:"enrollment_id"`
+	Challenge    string    `json:"challenge"` // base64 std of 32 bytes
+	Status       string    `json:"status"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// VerifyRequest is the body of POST /api/v1/vma/enroll/verify.
+type VerifyRequest struct {
+	EnrollmentID string `json:"enrollment_id"`
+	Signature    string `json:"signature"` // base64 std of 64 bytes
+}
+
+// VerifyResponse is the 200 answer to a verify request.
+type VerifyResponse struct {
+	EnrollmentID string `json:"enrollment_id"`
+	Status       string `json:"status"`
+	PollToken    string `json:"poll_token"`
+}
+
+// Forward is one allowed port forward of the tunnel.
+type Forward struct {
+	Listen string `json:"listen"`
+	Target string `json:"target"`
+}
+
+// Tunnel is what an approved VMA needs to open its tunnel.
+type Tunnel struct {
+	Host           string    `json:"host"`
+	Port           int       `json:"port"`
+	User           string    `json:"user"`
+	HostKey        string    `json:"host_key"`
+	LocalForwards  []Forward `json:"local_forwards"`
+	RemoteForwards []Forward `json:"remote_forwards"`
+}
+
+// ResultResponse is the answer of GET /api/v1/vma/enroll/result.
+type ResultResponse struct {
+	EnrollmentID string     `json:"enrollment_id"`
+	Status       string     `json:"status"`
+	VMAName      string     `json:"vma_name"`
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+	ApprovedAt   *time.Time `json:"approved_at,omitempty"`
+	Tunnel       *Tunnel    `json:"tunnel,omitempty"`
+	Reason       string     `json:"reason,omitempty"`
+}
+
+// HealthResponse is the answer of GET /health.
+type HealthResponse struct {
+	Status   string `json:"status"`
+	Database string `json:"database,omitempty"`
+}
+
+// PairingCodeRequest is the body of POST /api/v1/admin/vma/pairing-code.
+type PairingCodeRequest struct {
+	TTLSeconds int    `json:"ttl_seconds,omitempty"`
+	Note       string `json:"note,omitempty"`
+}
+
+// PairingCodeResponse is the 201 answer with the only copy of the code.
+type PairingCodeResponse struct {
+	PairingCode    string    `json:"pairing_code"`
+	ExpiresAt      time.Time `json:"expires_at"`
+	OMAFingerprint string    `json:"oma_fingerprint"`
+	JoinCommand    string    `json:"join_command"`
+}
+
+// Enrollment is the admin view of an enrollment.
+type Enrollment struct {
+	ID               string     `json:"id"`
+	VMAName          string     `json:"vma_name"`
+	VMAVersion       string     `json:"vma_version"`
+	VMAFingerprint   string     `json:"vma_fingerprint"`
+	VMAIPAddress     string     `json:"vma_ip_address"`
+	Status           string     `json:"status"`
+	ApprovedBy       string     `json:"approved_by"`
+	ApprovedAt       *time.Time `json:"approved_at"`
+	ApprovalNotes    string     `json:"approval_notes,omitempty"`
+	RejectedBy       string     `json:"rejected_by,omitempty"`
+	RejectionReason  string     `json:"rejection_reason,omitempty"`
+	RevokedBy        string     `json:"revoked_by,omitempty"`
+	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
+	RevocationReason string     `json:"revocation_reason,omitempty"`
+	TunnelPort       *int       `json:"tunnel_port"`
+	VerifiedAt       *time.Time `json:"verified_at,omitempty"`
+	ExpiresAt        *time.Time `json:"expires_at"`
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
+}
+
+// EnrollmentList is the answer of the pending and enrollments lists.
+type EnrollmentList struct {
+	Enrollments []Enrollment `json:"enrollments"`
+}
+
+// ApproveRequest is the optional body of an approval.
+type ApproveRequest struct {
+	Notes string `json:"notes,omitempty"`
+}
+
+// ReasonRequest is the optional body of a rejection or revocation.
+type ReasonRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// Connection is one row of the active list.
+type Connection struct {
+	EnrollmentID     string     `json:"enrollment_id"`
+	VMAName          string     `json:"vma_name"`
+	VMAFingerprint   string     `json:"vma_fingerprint"`
+	SSHUser          string     `json:"ssh_user"`
+	ConnectionStatus string     `json:"connection_status"`
+	TunnelPort       *int       `json:"tunnel_port"`
+	RemoteAddr       string     `json:"remote_addr,omitempty"`
+	LastSeenAt       *time.Time `json:"last_seen_at"`
+	ConnectedAt      *time.Time `json:"connected_at"`
+}
+
+// ConnectionList is the answer of the active list.
+type ConnectionList struct {
+	Connections []Connection `json:"connections"`
+}
+
+// AuditEvent is one audit row.
+type AuditEvent struct {
+	ID             int64          `json:"id"`
+	EnrollmentID   *string        `json:"enrollment_id"`
+	EventType      string         `json:"event_type"`
+	VMAName        string         `json:"vma_name"`
+	VMAFingerprint string         `json:"vma_fingerprint"`
+	SourceIP       string         `json:"source_ip"`
+	UserAgent      string         `json:"user_agent"`
+	ApprovedBy     string         `json:"approved_by"`
+	EventDetails   map[string]any `json:"event_details"`
+	CreatedAt      time.Time      `json:"created_at"`
+}
+
+// AuditList is the answer of the audit list; NextCursor is empty on the last page.
+type AuditList struct {
+	Events     []AuditEvent `json:"events"`
+	NextCursor string       `json:"next_cursor"`
+}
+
+// ChainReport is the answer of the audit chain check.
+type ChainReport struct {
+	OK      bool   `json:"ok"`
+	Checked int64  `json:"checked"`
+	HeadID  int64  `json:"head_id"`
+	BreakID int64  `json:"break_id,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// ErrorBody is the JSON error envelope.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail carries the stable code and a message a person can act on.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Codes that exist only at the HTTP layer.
+const (
+	CodeBodyTooLarge     = "body_too_large"
+	CodeRateLimited      = "rate_limited"
+	CodeMethodNotAllowed = "method_not_allowed"
+)

@@ -1,0 +1,198 @@
+package enroll
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is the state of an enrollment (DESIGN.md §4).
+type Status string
+
+// Enrollment states.
+const (
+	StatusPendingVerification Status = "pending_verification"
+	StatusAwaitingApproval    Status = "awaiting_approval"
+	StatusApproved            Status = "approved"
+	StatusRejected            Status = "rejected"
+	StatusRevoked             Status = "revoked"
+	StatusExpired             Status = "expired"
+)
+
+// Statuses lists every status, in state machine order.
+var Statuses = []Status{StatusPendingVerification, StatusAwaitingApproval, StatusApproved, StatusRejected, StatusRevoked, StatusExpired}
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	for _, v := range Statuses {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Final reports whether no further transition leaves s (approved may still be revoked).
+func (s Status) Final() bool {
+	return s == StatusRejected || s == StatusRevoked || s == StatusExpired
+}
+
+// EventType is the type of an audit event.
+type EventType string
+
+// Audit event types: the seed's seven plus ours.
+const (
+	EventEnrollment           EventType = "enrollment"
+	EventVerification         EventType = "verification"
+	EventApproval             EventType = "approval"
+	EventRejection            EventType = "rejection"
+	EventConnection           EventType = "connection"
+	EventDisconnection        EventType = "disconnection"
+	EventRevocation           EventType = "revocation"
+	EventEnrollmentFailed     EventType = "enrollment_failed"
+	EventExpiry               EventType = "expiry"
+	EventPairingCodeGenerated EventType = "pairing_code_generated"
+)
+
+// EventTypes lists every event type.
+var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
+	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated}
+
+// Valid reports whether t is a known event type.
+func (t EventType) Valid() bool {
+	for _, v := range EventTypes {
+		if t == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Enrollment is one VMA's request to be trusted, and its outcome.
+type Enrollment struct {
+	ID              string     `db:"id"`
+	PairingCodeHash string     `db:"pairing_code_hash"`
+	VMAPublicKey    string     `db:"vma_public_key"`
+	VMAName         string     `db:"vma_name"`
+	VMAVersion      string     `db:"vma_version"`
+	VMAFingerprint  string     `db:"vma_fingerprint"`
+	VMAIPAddress    string     `db:"vma_ip_address"`
+	VMAUserAgent    string     `db:"vma_user_agent"`
+	ChallengeNonce  string     `db:"challenge_nonce"` // hex; empty once used
+	PollTokenHash   string     `db:"poll_token_hash"`
+	Status          Status     `db:"status"`
+	ApprovedBy      string     `db:"approved_by"`
+	ApprovedAt      *time.Time `db:"approved_at"`
+	ApprovalNotes   string     `db:"approval_notes"`
+	RejectedBy      string     `db:"rejected_by"`
+	RejectedAt      *time.Time `db:"rejected_at"`
+	RejectionReason string     `db:"rejection_reason"`
+	RevokedBy       string     `db:"revoked_by"`
+	RevokedAt       *time.Time `db:"revoked_at"`
+	RevocationNote  string     `db:"revocation_reason"`
+	VerifiedAt      *time.Time `db:"verified_at"`
+	TunnelPort      *int       `db:"tunnel_port"`
+	ExpiresAt       *time.Time `db:"expires_at"`
+	CreatedAt       time.Time  `db:"created_at"`
+	UpdatedAt       time.Time  `db:"updated_at"`
+}
+
+// PairingCode is an issued pairing code; only its hash is stored.
+type PairingCode struct {
+	ID                 string     `db:"id"`
+	CodeHash           string     `db:"pairing_code_hash"`
+	CodeHint           string     `db:"code_hint"`
+	GeneratedBy        string     `db:"generated_by"`
+	Note               string     `db:"note"`
+	UsedByEnrollmentID *string    `db:"used_by_enrollment_id"`
+	ExpiresAt          time.Time  `db:"expires_at"`
+	UsedAt             *time.Time `db:"used_at"`
+	CreatedAt          time.Time  `db:"created_at"`
+}
+
+// Connection status values of vma_active_connections.
+const (
+	ConnConnected    = "connected"
+	ConnDisconnected = "disconnected"
+	ConnRevoked      = "revoked"
+)
+
+// Connection is the tunnel state of an approved VMA.
+type Connection struct {
+	ID               string     `db:"id"`
+	EnrollmentID     string     `db:"enrollment_id"`
+	VMAName          string     `db:"vma_name"`
+	VMAFingerprint   string     `db:"vma_fingerprint"`
+	SSHUser          string     `db:"ssh_user"`
+	ConnectionStatus string     `db:"connection_status"`
+	TunnelPort       *int       `db:"tunnel_port"`
+	RemoteAddr       string     `db:"remote_addr"`
+	LastSeenAt       *time.Time `db:"last_seen_at"`
+	ConnectedAt      *time.Time `db:"connected_at"`
+	RevokedAt        *time.Time `db:"revoked_at"`
+	RevokedBy        string     `db:"revoked_by"`
+	CreatedAt        time.Time  `db:"created_at"`
+	UpdatedAt        time.Time  `db:"updated_at"`
+}
+
+// AuditEvent is one row of the append-only, HMAC-chained audit trail.
+type AuditEvent struct {
+	ID             int64     `db:"id"`
+	EnrollmentID   *string   `db:"enrollment_id"`
+	EventType      EventType `db:"event_type"`
+	VMAName        string    `db:"vma_name"`
+	VMAFingerprint string    `db:"vma_fingerprint"`
+	SourceIP       string    `db:"source_ip"`
+	UserAgent      string    `db:"user_agent"`
+	ApprovedBy     string    `db:"approved_by"` // the actor
+	EventDetails   string    `db:"event_details"`
+	CreatedAt      time.Time `db:"created_at"`
+	PrevMAC        string    `db:"prev_mac"`
+	MAC            string    `db:"mac"`
+}
+
+// Details decodes EventDetails into a map (empty map for none).
+func (ev *AuditEvent) Details() map[string]any {
+	m := map[string]any{}
+	if ev.EventDetails != "" {
+		_ = json.Unmarshal([]byte(ev.EventDetails), &m)
+	}
+	return m
+}
+
+// AuditFilter selects audit events. Zero values mean "any".
+type AuditFilter struct {
+	Since, Until *time.Time
+	EventType    EventType
+	EnrollmentID string
+	VMAName      string
+	// After and Before bound the id (exclusive), for paging.
+	After, Before int64
+	// Descending returns the newest first.
+	Descending bool
+	Limit      int
+}
+
+// EnrollmentFilter selects enrollments for lists.
+type EnrollmentFilter struct {
+	Statuses []Status
+	VMAName  string
+	IDPrefix string
+	Limit    int
+}
+
+// AdminToken is an admin API credential; only its hash is stored.
+type AdminToken struct {
+	Name       string     `db:"name"`
+	TokenHash  string     `db:"token_hash"`
+	CreatedAt  time.Time  `db:"created_at"`
+	LastUsedAt *time.Time `db:"last_used_at"`
+	RevokedAt  *time.Time `db:"revoked_at"`
+}
+
+// Meta describes who asked: the source IP, user agent and the actor (admin
+// token name) where there is one.
+type Meta struct {
+	SourceIP  string
+	UserAgent string
+	Actor     string
+}

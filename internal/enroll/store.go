@@ -1,0 +1,65 @@
+package enroll
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the persistence the service needs. Implementations must make each
+// InTx call one database transaction, retried as a whole on transient
+// conflicts (deadlocks, lock waits, busy databases, unique-key races), so fn
+// must not keep state between attempts.
+type Store interface {
+	InTx(ctx context.Context, fn func(Tx) error) error
+
+	GetEnrollment(ctx context.Context, id string) (*Enrollment, error)
+	ListEnrollments(ctx context.Context, f EnrollmentFilter) ([]Enrollment, error)
+	ListConnections(ctx context.Context) ([]Connection, error)
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// AuditHead returns the id and MAC of the newest audit row as recorded
+	// in the chain head (zero values when there is none).
+	AuditHead(ctx context.Context) (int64, string, error)
+	// ExpirableEnrollments lists ids of unfinished enrollments whose
+	// expires_at is at or before now.
+	ExpirableEnrollments(ctx context.Context, now time.Time, limit int) ([]string, error)
+
+	AdminTokenByHash(ctx context.Context, hash string) (*AdminToken, error)
+	ListAdminTokens(ctx context.Context) ([]AdminToken, error)
+	CountAdminTokens(ctx context.Context) (int, error)
+	TouchAdminToken(ctx context.Context, name string, now time.Time) error
+
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Tx is the set of operations available inside one transaction.
+type Tx interface {
+	CreatePairingCode(ctx context.Context, pc *PairingCode) error
+	// ConsumePairingCode marks the unused, unexpired code with this hash as
+	// used, and reports whether it did: of concurrent callers exactly one wins.
+	ConsumePairingCode(ctx context.Context, hash string, now time.Time) (bool, error)
+	// LinkPairingCode records which enrollment used the code.
+	LinkPairingCode(ctx context.Context, hash, enrollmentID string) error
+	PairingCodeByHash(ctx context.Context, hash string) (*PairingCode, error)
+
+	CreateEnrollment(ctx context.Context, e *Enrollment) error
+	GetEnrollment(ctx context.Context, id string) (*Enrollment, error)
+	// UpdateEnrollment writes every mutable column of e where the row still
+	// has status from, and reports whether it did.
+	UpdateEnrollment(ctx context.Context, e *Enrollment, from Status) (bool, error)
+	ApprovedByName(ctx context.Context, name string) ([]Enrollment, error)
+	UsedTunnelPorts(ctx context.Context) ([]int, error)
+
+	// UpsertConnection inserts or replaces the connection row of c.EnrollmentID.
+	UpsertConnection(ctx context.Context, c *Connection) error
+	GetConnection(ctx context.Context, enrollmentID string) (*Connection, error)
+
+	// LockAuditHead locks the audit chain head for the rest of the
+	// transaction and returns the newest id and MAC.
+	LockAuditHead(ctx context.Context) (int64, string, error)
+	// InsertAudit appends ev (ID and MAC set by the caller) and moves the head.
+	InsertAudit(ctx context.Context, ev *AuditEvent) error
+
+	CreateAdminToken(ctx context.Context, t *AdminToken) error
+	RevokeAdminToken(ctx context.Context, name string, now time.Time) (bool, error)
+}
