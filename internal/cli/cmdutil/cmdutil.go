@@ -72,9 +72,9 @@ func Exit(code int, err error) error { return &ExitError{Code: code, Err: err} }
 
 // Exit codes shared by every binary.
 const (
-	ExitOK    = 0
+	ExitOK      = 0
 	ExitFailure = 1
-	ExitUsage = 2
+	ExitUsage   = 2
 )
 
 // FlagError marks a usage problem: the root prints the usage hint and exits 2.
