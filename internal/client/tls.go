@@ -1,0 +1,106 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+)
+
+// FingerprintPrefix starts every OMA certificate fingerprint.
+const FingerprintPrefix = "sha256:"
+
+// FingerprintMismatchError means the server's TLS key is not the pinned one:
+// the client may be talking to an impostor.
+type FingerprintMismatchError struct {
+	Want, Got string
+}
+
+func (e *FingerprintMismatchError) Error() string {
+	return fmt.Sprintf("the server's certificate fingerprint is %s, not the expected %s", e.Got, e.Want)
+}
+
+// SPKIFingerprint returns "sha256:<hex>" of the certificate's
+// SubjectPublicKeyInfo, the form `omactl pairing-code` prints.
+func SPKIFingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return FingerprintPrefix + hex.EncodeToString(sum[:])
+}
+
+// NormalizeFingerprint accepts "sha256:<64 hex>" in any case, with or without
+// colons between the bytes, and returns the canonical lower-case form.
+func NormalizeFingerprint(s string) (string, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t, ok := strings.CutPrefix(t, FingerprintPrefix)
+	if !ok {
+		return "", fmt.Errorf("fingerprint %q must start with %q (copy it from 'omactl pairing-code')", enroll.Printable(s), FingerprintPrefix)
+	}
+	t = strings.ReplaceAll(t, ":", "")
+	if b, err := hex.DecodeString(t); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("fingerprint %q is not sha256: followed by 64 hex digits (copy it from 'omactl pairing-code')", enroll.Printable(s))
+	}
+	return FingerprintPrefix + t, nil
+}
+
+// TLSConfig returns the client TLS settings: TLS 1.2 or newer; with a pin,
+// the server's public key must hash to it (the pin replaces the CA check);
+// with insecure and no pin, any certificate is accepted; otherwise the
+// system roots verify the server as usual.
+func TLSConfig(pin string, insecure bool) *tls.Config {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch {
+	case pin != "":
+		cfg.InsecureSkipVerify = true // the pin below replaces the CA check
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return &FingerprintMismatchError{Want: pin, Got: "(no certificate)"}
+			}
+			got := SPKIFingerprint(cs.PeerCertificates[0])
+			if subtle.ConstantTimeCompare([]byte(got), []byte(pin)) != 1 {
+				return &FingerprintMismatchError{Want: pin, Got: got}
+			}
+			return nil
+		}
+	case insecure:
+		cfg.InsecureSkipVerify = true
+	}
+	return cfg
+}
+
+// FetchFingerprint connects to addr (host:port) over TLS without trusting
+// it and returns the fingerprint of the certificate it presents, so that a
+// person can compare it with the one the admin gave them.
+func FetchFingerprint(ctx context.Context, addr string) (string, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("address %q: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	d := &tls.Dialer{
+		NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+		Config:    &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}, // only to read the key; nothing is sent
+	}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", &NetworkError{Op: "TLS connect to " + addr, Err: err, Dial: true}
+	}
+	defer conn.Close()
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return "", errors.New("not a TLS connection")
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", fmt.Errorf("%s presented no certificate", addr)
+	}
+	return SPKIFingerprint(certs[0]), nil
+}
