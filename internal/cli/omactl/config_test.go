@@ -1,0 +1,87 @@
+package omactl
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+)
+
+// configAfter runs 'omactl version' with args and returns the loaded config.
+func configAfter(t *testing.T, args ...string) (Config, int, string) {
+	t.Helper()
+	ios, _, _, errOut := cmdutil.Test()
+	f := NewFactory(ios)
+	root := NewRootCmd(f)
+	root.SetArgs(append(args, "version"))
+	code := cmdutil.Run(root, ios)
+	return f.Config, code, errOut.String()
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "omactl.yaml")
+	if err := os.WriteFile(file, []byte("server: http://file:1\ntoken_file: /file/token\noutput: yaml\ntoken: filetoken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// default
+	cfg, code, _ := configAfter(t)
+	if code != 0 || cfg.Server != DefaultServer || cfg.TokenFile != DefaultTokenFile || cfg.Output != "table" || cfg.Token != "" {
+		t.Fatalf("defaults: %+v (exit %d)", cfg, code)
+	}
+	// file > default
+	cfg, _, _ = configAfter(t, "--config", file)
+	if cfg.Server != "http://file:1" || cfg.TokenFile != "/file/token" || cfg.Output != "yaml" || cfg.Token != "filetoken" {
+		t.Fatalf("file: %+v", cfg)
+	}
+	// env > file
+	t.Setenv("OMACTL_SERVER", "http://env:2")
+	t.Setenv("OMACTL_TOKEN_FILE", "/env/token")
+	cfg, _, _ = configAfter(t, "--config", file)
+	if cfg.Server != "http://env:2" || cfg.TokenFile != "/env/token" || cfg.Output != "yaml" {
+		t.Fatalf("env over file: %+v", cfg)
+	}
+	// flag > env
+	cfg, _, _ = configAfter(t, "--config", file, "--server", "http://flag:3", "-o", "json")
+	if cfg.Server != "http://flag:3" || cfg.TokenFile != "/env/token" || cfg.Output != "json" {
+		t.Fatalf("flag over env: %+v", cfg)
+	}
+	// the config file may come from the environment too
+	t.Setenv("OMACTL_CONFIG", file)
+	t.Setenv("OMACTL_SERVER", "")
+	os.Unsetenv("OMACTL_SERVER")
+	cfg, _, _ = configAfter(t)
+	if cfg.Server != "http://file:1" || cfg.File != file {
+		t.Fatalf("OMACTL_CONFIG: %+v", cfg)
+	}
+	// a server without scheme is http
+	cfg, _, _ = configAfter(t, "--server", "10.0.0.5:8082")
+	if cfg.Server != "http://10.0.0.5:8082" {
+		t.Fatalf("scheme-less server: %q", cfg.Server)
+	}
+	// a missing config file is a usage error
+	os.Unsetenv("OMACTL_CONFIG")
+	if _, code, stderr := configAfter(t, "--config", filepath.Join(dir, "nope.yaml")); code != 2 {
+		t.Fatalf("missing config file: exit %d, %s", code, stderr)
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "admin.token")
+	os.WriteFile(p, []byte("  tok123\n"), 0o600)
+	got, err := Config{TokenFile: p}.token()
+	if err != nil || got != "tok123" {
+		t.Fatalf("token() = %q, %v", got, err)
+	}
+	got, err = Config{TokenFile: p, Token: "flagtok"}.token()
+	if err != nil || got != "flagtok" {
+		t.Fatalf("--token must win: %q, %v", got, err)
+	}
+	os.WriteFile(p, nil, 0o600)
+	if _, err := (Config{TokenFile: p}).token(); err == nil {
+		t.Fatal("empty token file accepted")
+	}
+}

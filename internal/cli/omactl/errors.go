@@ -1,0 +1,66 @@
+package omactl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/client"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+)
+
+// explain turns a client error into one message that says what happened
+// and what to do next.
+func (f *Factory) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *cmdutil.FlagError
+	var ee *cmdutil.ExitError
+	if errors.As(err, &fe) || errors.As(err, &ee) {
+		return err
+	}
+	server := f.Config.Server
+	var ne *client.NetworkError
+	if errors.As(err, &ne) {
+		return fmt.Errorf("cannot reach oma-server at %s: %v. Is oma-server running? Check --server or OMACTL_SERVER", server, ne.Err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return errors.New("interrupted")
+	}
+	var pe *client.ProtocolError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("unexpected answer from %s: %v. Is --server the admin listener of oma-server?", server, pe.Err)
+	}
+	var ae *client.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	msg := cleanLong(ae.Err.Message)
+	switch string(ae.Err.Code) {
+	case string(enroll.CodeUnauthorized):
+		src := "--token-file " + f.Config.TokenFile
+		if f.Config.Token != "" {
+			src = "--token (or OMACTL_TOKEN)"
+		}
+		return fmt.Errorf("the admin token was refused (%s): check %s; 'oma-server token create --name NAME' makes a new token", msg, src)
+	case string(enroll.CodeUnavailable):
+		return fmt.Errorf("%s: the server's database is unavailable; try again shortly", msg)
+	case api.CodeRateLimited:
+		if ae.RetryAfter > 0 {
+			return fmt.Errorf("%s: rate limited, try again in %s", msg, ae.RetryAfter)
+		}
+		return fmt.Errorf("%s: rate limited, try again shortly", msg)
+	case string(enroll.CodeNotFound):
+		if ae.Status == 404 && msg == "" {
+			return fmt.Errorf("not found on %s: is --server the admin listener of oma-server?", server)
+		}
+		return fmt.Errorf("%s (see 'omactl pending' and 'omactl active')", msg)
+	case string(enroll.CodeInternal):
+		return fmt.Errorf("the server failed (HTTP %d: %s): see the oma-server log", ae.Status, msg)
+	default:
+		return errors.New(msg)
+	}
+}

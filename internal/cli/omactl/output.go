@@ -1,0 +1,235 @@
+package omactl
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+)
+
+// print writes v as one JSON or YAML document, or calls table for people.
+func (f *Factory) print(v any, table func(w io.Writer) error) error {
+	switch f.Config.Output {
+	case "json":
+		return writeJSON(f.IO.Out, v)
+	case "yaml":
+		return writeYAML(f.IO.Out, v)
+	default:
+		return table(f.IO.Out)
+	}
+}
+
+func (f *Factory) structured() bool { return f.Config.Output == "json" || f.Config.Output == "yaml" }
+
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// writeYAML renders v with the same field names and order as its JSON:
+// JSON is YAML, so the JSON is parsed into a YAML node and re-emitted in
+// block style.
+func writeYAML(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	blockStyle(&n)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+func blockStyle(n *yaml.Node) {
+	n.Style &^= yaml.FlowStyle | yaml.DoubleQuotedStyle | yaml.SingleQuotedStyle
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value == "" {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
+
+// table is an aligned text table with a header row.
+type table struct {
+	tw *tabwriter.Writer
+}
+
+func newTable(w io.Writer, headers ...string) *table {
+	t := &table{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
+	t.row(headers...)
+	return t
+}
+
+// row writes one row; every cell is made printable and tab-free first.
+func (t *table) row(cells ...string) {
+	for i, c := range cells {
+		if c == "" {
+			c = "-"
+		}
+		cells[i] = clean(c)
+	}
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+func (t *table) flush() error { return t.tw.Flush() }
+
+// clean makes a stored string safe for the admin's terminal: no escape
+// sequences, no control characters, no tabs to break the columns.
+func clean(s string) string {
+	return strings.ReplaceAll(enroll.Printable(s), "\t", " ")
+}
+
+// cleanLong is clean without Printable's 80-byte cut, for messages.
+func cleanLong(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		n := min(len(s), 80)
+		// do not cut a UTF-8 sequence in two
+		for n < len(s) && n > 0 && s[n]&0xC0 == 0x80 {
+			n--
+		}
+		if n == 0 {
+			n = min(len(s), 80)
+		}
+		b.WriteString(clean(s[:n]))
+		s = s[n:]
+	}
+	return b.String()
+}
+
+// when shows a time in the local zone with its age: "2025-01-02 15:04 (3m ago)".
+func (f *Factory) when(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.In(f.Loc).Format("2006-01-02 15:04:05") + " (" + relative(f.Now(), *t) + ")"
+}
+
+// ago is only the relative part: "3m ago", "in 10m".
+func (f *Factory) ago(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return relative(f.Now(), *t)
+}
+
+func relative(now, t time.Time) string {
+	d := now.Sub(t)
+	future := d < 0
+	if future {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < 5*time.Second:
+		return "just now"
+	case d < time.Minute:
+		s = fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		s = fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%dh", int(d/time.Hour))
+		if m := int(d/time.Minute) % 60; m != 0 && d < 10*time.Hour {
+			s += fmt.Sprintf("%dm", m)
+		}
+	default:
+		s = fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	}
+	if future {
+		return "in " + s
+	}
+	return s + " ago"
+}
+
+func shortID(id string) string {
+	if len(id) > MinIDPrefix {
+		return id[:MinIDPrefix]
+	}
+	return id
+}
+
+// shortIDs returns a function that cuts ids to the shortest prefix (at
+// least MinIDPrefix characters) that still tells all of ids apart, so that
+// what a table shows can be typed back as an ID argument.
+func shortIDs(ids []string) func(string) string {
+	n := MinIDPrefix
+	for {
+		seen := map[string]bool{}
+		dup := false
+		for _, id := range ids {
+			p := id[:min(n, len(id))]
+			if seen[p] {
+				dup = true
+				break
+			}
+			seen[p] = true
+		}
+		if !dup || n >= 36 {
+			break
+		}
+		n++
+	}
+	return func(id string) string { return id[:min(n, len(id))] }
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// details renders an audit event's details as sorted key=value pairs.
+func details(m map[string]any) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := m[k]
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+			if strings.ContainsAny(s, " =") {
+				s = fmt.Sprintf("%q", s)
+			}
+		default:
+			b, _ := json.Marshal(x)
+			s = string(b)
+		}
+		parts = append(parts, k+"="+s)
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,125 @@
+// Package omactl is the command tree of omactl, the OMA admin's tool:
+// pairing codes, the pending list, approve, reject, the active list, revoke
+// and the audit trail, as tables for people and JSON or YAML for scripts.
+package omactl
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/client"
+)
+
+// Factory carries what every command needs: the streams, the clock, the
+// loaded configuration and a way to build the API client.
+type Factory struct {
+	IO *cmdutil.IOStreams
+	// Now is the clock used for relative times and --since.
+	Now func() time.Time
+	// Loc is the time zone tables print in (time.Local by default).
+	Loc *time.Location
+
+	// Config is filled by the root command before any subcommand runs.
+	Config Config
+
+	client *client.Client
+}
+
+// NewFactory returns a factory over the given streams with the real clock.
+func NewFactory(ios *cmdutil.IOStreams) *Factory {
+	return &Factory{IO: ios, Now: time.Now, Loc: time.Local}
+}
+
+// NewRootCmd builds the omactl command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	var cfgFlags configFlags
+	root := &cobra.Command{
+		Use:   "omactl",
+		Short: "Manage VMA enrollments on this OMA",
+		Long: `omactl is the OMA admin's tool for VMA enrollment.
+
+It talks to the admin listener of oma-server (by default http://127.0.0.1:8082)
+with the admin token that oma-server wrote on first start
+(/var/lib/oma-enroll/admin.token). A typical enrollment:
+
+  1. 'omactl pairing-code' makes a single-use code; read it to the VMA operator.
+  2. The operator runs the printed 'vma-enroll' command on the VMA console.
+  3. 'omactl pending' shows the VMA with its key fingerprint; compare it with
+     the one the VMA console shows, then 'omactl approve NAME'.
+
+Settings come from flags, then OMACTL_* environment variables (OMACTL_SERVER,
+OMACTL_TOKEN, OMACTL_TOKEN_FILE, OMACTL_OUTPUT, OMACTL_CONFIG), then the YAML
+file given by --config (keys server, token, token_file, output), then defaults.
+
+With -o json or -o yaml, stdout carries exactly one document (an object, or
+an array for lists) and messages go to stderr. Exit status: 0 ok, 1 error,
+2 usage error.`,
+		Example: `  omactl pairing-code
+  omactl pending
+  omactl approve vma-frankfurt-01
+  omactl active -o json
+  omactl audit --since 24h
+  OMACTL_SERVER=http://10.0.0.5:8082 omactl --token-file ./admin.token pending`,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd.Root().PersistentFlags(), &cfgFlags)
+			if err != nil {
+				return err
+			}
+			f.Config = cfg
+			return nil
+		},
+	}
+	cmdutil.Setup(root)
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	addConfigFlags(root.PersistentFlags(), &cfgFlags)
+
+	version := cmdutil.NewVersionCmd("omactl", f.IO)
+	version.Long = "Print the version of omactl, the commit it was built from, the build date and the Go version."
+
+	root.AddCommand(
+		newPairingCodeCmd(f),
+		newPendingCmd(f),
+		newApproveCmd(f),
+		newRejectCmd(f),
+		newActiveCmd(f),
+		newRevokeCmd(f),
+		newAuditCmd(f),
+		newCompletionCmd(root, f.IO),
+		version,
+	)
+	return root
+}
+
+// Client returns the API client for the configured server and token.
+func (f *Factory) Client() (*client.Client, error) {
+	if f.client != nil {
+		return f.client, nil
+	}
+	tok, err := f.Config.token()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Config{
+		BaseURL:   f.Config.Server,
+		Token:     tok,
+		UserAgent: "omactl/" + cmdutil.Version,
+	})
+	if err != nil {
+		return nil, cmdutil.FlagErrorf("--server: %v", err)
+	}
+	f.client = c
+	return c, nil
+}
+
+func ctxOf(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}
