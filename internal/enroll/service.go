@@ -423,6 +423,9 @@ func (s *Service) Result(ctx context.Context, id, pollToken string, wait time.Du
 		}
 		next, err := s.resultOnce(ctx, id, pollToken)
 		if err != nil {
+			if ctx.Err() != nil {
+				return e, nil // shutting down or the client left: answer what we know
+			}
 			if ErrorCode(err) == CodeUnavailable {
 				continue // keep waiting through a short database outage
 			}

@@ -149,10 +149,14 @@ type KeyPair struct {
 // LoadOrGenerate reads dir/id_ed25519 (and checks id_ed25519.pub matches), or
 // generates a new pair and writes both files atomically (0600 and 0644).
 func LoadOrGenerate(dir, comment string) (*KeyPair, error) {
-	kp := &KeyPair{
-		PrivatePath: filepath.Join(dir, "id_ed25519"),
-		PublicPath:  filepath.Join(dir, "id_ed25519.pub"),
-	}
+	return LoadOrGenerateFile(filepath.Join(dir, "id_ed25519"), comment)
+}
+
+// LoadOrGenerateFile is LoadOrGenerate for a private key at privPath (the
+// public key goes to privPath + ".pub").
+func LoadOrGenerateFile(privPath, comment string) (*KeyPair, error) {
+	dir := filepath.Dir(privPath)
+	kp := &KeyPair{PrivatePath: privPath, PublicPath: privPath + ".pub"}
 	data, err := os.ReadFile(kp.PrivatePath)
 	switch {
 	case err == nil:

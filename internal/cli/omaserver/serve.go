@@ -1,0 +1,322 @@
+package omaserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/server"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/store"
+)
+
+func newServeCmd(ios *cmdutil.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the admin and public listeners",
+		Long: `Run the admin listener (admin API for omactl, /health, /metrics) and the
+public listener (TLS; the enrollment endpoints and /health only).
+
+On first start it creates, in --data-dir: the SQLite database (default store),
+a self-signed TLS certificate (unless --tls-cert/--tls-key are given), the
+audit-chain key (audit.key), the SSH host key and, when no admin token exists
+yet, an admin token named "admin" written to admin.token (mode 0600).
+Migrations are applied at start unless --no-migrate.
+
+Several instances may share one MariaDB database behind a load balancer;
+give them the same audit.key (--audit-key-file) and the same certificate.`,
+		Example: `  # Development: SQLite in ./.oma-dev, public listener on :8443
+  oma-server serve --data-dir ./.oma-dev --public-listen :8443 --public-host 127.0.0.1
+
+  # Production with MariaDB and a real certificate
+  OMA_DB_DSN='oma:secret@tcp(db:3306)/oma' oma-server serve --db-driver mysql \
+    --public-host oma.example.com --tls-cert /etc/oma/tls.crt --tls-key /etc/oma/tls.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			opts, err := serveOptionsFrom(v)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, opts, ios)
+		},
+	}
+	f := cmd.Flags()
+	f.String("admin-listen", "127.0.0.1:8082", "address of the admin listener (keep it on a private interface)")
+	f.String("public-listen", ":443", "address of the public (TLS enrollment) listener")
+	f.String("public-host", "", "name or IP that VMAs use to reach this OMA (certificate SAN, join command; default: the hostname)")
+	f.Int("public-port", 0, "port VMAs use to reach the public listener, when a NAT maps it (default: the listen port)")
+	f.String("tls-cert", "", "PEM certificate for the public listener (default: self-signed, created once in the data dir)")
+	f.String("tls-key", "", "PEM private key for --tls-cert")
+	f.String("tunnel-mode", "embedded", "tunnel endpoint: embedded, openssh or none")
+	f.String("tunnel-host", "", "host VMAs open their tunnel to (default: the address they enrolled through)")
+	f.String("tunnel-user", "vma_tunnel", "SSH user of the tunnels")
+	f.String("tunnel-port-range", "9081-9999", "pool of per-VMA reverse tunnel ports on the OMA")
+	f.String("ssh-host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "sshd's public host key (openssh tunnel mode)")
+	f.String("audit-key-file", "", "HMAC key of the audit chain (default <data-dir>/audit.key; share it between instances)")
+	f.StringSlice("trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For is trusted (repeatable)")
+	f.Duration("code-ttl", 10*time.Minute, "default lifetime of pairing codes")
+	f.Duration("verify-window", 10*time.Minute, "time a VMA has to answer its challenge")
+	f.Duration("approval-window", 30*time.Minute, "time an admin has to approve a verified VMA")
+	f.Float64("rate-limit", 5, "public requests per second per client IP")
+	f.Int("rate-burst", 20, "burst of public requests per client IP")
+	f.Float64("code-failures-per-minute", 5, "rejected pairing codes allowed per minute per client IP")
+	f.Bool("no-migrate", false, "do not apply database migrations at start")
+	return cmd
+}
+
+type serveOptions struct {
+	common
+	AdminListen, PublicListen, PublicHost string
+	PublicPort                            int
+	TLSCert, TLSKey                       string
+	TunnelMode, TunnelHost, TunnelUser    string
+	PortMin, PortMax                      int
+	SSHHostKey                            string
+	AuditKeyFile                          string
+	TrustedProxies                        []netip.Prefix
+	CodeTTL, VerifyWindow, ApprovalWindow time.Duration
+	RateLimit                             float64
+	RateBurst                             int
+	CodeFailures                          float64
+	NoMigrate                             bool
+}
+
+func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
+	c, err := commonFrom(v)
+	if err != nil {
+		return serveOptions{}, err
+	}
+	o := serveOptions{
+		common:         c,
+		AdminListen:    v.GetString("admin-listen"),
+		PublicListen:   v.GetString("public-listen"),
+		PublicHost:     v.GetString("public-host"),
+		PublicPort:     v.GetInt("public-port"),
+		TLSCert:        v.GetString("tls-cert"),
+		TLSKey:         v.GetString("tls-key"),
+		TunnelMode:     v.GetString("tunnel-mode"),
+		TunnelHost:     v.GetString("tunnel-host"),
+		TunnelUser:     v.GetString("tunnel-user"),
+		SSHHostKey:     v.GetString("ssh-host-key"),
+		AuditKeyFile:   v.GetString("audit-key-file"),
+		CodeTTL:        v.GetDuration("code-ttl"),
+		VerifyWindow:   v.GetDuration("verify-window"),
+		ApprovalWindow: v.GetDuration("approval-window"),
+		RateLimit:      v.GetFloat64("rate-limit"),
+		RateBurst:      v.GetInt("rate-burst"),
+		CodeFailures:   v.GetFloat64("code-failures-per-minute"),
+		NoMigrate:      v.GetBool("no-migrate"),
+	}
+	switch o.TunnelMode {
+	case "embedded", "openssh", "none":
+	default:
+		return o, cmdutil.FlagErrorf("--tunnel-mode %q: use embedded, openssh or none", o.TunnelMode)
+	}
+	if o.PortMin, o.PortMax, err = parsePortRange(v.GetString("tunnel-port-range")); err != nil {
+		return o, err
+	}
+	for _, p := range v.GetStringSlice("trusted-proxy") {
+		for _, part := range strings.Split(p, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			pfx, err := netip.ParsePrefix(part)
+			if err != nil {
+				a, aerr := netip.ParseAddr(part)
+				if aerr != nil {
+					return o, cmdutil.FlagErrorf("--trusted-proxy %q is not a CIDR (like 10.0.0.0/8) or an IP", part)
+				}
+				pfx = netip.PrefixFrom(a, a.BitLen())
+			}
+			o.TrustedProxies = append(o.TrustedProxies, pfx.Masked())
+		}
+	}
+	if o.CodeTTL < time.Minute || o.CodeTTL > 24*time.Hour {
+		return o, cmdutil.FlagErrorf("--code-ttl %s: use 1m to 24h", o.CodeTTL)
+	}
+	if o.VerifyWindow <= 0 || o.ApprovalWindow <= 0 {
+		return o, cmdutil.FlagErrorf("--verify-window and --approval-window must be positive")
+	}
+	if o.PublicHost == "" {
+		o.PublicHost, _ = os.Hostname()
+	}
+	if o.PublicPort < 0 || o.PublicPort > 65535 {
+		return o, cmdutil.FlagErrorf("--public-port %d is not a port", o.PublicPort)
+	}
+	if o.AuditKeyFile == "" {
+		o.AuditKeyFile = filepath.Join(o.DataDir, "audit.key")
+	}
+	return o, nil
+}
+
+func parsePortRange(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || lo < 1024 || hi > 65535 || lo > hi {
+		return 0, 0, cmdutil.FlagErrorf("--tunnel-port-range %q: use LOW-HIGH within 1024-65535, e.g. 9081-9999", s)
+	}
+	return lo, hi, nil
+}
+
+func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error {
+	log, err := o.logger(ios.ErrOut)
+	if err != nil {
+		return err
+	}
+	db, err := o.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if !o.NoMigrate {
+		if err := store.MigrateUp(ctx, o.Driver, o.DSN); err != nil {
+			return fmt.Errorf("apply migrations: %w", err)
+		}
+	}
+	auditKey, err := loadOrCreateAuditKey(ctx, o.AuditKeyFile, db, log)
+	if err != nil {
+		return err
+	}
+	svc := enroll.New(db, enroll.Config{
+		CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow,
+		PortMin: o.PortMin, PortMax: o.PortMax, SSHUser: o.TunnelUser,
+	}, auditKey, log)
+	if err := ensureAdminToken(ctx, svc, db, o.DataDir, log); err != nil {
+		return err
+	}
+	cert, err := server.LoadOrCreateCertificate(o.TLSCert, o.TLSKey, o.DataDir, []string{o.PublicHost})
+	if err != nil {
+		return err
+	}
+	hostKey := ""
+	switch o.TunnelMode {
+	case "embedded":
+		signer, err := loadOrCreateHostKey(filepath.Join(o.DataDir, "ssh_host_ed25519_key"))
+		if err != nil {
+			return err
+		}
+		hostKey = signer
+	case "openssh":
+		b, err := os.ReadFile(o.SSHHostKey)
+		if err != nil {
+			return fmt.Errorf("openssh tunnel mode needs sshd's public host key: %w (set --ssh-host-key)", err)
+		}
+		hostKey = strings.TrimSpace(string(b))
+	}
+	join := ""
+	if o.PublicPort != 0 {
+		join = net.JoinHostPort(o.PublicHost, strconv.Itoa(o.PublicPort))
+	}
+	srv, err := server.New(server.Config{
+		AdminListen: o.AdminListen, PublicListen: o.PublicListen, PublicHost: o.PublicHost, JoinAddress: join,
+		TLS: cert, TrustedProxies: o.TrustedProxies,
+		Tunnel:        server.TunnelConfig{Host: o.TunnelHost, Port: o.PublicPort, User: o.TunnelUser, HostKey: hostKey},
+		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures,
+	}, svc, db, log)
+	if err != nil {
+		return err
+	}
+	if host, _, err := net.SplitHostPort(o.AdminListen); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && !ip.IsLoopback()) {
+			log.Warn("the admin listener is not on a loopback address; keep it on a private network", "admin_listen", o.AdminListen)
+		}
+	}
+	return srv.Run(ctx, nil)
+}
+
+// loadOrCreateAuditKey reads the audit chain's HMAC key, or creates it when
+// the audit table is still empty. A missing key with existing audit rows is
+// an error: a new key would make the whole history look tampered with.
+func loadOrCreateAuditKey(ctx context.Context, path string, db *store.DB, log *slog.Logger) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(key) < 32 {
+			return nil, fmt.Errorf("audit key %s is not 64 hex characters", path)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read audit key: %w", err)
+	}
+	headID, _, err := db.AuditHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if headID > 0 {
+		return nil, fmt.Errorf("audit key %s is missing but the database already holds %d audit events: copy audit.key from the data directory of another instance (or a backup) and start again", path, headID)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	log.Info("created the audit chain key; back it up and share it with every instance", "path", path)
+	return key, nil
+}
+
+// ensureAdminToken creates the first admin token when there is none and
+// writes it to <data-dir>/admin.token (0600). The token is never logged.
+func ensureAdminToken(ctx context.Context, svc *enroll.Service, db *store.DB, dataDir string, log *slog.Logger) error {
+	n, err := db.CountAdminTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	tok, err := svc.CreateAdminToken(ctx, "admin")
+	if err != nil {
+		if enroll.ErrorCode(err) == enroll.CodeConflict {
+			return nil // another instance created it first
+		}
+		return fmt.Errorf("create the first admin token: %w", err)
+	}
+	path := filepath.Join(dataDir, "admin.token")
+	if err := atomicfile.WriteFile(path, []byte(tok.Reveal()+"\n"), 0o600); err != nil {
+		return err
+	}
+	log.Info("created the first admin token (name \"admin\"); omactl reads it from the token file", "path", path)
+	return nil
+}
+
+// loadOrCreateHostKey returns the authorized_keys line of the embedded SSH
+// endpoint's Ed25519 host key, generating the key once.
+func loadOrCreateHostKey(path string) (string, error) {
+	kp, err := sshkey.LoadOrGenerateFile(path, "oma-server")
+	if err != nil {
+		return "", fmt.Errorf("ssh host key: %w", err)
+	}
+	return sshkey.AuthorizedKey(kp.Public, ""), nil
+}

@@ -1,0 +1,125 @@
+package server
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+)
+
+// limiter keeps one token bucket per client IP and forgets idle ones.
+type limiter struct {
+	mu      sync.Mutex
+	limit   rate.Limit
+	burst   int
+	buckets map[string]*bucket
+	lastGC  time.Time
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	return &limiter{limit: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}, lastGC: time.Now()}
+}
+
+func (l *limiter) get(key string, now time.Time) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastGC) > time.Minute {
+		for k, b := range l.buckets {
+			// A bucket idle long enough to be full again carries no state.
+			if now.Sub(b.seen) > 10*time.Minute {
+				delete(l.buckets, k)
+			}
+		}
+		l.lastGC = now
+	}
+	b, ok := l.buckets[key]
+	if !ok {
+		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
+		l.buckets[key] = b
+	}
+	b.seen = now
+	return b.lim
+}
+
+// take consumes one token for key, or returns how long to wait.
+func (l *limiter) take(key string) (time.Duration, bool) {
+	now := time.Now()
+	r := l.get(key, now).ReserveN(now, 1)
+	if !r.OK() {
+		return time.Minute, false
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, false
+	}
+	return 0, true
+}
+
+// blocked reports whether key has no token left, without consuming one.
+func (l *limiter) blocked(key string) (time.Duration, bool) {
+	now := time.Now()
+	lim := l.get(key, now)
+	if lim.TokensAt(now) >= 1 {
+		return 0, false
+	}
+	r := lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return d, true
+}
+
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, msg string) {
+	secs := int(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	s.metrics.rateLimited.Add(1)
+	s.writeError(w, r, &httpError{code: api.CodeRateLimited, msg: msg + "; retry after " + strconv.Itoa(secs) + "s"})
+}
+
+// rateLimit applies the per-IP request budget of the public listener.
+func (s *Server) rateLimit(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if wait, ok := s.reqLimit.take(clientIP(r.Context())); !ok {
+			s.tooMany(w, r, wait, "too many requests from your address")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// waiters bounds concurrent long polls per IP.
+type waiters struct {
+	mu  sync.Mutex
+	max int
+	n   map[string]int
+}
+
+func (w *waiters) acquire(ip string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n[ip] >= w.max {
+		return false
+	}
+	w.n[ip]++
+	return true
+}
+
+func (w *waiters) release(ip string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n[ip]--; w.n[ip] <= 0 {
+		delete(w.n, ip)
+	}
+}

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+)
+
+// writeJSON renders v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeError renders err as the JSON error envelope. Errors without a code
+// are internal: the client gets a generic message, the log gets the cause.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := string(enroll.ErrorCode(err))
+	msg := enroll.ErrorMessage(err)
+	var he *httpError
+	if errors.As(err, &he) {
+		code, msg = he.code, he.msg
+	}
+	status := api.HTTPStatus(code)
+	if status >= 500 {
+		s.log.Error("request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	}
+	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
+}
+
+// httpError is an error that exists only at the HTTP layer.
+type httpError struct {
+	code, msg string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return enroll.Errorf(enroll.CodeInvalidRequest, format, args...)
+}
+
+// decode reads one JSON object into v: body capped, unknown fields and
+// trailing data rejected. With optional, an empty body leaves v as is.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	if r.Body == nil {
+		if optional {
+			return nil
+		}
+		return badRequest("request body is empty: send a JSON object")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &httpError{code: api.CodeBodyTooLarge, msg: fmt.Sprintf("request body is larger than %d bytes", api.MaxBodyBytes)}
+		}
+		return badRequest("could not read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return badRequest("request body is empty: send a JSON object")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return badRequest("Content-Type must be application/json, got %q", enroll.Printable(ct))
+	}
+	if !utf8.Valid(body) {
+		return badRequest("request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("%s", describeJSONError(err))
+	}
+	if dec.More() {
+		return badRequest("request body must hold exactly one JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("field %q must be a %s, not a JSON %s", te.Field, te.Type, te.Value)
+		}
+		return fmt.Sprintf("request body must be a JSON object, not a JSON %s", te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "malformed JSON: the body ends early"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Sprintf("unknown field %s: check the field names of the API", enroll.Printable(strings.TrimPrefix(err.Error(), "json: unknown field ")))
+	default:
+		return "malformed JSON: " + enroll.Printable(err.Error())
+	}
+}
+
+// notFound answers every path that is not served.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, enroll.Errorf(enroll.CodeNotFound, "no such endpoint: %s %s", r.Method, enroll.Printable(r.URL.Path)))
+}
+
+// methods restricts a handler to some methods; others get 405 with Allow.
+func (s *Server) methods(h http.HandlerFunc, allowed ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range allowed {
+			if r.Method == m || (m == http.MethodGet && r.Method == http.MethodHead) {
+				h(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		s.writeError(w, r, &httpError{code: api.CodeMethodNotAllowed, msg: fmt.Sprintf("method %s is not allowed here; use %s", enroll.Printable(r.Method), strings.Join(allowed, " or "))})
+	}
+}

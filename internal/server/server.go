@@ -1,0 +1,284 @@
+// Package server is oma-server's HTTP side: the admin listener (token
+// authenticated admin API, /health, /metrics) and the public listener (TLS,
+// the three enrollment endpoints and /health only, rate-limited), built as
+// two separate muxes so that nothing can leak from one to the other.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+)
+
+// TunnelConfig is what approved VMAs are told about their tunnel.
+type TunnelConfig struct {
+	Host         string // empty: the VMA uses the address it enrolled through
+	Port         int    // SSH port (the public port in embedded mode)
+	User         string
+	HostKey      string // authorized_keys line of the SSH host key
+	NBDListen    string // VMA-local side of the NBD forward
+	NBDTarget    string // OMA side of the NBD forward
+	VMAAPITarget string // VMA-local target of the reverse forward
+}
+
+// Config configures a Server.
+type Config struct {
+	AdminListen  string
+	PublicListen string
+	// JoinAddress is HOST:PORT as VMAs reach the public listener; it goes
+	// into join commands. Empty: derived from PublicHost and the bound port.
+	JoinAddress string
+	PublicHost  string
+	TLS         tls.Certificate
+
+	TrustedProxies []netip.Prefix
+	Tunnel         TunnelConfig
+
+	// RatePerSecond and RateBurst bound public requests per client IP.
+	RatePerSecond float64
+	RateBurst     int
+	// CodeFailuresPerMinute and CodeFailureBurst bound rejected pairing
+	// codes per client IP (stricter).
+	CodeFailuresPerMinute float64
+	CodeFailureBurst      int
+	// MaxWaitersPerIP bounds concurrent long polls per client IP.
+	MaxWaitersPerIP int
+
+	ExpireEvery     time.Duration
+	ShutdownTimeout time.Duration
+}
+
+func (c *Config) fill() {
+	if c.RatePerSecond == 0 {
+		c.RatePerSecond = 5
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = 20
+	}
+	if c.CodeFailuresPerMinute == 0 {
+		c.CodeFailuresPerMinute = 5
+	}
+	if c.CodeFailureBurst == 0 {
+		c.CodeFailureBurst = 5
+	}
+	if c.MaxWaitersPerIP == 0 {
+		c.MaxWaitersPerIP = 64
+	}
+	if c.ExpireEvery == 0 {
+		c.ExpireEvery = 15 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Tunnel.User == "" {
+		c.Tunnel.User = "vma_tunnel"
+	}
+	if c.Tunnel.NBDListen == "" {
+		c.Tunnel.NBDListen = "127.0.0.1:10808"
+	}
+	if c.Tunnel.NBDTarget == "" {
+		c.Tunnel.NBDTarget = "127.0.0.1:10809"
+	}
+	if c.Tunnel.VMAAPITarget == "" {
+		c.Tunnel.VMAAPITarget = "127.0.0.1:8081"
+	}
+}
+
+// Pinger is the part of the store the server checks for health.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Server runs both listeners over one enrollment service.
+type Server struct {
+	cfg         Config
+	svc         *enroll.Service
+	store       Pinger
+	log         *slog.Logger
+	metrics     *metrics
+	reqLimit    *limiter
+	codeLimit   *limiter
+	waiters     *waiters
+	fingerprint string
+
+	// onApprove and onRevoke let a tunnel endpoint react (set by SetHooks).
+	onApprove, onRevoke func(*enroll.Enrollment)
+
+	mu          sync.Mutex
+	adminLn     net.Listener
+	publicLn    net.Listener
+	publicInner net.Listener
+	ready       chan struct{}
+}
+
+// New builds a server. It does not listen until Run.
+func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Server, error) {
+	cfg.fill()
+	if len(cfg.TLS.Certificate) == 0 || cfg.TLS.Leaf == nil {
+		return nil, errors.New("server: a TLS certificate (with Leaf) is required for the public listener")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg, svc: svc, store: store, log: log,
+		metrics:     newMetrics(),
+		reqLimit:    newLimiter(cfg.RatePerSecond, cfg.RateBurst),
+		codeLimit:   newLimiter(cfg.CodeFailuresPerMinute/60, cfg.CodeFailureBurst),
+		waiters:     &waiters{max: cfg.MaxWaitersPerIP, n: map[string]int{}},
+		fingerprint: SPKIFingerprint(cfg.TLS.Leaf),
+		ready:       make(chan struct{}),
+	}
+	return s, nil
+}
+
+// SetHooks registers functions called after a successful approval or
+// revocation (the tunnel endpoint uses them).
+func (s *Server) SetHooks(onApprove, onRevoke func(*enroll.Enrollment)) {
+	s.onApprove, s.onRevoke = onApprove, onRevoke
+}
+
+// Fingerprint is the SPKI fingerprint of the public certificate.
+func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// Ready is closed once both listeners are bound.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// AdminAddr and PublicAddr are the bound addresses (after Ready).
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// PublicAddr is the bound public address (after Ready).
+func (s *Server) PublicAddr() string { return s.publicInner.Addr().String() }
+
+// TLSConfig is the public listener's TLS configuration.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{s.cfg.TLS},
+		NextProtos:   []string{"h2", "http/1.1"},
+	}
+}
+
+// PublicListener optionally replaces how the public port's raw listener is
+// turned into the listener of TLS connections for HTTP (the tunnel endpoint
+// uses it to take SSH connections off the same port). It receives the raw
+// TCP listener and returns the listener HTTP should serve (plain TCP
+// connections carrying TLS).
+type PublicListener func(raw net.Listener) net.Listener
+
+// Run binds both listeners, serves until ctx ends, then shuts down
+// gracefully: in-flight requests finish and long polls return.
+func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
+	adminLn, err := net.Listen("tcp", s.cfg.AdminListen)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", s.cfg.AdminListen, err)
+	}
+	rawPublic, err := net.Listen("tcp", s.cfg.PublicListen)
+	if err != nil {
+		adminLn.Close()
+		return fmt.Errorf("public listener %s: %w", s.cfg.PublicListen, err)
+	}
+	httpPublic := rawPublic
+	if wrapPublic != nil {
+		httpPublic = wrapPublic(rawPublic)
+	}
+	s.mu.Lock()
+	s.adminLn, s.publicInner = adminLn, rawPublic
+	s.publicLn = tls.NewListener(httpPublic, s.TLSConfig())
+	s.mu.Unlock()
+	if s.cfg.JoinAddress == "" {
+		_, port, _ := net.SplitHostPort(rawPublic.Addr().String())
+		host := s.cfg.PublicHost
+		if host == "" {
+			host = "localhost"
+		}
+		s.cfg.JoinAddress = net.JoinHostPort(host, port)
+	}
+	if s.cfg.Tunnel.Port == 0 {
+		_, port, _ := net.SplitHostPort(rawPublic.Addr().String())
+		s.cfg.Tunnel.Port, _ = strconv.Atoi(port)
+	}
+
+	// baseCtx ends when shutdown starts, so long polls return at once.
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	mk := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      api60() + 15*time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			BaseContext:       func(net.Listener) context.Context { return baseCtx },
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+	}
+	adminSrv := mk(s.adminMux())
+	publicSrv := mk(s.publicMux())
+
+	errc := make(chan error, 2)
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	go func() { errc <- publicSrv.Serve(s.publicLn) }()
+	s.log.Info("oma-server listening", "admin", adminLn.Addr().String(), "public", rawPublic.Addr().String(),
+		"oma_fingerprint", s.fingerprint, "join_address", s.cfg.JoinAddress)
+	close(s.ready)
+
+	expCtx, stopExpirer := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.expirer(expCtx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = err
+		}
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	stopExpirer()
+	cancelBase()
+	shCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := publicSrv.Shutdown(shCtx); err != nil {
+		s.log.Warn("public shutdown", "err", err)
+	}
+	if err := adminSrv.Shutdown(shCtx); err != nil {
+		s.log.Warn("admin shutdown", "err", err)
+	}
+	wg.Wait()
+	return runErr
+}
+
+func api60() time.Duration { return 60 * time.Second }
+
+// expirer marks stale enrollments expired; several instances may run it.
+func (s *Server) expirer(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ExpireEvery)
+	defer t.Stop()
+	for {
+		n, err := s.svc.ExpireDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("expirer", "err", err)
+		} else if n > 0 {
+			s.log.Info("expired enrollments", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
