@@ -1,0 +1,247 @@
+package main_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "oma-server-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "oma-server")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build oma-server: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+}
+
+func start(t *testing.T, dataDir, admin, public string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"serve", "--data-dir", dataDir, "--admin-listen", admin, "--public-listen", public,
+		"--public-host", "127.0.0.1", "--tunnel-mode", "none", "--log-format", "json"}, extra...)
+	cmd := exec.Command(binary, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(), "OMA_CONFIG=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stderr: &stderr}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := http.Get("http://" + admin + "/health")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("oma-server did not become healthy; stderr:\n%s", stderr.String())
+	return nil
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("oma-server exited with %v; stderr:\n%s", err, p.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("oma-server did not stop within 15s of SIGTERM")
+	}
+}
+
+func pinned(fp string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, MinVersion: tls.VersionTLS12,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+			if got := "sha256:" + hex.EncodeToString(sum[:]); got != fp {
+				return fmt.Errorf("OMA fingerprint %s, want %s", got, fp)
+			}
+			return nil
+		},
+	}}}
+}
+
+func call(t *testing.T, c *http.Client, method, url, token string, in, out any) int {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if out != nil && res.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, url, b, err)
+		}
+	}
+	return res.StatusCode
+}
+
+// TestServeBinaryEnrollsAndSurvivesRestart drives a whole enrollment over
+// real TLS with fingerprint pinning against the built binary, restarts it,
+// and checks that the certificate, the admin token and the data survived.
+func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
+	dataDir := t.TempDir()
+	admin, public := freePort(t), freePort(t)
+	p := start(t, dataDir, admin, public)
+
+	tokBytes, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dataDir, "admin.token")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token mode %v, want 0600", fi.Mode().Perm())
+	}
+	token := strings.TrimSpace(string(tokBytes))
+	if strings.Contains(p.stderr.String(), token) {
+		t.Fatal("the admin token appears in the log")
+	}
+	plain := &http.Client{Timeout: 30 * time.Second}
+	var pc api.PairingCodeResponse
+	if st := call(t, plain, "POST", "http://"+admin+api.PathPairingCode, token, api.PairingCodeRequest{}, &pc); st != 201 {
+		t.Fatalf("pairing code: %d", st)
+	}
+	if !strings.HasPrefix(pc.JoinCommand, "vma-enroll --oma 127.0.0.1:") {
+		t.Fatalf("join command %q", pc.JoinCommand)
+	}
+
+	// A client pinned to another fingerprint cannot even connect.
+	wrong := pinned("sha256:" + strings.Repeat("0", 64))
+	if _, err := wrong.Get("https://" + public + "/health"); err == nil || !strings.Contains(err.Error(), "fingerprint") {
+		t.Fatalf("wrongly pinned client: %v", err)
+	}
+
+	c := pinned(pc.OMAFingerprint)
+	pub, priv, _ := sshkey.Generate(nil)
+	var er api.EnrollResponse
+	if st := call(t, c, "POST", "https://"+public+api.PathEnroll, "", api.EnrollRequest{
+		PairingCode: strings.ToLower(strings.ReplaceAll(pc.PairingCode, "-", "")), VMAPublicKey: sshkey.AuthorizedKey(pub, "vma"), VMAName: "restart-vma", VMAVersion: "2.0.1",
+	}, &er); st != 201 {
+		t.Fatalf("enroll: %d", st)
+	}
+	ch, _ := base64.StdEncoding.DecodeString(er.Challenge)
+	var vr api.VerifyResponse
+	if st := call(t, c, "POST", "https://"+public+api.PathVerify, "", api.VerifyRequest{
+		EnrollmentID: er.EnrollmentID, Signature: base64.StdEncoding.EncodeToString(enroll.SignChallenge(priv, er.EnrollmentID, ch)),
+	}, &vr); st != 200 {
+		t.Fatalf("verify: %d", st)
+	}
+	if st := call(t, plain, "POST", "http://"+admin+api.PathApprove+er.EnrollmentID, token, nil, nil); st != 200 {
+		t.Fatalf("approve: %d", st)
+	}
+	var res api.ResultResponse
+	if st := call(t, c, "GET", "https://"+public+api.PathResult+"?enrollment_id="+er.EnrollmentID, vr.PollToken, nil, &res); st != 200 || res.Status != "approved" || res.Tunnel == nil {
+		t.Fatalf("result: %d %+v", st, res)
+	}
+	for _, secret := range []string{pc.PairingCode, vr.PollToken, token} {
+		if strings.Contains(p.stderr.String(), secret) {
+			t.Fatalf("a secret (%.8s…) appears in the log", secret)
+		}
+	}
+	p.stop(t)
+
+	// Restart on the same data dir: same certificate, same token, same data.
+	p = start(t, dataDir, admin, public)
+	tok2, _ := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if string(tok2) != string(tokBytes) {
+		t.Fatal("admin.token changed across a restart")
+	}
+	if _, err := c.Get("https://" + public + "/health"); err != nil {
+		t.Fatalf("the certificate changed across a restart: %v", err)
+	}
+	var act api.ConnectionList
+	if st := call(t, plain, "GET", "http://"+admin+api.PathActive, token, nil, &act); st != 200 || len(act.Connections) != 1 || act.Connections[0].EnrollmentID != er.EnrollmentID {
+		t.Fatalf("active after restart: %d %+v", st, act)
+	}
+	var rep api.ChainReport
+	if st := call(t, plain, "GET", "http://"+admin+api.PathAuditVerify, token, nil, &rep); st != 200 || !rep.OK {
+		t.Fatalf("audit chain after restart: %d %+v", st, rep)
+	}
+	p.stop(t)
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--tunnel-mode", "bogus"},
+		{"serve", "--no-such-flag"},
+		{"serve", "--db-driver", "postgres"},
+		{"frobnicate"},
+	} {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), "OMA_CONFIG=")
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("oma-server %v: %v, want exit 2; output:\n%s", args, err, out)
+		}
+		if strings.Contains(string(out), "goroutine ") {
+			t.Errorf("oma-server %v printed a stack trace", args)
+		}
+	}
+}
