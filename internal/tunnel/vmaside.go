@@ -1,0 +1,296 @@
+// Package tunnel holds both ends of the VMA–OMA tunnel. On the VMA side
+// (vmaside*.go) it turns the tunnel object of an approved enrollment into
+// the files the VMA runs its tunnel from: known_hosts, ssh_config and a
+// systemd unit.
+package tunnel
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
+)
+
+// Names of the files in the VMA's config directory.
+const (
+	FileKnownHosts = "known_hosts"
+	FileSSHConfig  = "ssh_config"
+	FileUnit       = "vma-tunnel.service"
+	// SSHHostAlias is the Host block name in ssh_config: `ssh -F ssh_config oma`.
+	SSHHostAlias = "oma"
+)
+
+// VMAConfig is the input of the VMA-side configuration writer.
+type VMAConfig struct {
+	// Dir is the config directory (absolute), e.g. /etc/vma-enroll.
+	Dir string
+	// EnrollmentID is recorded in the generated files' headers.
+	EnrollmentID string
+	// OMAHost is the host the VMA enrolled through; it is used when the
+	// tunnel object carries no host (the server cannot know its own name
+	// behind NAT).
+	OMAHost string
+	// OMAPort is the port the VMA enrolled through; used when the tunnel
+	// object carries no port.
+	OMAPort int
+	// Tunnel is the approved result's tunnel object.
+	Tunnel api.Tunnel
+	// Binary is the absolute path of vma-enroll, for the systemd unit.
+	Binary string
+}
+
+var (
+	hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$`)
+	userRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
+)
+
+// Endpoint returns the SSH host and port the tunnel connects to.
+func (c VMAConfig) Endpoint() (string, int) {
+	host, port := c.Tunnel.Host, c.Tunnel.Port
+	if host == "" {
+		host = c.OMAHost
+	}
+	if port == 0 {
+		port = c.OMAPort
+	}
+	return host, port
+}
+
+// Validate checks every value that goes into a generated file, so that a
+// hostile or broken answer cannot inject options into ssh_config or the unit.
+func (c VMAConfig) Validate() error {
+	if !filepath.IsAbs(c.Dir) || !safePath(c.Dir) {
+		return fmt.Errorf("config dir %q must be an absolute path without quotes or control characters", c.Dir)
+	}
+	if c.Binary != "" && (!filepath.IsAbs(c.Binary) || !safePath(c.Binary)) {
+		return fmt.Errorf("binary path %q must be absolute, without quotes or control characters", c.Binary)
+	}
+	host, port := c.Endpoint()
+	if err := validHost(host); err != nil {
+		return fmt.Errorf("tunnel host: %w", err)
+	}
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("tunnel port %d is out of range", port)
+	}
+	if !userRE.MatchString(c.Tunnel.User) {
+		return fmt.Errorf("tunnel user %q is not a valid user name", c.Tunnel.User)
+	}
+	if c.Tunnel.HostKey != "" {
+		if _, err := hostKey(c.Tunnel.HostKey); err != nil {
+			return err
+		}
+	}
+	for _, f := range append(append([]api.Forward{}, c.Tunnel.LocalForwards...), c.Tunnel.RemoteForwards...) {
+		for _, a := range []string{f.Listen, f.Target} {
+			if err := validHostPort(a); err != nil {
+				return fmt.Errorf("forward %q -> %q: %w", f.Listen, f.Target, err)
+			}
+		}
+	}
+	return nil
+}
+
+func safePath(p string) bool {
+	return !strings.ContainsAny(p, "\"'\\\n\r\t\x00%$")
+}
+
+func validHost(h string) error {
+	if h == "" {
+		return fmt.Errorf("empty host")
+	}
+	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil {
+		return nil
+	}
+	if !hostRE.MatchString(h) {
+		return fmt.Errorf("%q is not a host name or IP address", h)
+	}
+	return nil
+}
+
+func validHostPort(a string) error {
+	h, p, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", a)
+	}
+	if err := validHost(h); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has no valid port", a)
+	}
+	return nil
+}
+
+// hostKey parses the OMA's host key line and returns "type base64" without
+// options or comment.
+func hostKey(line string) (string, error) {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		return "", fmt.Errorf("the OMA's SSH host key is malformed: %v", err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))), nil
+}
+
+// KnownHostsHost is how known_hosts names host:port ("[host]:port", or the
+// bare host for port 22).
+func KnownHostsHost(host string, port int) string {
+	host = strings.Trim(host, "[]")
+	if port == 22 {
+		return host
+	}
+	return "[" + host + "]:" + strconv.Itoa(port)
+}
+
+// RenderKnownHosts returns the known_hosts file pinning the OMA's SSH host
+// key. Without a host key (tunnel mode none) it holds only a comment, so
+// that StrictHostKeyChecking refuses the connection until one is installed.
+func RenderKnownHosts(c VMAConfig) (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# OMA SSH host key, pinned by vma-enroll (enrollment %s).\n", c.EnrollmentID)
+	if c.Tunnel.HostKey == "" {
+		b.WriteString("# The OMA sent no host key (its tunnel mode is not 'embedded'): add the line\n# '[host]:port <key>' of the OMA's sshd here before starting the tunnel.\n")
+		return b.String(), nil
+	}
+	key, _ := hostKey(c.Tunnel.HostKey)
+	host, port := c.Endpoint()
+	fmt.Fprintf(&b, "%s %s\n", KnownHostsHost(host, port), key)
+	return b.String(), nil
+}
+
+// RenderSSHConfig returns the ssh_config with the single Host block the
+// tunnel runs from: only the allowed forwards, strict host key checking
+// against known_hosts, only our key, keepalives, no agent, X11 or TTY.
+func RenderSSHConfig(c VMAConfig) (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	host, port := c.Endpoint()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# VMA tunnel to the OMA, written by vma-enroll (enrollment %s).\n", c.EnrollmentID)
+	fmt.Fprintf(&b, "# Run: ssh -F %s -N %s   (or: vma-enroll tunnel)\n", quote(filepath.Join(c.Dir, FileSSHConfig)), SSHHostAlias)
+	fmt.Fprintf(&b, "Host %s\n", SSHHostAlias)
+	line := func(k, v string) { fmt.Fprintf(&b, "    %s %s\n", k, v) }
+	line("HostName", strings.Trim(host, "[]"))
+	line("Port", strconv.Itoa(port))
+	line("User", c.Tunnel.User)
+	line("IdentityFile", quote(filepath.Join(c.Dir, "id_ed25519")))
+	line("IdentitiesOnly", "yes")
+	line("UserKnownHostsFile", quote(filepath.Join(c.Dir, FileKnownHosts)))
+	line("GlobalKnownHostsFile", "/dev/null")
+	line("StrictHostKeyChecking", "yes")
+	line("UpdateHostKeys", "no")
+	line("PreferredAuthentications", "publickey")
+	line("BatchMode", "yes")
+	for _, f := range c.Tunnel.LocalForwards {
+		line("LocalForward", f.Listen+" "+f.Target)
+	}
+	for _, f := range c.Tunnel.RemoteForwards {
+		line("RemoteForward", f.Listen+" "+f.Target)
+	}
+	line("ExitOnForwardFailure", "yes")
+	line("ServerAliveInterval", "30")
+	line("ServerAliveCountMax", "3")
+	line("ConnectTimeout", "30")
+	line("ForwardAgent", "no")
+	line("ForwardX11", "no")
+	line("RequestTTY", "no")
+	line("PermitLocalCommand", "no")
+	return b.String(), nil
+}
+
+func quote(p string) string {
+	if strings.ContainsAny(p, " ") {
+		return `"` + p + `"`
+	}
+	return p
+}
+
+// RenderUnit returns the systemd unit that keeps the tunnel up.
+func RenderUnit(c VMAConfig) (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	bin := c.Binary
+	if bin == "" {
+		bin = "/usr/local/bin/vma-enroll"
+	}
+	return fmt.Sprintf(`# VMA tunnel to the OMA, written by vma-enroll (enrollment %s).
+# Install: cp %s /etc/systemd/system/ && systemctl enable --now vma-tunnel
+[Unit]
+Description=VMA tunnel to the OMA
+After=network-online.target
+Wants=network-online.target
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+ExecStart=%s tunnel --config-dir %s
+Restart=always
+RestartSec=10
+UMask=0077
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+CapabilityBoundingSet=
+AmbientCapabilities=
+ReadOnlyPaths=%s
+
+[Install]
+WantedBy=multi-user.target
+`, c.EnrollmentID, quote(filepath.Join(c.Dir, FileUnit)), quote(bin), quote(c.Dir), quote(c.Dir)), nil
+}
+
+// WriteVMAConfig writes known_hosts (0644), ssh_config (0644) and
+// vma-tunnel.service (0644) into c.Dir, each atomically, and returns their
+// paths. Nothing is written when a value fails validation.
+func WriteVMAConfig(c VMAConfig) ([]string, error) {
+	kh, err := RenderKnownHosts(c)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := RenderSSHConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	unit, err := RenderUnit(c)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, f := range []struct {
+		name, data string
+	}{{FileKnownHosts, kh}, {FileSSHConfig, sc}, {FileUnit, unit}} {
+		p := filepath.Join(c.Dir, f.name)
+		if err := atomicfile.WriteFile(p, []byte(f.data), 0o644); err != nil {
+			return paths, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
