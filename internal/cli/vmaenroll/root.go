@@ -1,0 +1,126 @@
+// Package vmaenroll is the command tree of vma-enroll, which runs on a VMA's
+// console: it enrolls the VMA with its OMA (key generation, pairing code,
+// challenge, waiting for the admin's approval), writes the tunnel
+// configuration, shows the local state and runs the tunnel.
+package vmaenroll
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+)
+
+// Exit codes of vma-enroll (DESIGN.md §7); 0, 1 and 2 are cmdutil's.
+const (
+	ExitRejected         = 3
+	ExitTimeout          = 4
+	ExitCodeRejected     = 5
+	ExitIdentityMismatch = 6
+	ExitInterrupted      = 130
+)
+
+// Factory carries what the commands need from the outside world, so tests
+// can replace it.
+type Factory struct {
+	IO         *cmdutil.IOStreams
+	Now        func() time.Time
+	Hostname   func() (string, error)
+	Executable func() (string, error)
+
+	Config Config
+	in     *bufio.Reader
+}
+
+// NewFactory returns a factory over the given streams and the real system.
+func NewFactory(ios *cmdutil.IOStreams) *Factory {
+	return &Factory{IO: ios, Now: time.Now, Hostname: os.Hostname, Executable: os.Executable}
+}
+
+// stdin is the one buffered reader of the input, shared by every prompt.
+func (f *Factory) stdin() *bufio.Reader {
+	if f.in == nil {
+		f.in = bufio.NewReader(f.IO.In)
+	}
+	return f.in
+}
+
+// interactive reports whether a person can answer questions.
+func (f *Factory) interactive() bool { return f.IO.InTTY && f.IO.ErrTTY }
+
+// NewRootCmd builds the vma-enroll command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "vma-enroll",
+		Short: "Enroll this VMA with its OMA and set up the tunnel",
+		Long: `vma-enroll enrolls this VMA with its OMA, so that the VMA can open its SSH
+tunnel to the OMA on port 443. Run it on the VMA console with the pairing code
+and fingerprint the OMA admin gave you ('omactl pairing-code' prints the whole
+command). It:
+
+  1. loads or generates the VMA's Ed25519 key in --config-dir,
+  2. checks the OMA's identity: its TLS key must match --fingerprint (without
+     --fingerprint it shows the fingerprint and asks, on a terminal only),
+  3. sends the public key with the pairing code and signs the OMA's challenge,
+  4. waits for the admin's approval (long polls; up to --timeout), showing the
+     key fingerprint the admin should compare,
+  5. writes id_ed25519, known_hosts, ssh_config, enrollment.json and
+     vma-tunnel.service into --config-dir.
+
+Interrupted while waiting, run it again: it resumes the same enrollment from
+enrollment.json without a new code. Once enrolled, a rerun says so and exits 0;
+--force enrolls again with a new code (e.g. after a revocation).
+
+Missing --oma or --code on a terminal, it asks for them. The code may also come
+from --code-file or VMA_ENROLL_CODE, which keeps it out of the shell history;
+any case, with or without dashes. Settings: flags, then VMA_ENROLL_* variables
+(VMA_ENROLL_OMA, VMA_ENROLL_CODE, VMA_ENROLL_FINGERPRINT, VMA_ENROLL_CONFIG_DIR,
+...), then the YAML file of --config, then defaults.
+
+Exit status: 0 approved and configured (or already enrolled), 1 error,
+2 usage error, 3 rejected by the admin, 4 timed out waiting or the enrollment
+expired, 5 pairing code rejected (wrong, used or expired), 6 the OMA's identity
+does not match the fingerprint.`,
+		Example: `  vma-enroll --oma oma.example.com --code 7KQ2-M9XD-4RTB --fingerprint sha256:5f1c…
+  VMA_ENROLL_CODE=7kq2m9xd4rtb vma-enroll --oma 203.0.113.5:443 --fingerprint sha256:5f1c…
+  vma-enroll --code-file /root/code.txt --oma oma.example.com --fingerprint sha256:5f1c… -o json
+  vma-enroll            # on a terminal: asks for the OMA address and the code
+  vma-enroll status`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd.Root())
+			if err != nil {
+				return err
+			}
+			f.Config = cfg
+			return runEnroll(ctxOf(cmd), f)
+		},
+	}
+	cmdutil.Setup(root)
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	addFlags(root)
+
+	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
+	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
+	root.AddCommand(
+		newStatusCmd(f),
+		newTunnelCmd(f),
+		newCompletionCmd(root, f.IO),
+		version,
+	)
+	return root
+}
+
+func ctxOf(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}

@@ -1,0 +1,196 @@
+package vmaenroll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/client"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+)
+
+// wait polls for the admin's decision until --timeout, then acts on it.
+func (e *enroller) wait(ctx context.Context) outcome {
+	st := e.st
+	e.note("\nWaiting for the OMA admin to approve this VMA. They should check that\n'omactl pending' shows this key fingerprint for %q:\n\n    %s\n\nand then run:  omactl approve %s\n", st.VMAName, st.VMAFingerprint, st.VMAName)
+
+	start := e.f.Now()
+	deadline := start.Add(e.cfg.Timeout)
+	p := newProgress(e.f.IO, e.f.Now, start, deadline, st.VMAFingerprint)
+	p.Start()
+	res, err := e.poll(ctx, deadline, p)
+	p.Stop()
+	if err != nil {
+		switch {
+		case errors.Is(err, errTimedOut):
+			exp := ""
+			if st.ExpiresAt != nil {
+				exp = " (until " + st.ExpiresAt.Local().Format("15:04:05") + ")"
+			}
+			return fail(StatusTimeout, ExitTimeout, fmt.Errorf("no decision after %s: enrollment %s is still waiting for approval on the OMA. Run vma-enroll again to keep waiting%s, or ask the admin to approve it", e.cfg.Timeout, st.EnrollmentID, exp))
+		case errors.Is(err, context.Canceled):
+			return fail(StatusInterrupted, ExitInterrupted, fmt.Errorf("interrupted while waiting: enrollment %s is saved in %s; run vma-enroll again to resume waiting", st.EnrollmentID, statePath(e.dir)))
+		case enroll.ErrorCode(err) == enroll.CodeUnauthorized || enroll.ErrorCode(err) == enroll.CodeNotFound:
+			return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA no longer knows enrollment %s (%s): run vma-enroll --force with a new pairing code", st.EnrollmentID, cleanMessage(err.Error())))
+		}
+		return e.failed(err, "waiting for approval")
+	}
+	return e.decided(res)
+}
+
+var errTimedOut = errors.New("timed out")
+
+// poll asks for the result: long polls of up to longPollWait, or plain polls
+// every --poll-interval when the server does not hold the request; network
+// errors and 429/5xx answers are retried with backoff until the deadline.
+func (e *enroller) poll(ctx context.Context, deadline time.Time, p *progress) (*api.ResultResponse, error) {
+	st := e.st
+	longPoll := true
+	backoff := time.Second
+	maxBackoff := min(e.cfg.PollInterval, 30*time.Second)
+	for {
+		left := deadline.Sub(e.f.Now())
+		if left <= 0 {
+			return nil, errTimedOut
+		}
+		wait := time.Duration(0)
+		if longPoll {
+			wait = min(longPollWait, left.Truncate(time.Second))
+			if wait < time.Second {
+				wait = 0
+			}
+		}
+		began := e.f.Now()
+		res, err := e.c.Result(ctx, st.EnrollmentID, st.PollToken, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			var fm *client.FingerprintMismatchError
+			if errors.As(err, &fm) {
+				return nil, err
+			}
+			if longPoll && enroll.ErrorCode(err) == enroll.CodeInvalidRequest {
+				longPoll = false // a server without long polls
+				continue
+			}
+			if !client.IsRetryable(err) && client.StatusCode(err) < 500 {
+				return nil, err
+			}
+			d := backoff
+			if ra := client.RetryAfter(err); ra > 0 {
+				d = ra
+			}
+			d = min(d, max(deadline.Sub(e.f.Now()), 0))
+			what := "OMA unavailable"
+			if client.IsNetwork(err) {
+				what = "OMA unreachable"
+			}
+			p.Set(fmt.Sprintf("%s (%s), retrying in %s", what, shortError(err), d.Round(time.Second)))
+			if !sleep(ctx, d) {
+				return nil, ctx.Err()
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = time.Second
+		p.Set("waiting for approval")
+		if res.ExpiresAt != nil {
+			st.ExpiresAt = res.ExpiresAt
+		}
+		switch res.Status {
+		case string(enroll.StatusAwaitingApproval), string(enroll.StatusPendingVerification):
+		default:
+			return res, nil
+		}
+		if took := e.f.Now().Sub(began); !longPoll || took < wait/2 {
+			// The server did not hold the request: pace plain polls.
+			pause := min(e.cfg.PollInterval-took, deadline.Sub(e.f.Now()))
+			if !sleep(ctx, pause) {
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+// decided acts on the admin's decision.
+func (e *enroller) decided(res *api.ResultResponse) outcome {
+	st := e.st
+	now := e.f.Now().UTC()
+	st.Status = res.Status
+	st.PollToken = ""
+	switch res.Status {
+	case StatusApproved:
+		if res.Tunnel == nil {
+			st.Status = string(enroll.StatusAwaitingApproval) // keep the token: a fixed server can still answer
+			return fail(StatusError, cmdutil.ExitFailure, errors.New("the OMA approved this VMA but sent no tunnel settings: ask the OMA admin to check oma-server, then run vma-enroll again"))
+		}
+		cfg := tunnel.VMAConfig{
+			Dir:          e.dir,
+			EnrollmentID: st.EnrollmentID,
+			OMAHost:      e.addr.Host,
+			OMAPort:      e.addr.Port,
+			Tunnel:       *res.Tunnel,
+			Binary:       e.binary(),
+		}
+		files, err := tunnel.WriteVMAConfig(cfg)
+		if err != nil {
+			return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA approved this VMA, but the tunnel configuration cannot be written: %w", err))
+		}
+		st.Tunnel = res.Tunnel
+		st.ApprovedAt = res.ApprovedAt
+		if st.ApprovedAt == nil {
+			st.ApprovedAt = &now
+		}
+		if err := saveState(e.dir, st, now); err != nil {
+			return fail(StatusError, cmdutil.ExitFailure, err)
+		}
+		e.files = append([]string{e.key.PrivatePath, e.key.PublicPath}, files...)
+		e.files = append(e.files, statePath(e.dir))
+		if res.Tunnel.HostKey == "" {
+			e.note("Note: the OMA sent no SSH host key (its tunnel mode is not 'embedded'): add the OMA sshd's host key to %s before starting the tunnel.", filepath.Join(e.dir, tunnel.FileKnownHosts))
+		}
+		return outcome{status: StatusApproved}
+	case StatusRejected:
+		st.Reason = res.Reason
+		if err := saveState(e.dir, st, now); err != nil {
+			e.note("Warning: %v", err)
+		}
+		reason := "no reason given"
+		if res.Reason != "" {
+			reason = "reason: " + cleanMessage(res.Reason)
+		}
+		return fail(StatusRejected, ExitRejected, fmt.Errorf("the OMA admin rejected this VMA (%s). A new attempt needs a new pairing code", reason))
+	case StatusExpired:
+		if err := saveState(e.dir, st, now); err != nil {
+			e.note("Warning: %v", err)
+		}
+		return fail(StatusExpired, ExitTimeout, errors.New("the enrollment expired before the OMA admin approved it: ask for a new pairing code and run vma-enroll again"))
+	case StatusRevoked:
+		if err := saveState(e.dir, st, now); err != nil {
+			e.note("Warning: %v", err)
+		}
+		return fail(StatusRevoked, cmdutil.ExitFailure, errors.New("the enrollment was revoked: ask the OMA admin for a new pairing code and run vma-enroll --force"))
+	}
+	return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA reports the unknown status %q: is oma-server newer than this vma-enroll?", enroll.Printable(res.Status)))
+}
+
+// binary is the absolute path of this program, for the systemd unit.
+func (e *enroller) binary() string {
+	p, err := e.f.Executable()
+	if err != nil {
+		return ""
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		p = r
+	}
+	if !filepath.IsAbs(p) {
+		return ""
+	}
+	return p
+}
