@@ -151,13 +151,16 @@ func relative(now, t time.Time) string {
 		return "just now"
 	case d < time.Minute:
 		s = fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		s = fmt.Sprintf("%dm", int(d/time.Minute))
-	case d < 48*time.Hour:
-		s = fmt.Sprintf("%dh", int(d/time.Hour))
-		if m := int(d/time.Minute) % 60; m != 0 && d < 10*time.Hour {
-			s += fmt.Sprintf("%dm", m)
+	case d < time.Hour-30*time.Second:
+		s = fmt.Sprintf("%dm", int(d.Round(time.Minute)/time.Minute))
+	case d < 10*time.Hour:
+		m := int(d.Round(time.Minute) / time.Minute)
+		s = fmt.Sprintf("%dh", m/60)
+		if m%60 != 0 {
+			s += fmt.Sprintf("%dm", m%60)
 		}
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%dh", int(d.Round(time.Hour)/time.Hour))
 	default:
 		s = fmt.Sprintf("%dd", int(d/(24*time.Hour)))
 	}
@@ -220,7 +223,12 @@ func details(m map[string]any) string {
 		v := m[k]
 		var s string
 		switch x := v.(type) {
+		case nil:
+			continue
 		case string:
+			if x == "" {
+				continue
+			}
 			s = x
 			if strings.ContainsAny(s, " =") {
 				s = fmt.Sprintf("%q", s)
