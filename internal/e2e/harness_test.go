@@ -1,0 +1,356 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// mysqlEnv names the MariaDB DSN of the tests (a root connection).
+const mysqlEnv = "OMA_TEST_MYSQL_DSN"
+
+// backend is one database oma-server can run on.
+type backend struct {
+	name string // sqlite or mysql
+}
+
+// backends are the databases every test runs against.
+func backends() []backend {
+	b := []backend{{"sqlite"}}
+	if os.Getenv(mysqlEnv) != "" {
+		b = append(b, backend{"mysql"})
+	}
+	return b
+}
+
+// forEachBackend runs fn as a parallel subtest per backend.
+func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, b)
+		})
+	}
+}
+
+// freshMySQL creates an empty database for one test and returns its DSN.
+func freshMySQL(t *testing.T) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(os.Getenv(mysqlEnv))
+	if err != nil {
+		t.Fatalf("%s: %v", mysqlEnv, err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	name := "oma_e2e_" + hex.EncodeToString(b[:]) // [a-z0-9_] only: safe in DDL
+	root := cfg.Clone()
+	root.DBName = ""
+	db, err := sql.Open("mysql", root.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+		t.Fatalf("create the test database (is MariaDB running?): %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("mysql", root.FormatDSN())
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		db.Exec("DROP DATABASE IF EXISTS " + name)
+	})
+	cfg.DBName = name
+	return cfg.FormatDSN()
+}
+
+// childEnv is the environment of the binaries: ours minus every setting
+// that could change their behaviour.
+func childEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "OMA_") || strings.HasPrefix(k, "OMACTL_") || strings.HasPrefix(k, "VMA_ENROLL_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(append(env, "NO_COLOR=1"), extra...)
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is a running oma-server process.
+type server struct {
+	t         *testing.T
+	backend   backend
+	dataDir   string
+	dsn       string
+	admin     string // host:port of the admin listener
+	public    string // host:port of the public listener
+	tokenFile string
+	cmd       *exec.Cmd
+	log       *syncBuffer
+	done      chan struct{}
+}
+
+// freePort finds a free loopback port (listen on :0, close, reuse).
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer runs oma-server on b with extra flags and waits until its
+// admin /health answers 200.
+func startServer(t *testing.T, b backend, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, backend: b, dataDir: t.TempDir()}
+	if b.name == "mysql" {
+		s.dsn = freshMySQL(t)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if lastErr = s.start(extra); lastErr == nil {
+			t.Cleanup(s.stop)
+			return s
+		}
+	}
+	t.Fatalf("oma-server did not start: %v\nlog:\n%s", lastErr, s.log.String())
+	return nil
+}
+
+func (s *server) start(extra []string) error {
+	s.admin, s.public = freePort(s.t), freePort(s.t)
+	s.tokenFile = filepath.Join(s.dataDir, "admin.token")
+	args := []string{"serve",
+		"--data-dir", s.dataDir,
+		"--db-driver", s.backend.name,
+		"--admin-listen", s.admin,
+		"--public-listen", s.public,
+		"--public-host", "127.0.0.1",
+		"--tunnel-mode", "none",
+		"--log-format", "text",
+	}
+	if s.dsn != "" {
+		args = append(args, "--db-dsn", s.dsn)
+	}
+	args = append(args, extra...)
+	s.log = &syncBuffer{}
+	s.cmd = exec.Command(bin("oma-server"), args...)
+	s.cmd.Env = childEnv()
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	s.done = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	hc := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("oma-server exited: %v", s.cmd.ProcessState)
+		default:
+		}
+		resp, err := hc.Get("http://" + s.admin + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				if _, err := os.Stat(s.tokenFile); err == nil {
+					return nil
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.kill()
+	return errors.New("no healthy answer within 30s")
+}
+
+func (s *server) kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.kill()
+	}
+	if s.t.Failed() {
+		s.t.Logf("oma-server log:\n%s", s.log.String())
+	}
+}
+
+// res is a finished process.
+type res struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r res) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+func runBin(t *testing.T, name string, args ...string) res {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(name), args...)
+	cmd.Env = childEnv()
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		code = ee.ExitCode()
+	}
+	return res{out.String(), errOut.String(), code}
+}
+
+// omactl runs omactl against s.
+func (s *server) omactl(args ...string) res {
+	s.t.Helper()
+	return runBin(s.t, "omactl", append([]string{"--server", "http://" + s.admin, "--token-file", s.tokenFile}, args...)...)
+}
+
+// omactlJSON runs omactl -o json, requires exit 0 and decodes stdout.
+func (s *server) omactlJSON(v any, args ...string) {
+	s.t.Helper()
+	r := s.omactl(append(args, "-o", "json")...)
+	if r.code != 0 {
+		s.t.Fatalf("omactl %v: %s", args, r)
+	}
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	if err := dec.Decode(v); err != nil {
+		s.t.Fatalf("omactl %v -o json: %v\n%s", args, err, r.stdout)
+	}
+	if dec.More() {
+		s.t.Fatalf("omactl %v -o json printed more than one document:\n%s", args, r.stdout)
+	}
+}
+
+// vma is a vma-enroll process in the background.
+type vma struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{}
+	dir    string
+}
+
+// startVMA starts vma-enroll with args (the config dir is added).
+func startVMA(t *testing.T, dir string, args ...string) *vma {
+	t.Helper()
+	v := &vma{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{}), dir: dir}
+	v.cmd = exec.Command(bin("vma-enroll"), append(args, "--config-dir", dir)...)
+	v.cmd.Env = childEnv()
+	v.cmd.Stdout, v.cmd.Stderr = v.stdout, v.stderr
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { v.cmd.Wait(); close(v.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-v.done:
+		default:
+			v.cmd.Process.Kill()
+			<-v.done
+		}
+	})
+	return v
+}
+
+// wait waits for the process to end and returns its result.
+func (v *vma) wait(timeout time.Duration) res {
+	v.t.Helper()
+	select {
+	case <-v.done:
+	case <-time.After(timeout):
+		v.cmd.Process.Kill()
+		<-v.done
+		v.t.Fatalf("vma-enroll still running after %s\nstderr:\n%s", timeout, v.stderr.String())
+	}
+	return res{v.stdout.String(), v.stderr.String(), v.cmd.ProcessState.ExitCode()}
+}
+
+// result decodes the final JSON object of vma-enroll -o json.
+func (r res) result(t *testing.T) vmaResult {
+	t.Helper()
+	var out vmaResult
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	if err := dec.Decode(&out); err != nil {
+		t.Fatalf("vma-enroll stdout is not one JSON object: %v\n%s", err, r)
+	}
+	if dec.More() {
+		t.Fatalf("vma-enroll printed more than one JSON document:\n%s", r)
+	}
+	return out
+}
+
+type vmaResult struct {
+	Status         string   `json:"status"`
+	EnrollmentID   string   `json:"enrollment_id"`
+	VMAFingerprint string   `json:"vma_fingerprint"`
+	ConfigDir      string   `json:"config_dir"`
+	Files          []string `json:"files"`
+	Error          string   `json:"error"`
+}
+
+// eventually retries cond every 100ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
