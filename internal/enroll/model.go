@@ -55,7 +55,8 @@ const (
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
-	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated}
+	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated,
+	EventForwardRefused}
 
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {

@@ -22,6 +22,10 @@ type Store interface {
 	// ExpirableEnrollments lists ids of unfinished enrollments whose
 	// expires_at is at or before now.
 	ExpirableEnrollments(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// ApprovedByFingerprint lists approved enrollments with this key fingerprint.
+	ApprovedByFingerprint(ctx context.Context, fingerprint string) ([]Enrollment, error)
+	// EnrollmentStatuses returns the status of each existing id (one query).
+	EnrollmentStatuses(ctx context.Context, ids []string) (map[string]Status, error)
 
 	AdminTokenByHash(ctx context.Context, hash string) (*AdminToken, error)
 	ListAdminTokens(ctx context.Context) ([]AdminToken, error)

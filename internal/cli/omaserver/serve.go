@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
@@ -26,6 +27,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
 func newServeCmd(ios *cmdutil.IOStreams) *cobra.Command {
@@ -76,6 +78,9 @@ give them the same audit.key (--audit-key-file) and the same certificate.`,
 	f.String("tunnel-user", "vma_tunnel", "SSH user of the tunnels")
 	f.String("tunnel-port-range", "9081-9999", "pool of per-VMA reverse tunnel ports on the OMA")
 	f.String("ssh-host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "sshd's public host key (openssh tunnel mode)")
+	f.String("nbd-target", "127.0.0.1:10809", "OMA address the VMAs' NBD forward reaches (the only local forward allowed)")
+	f.String("vma-nbd-listen", "127.0.0.1:10808", "VMA-local listen address of the NBD forward (written into the VMA's ssh_config)")
+	f.String("vma-api-target", "127.0.0.1:8081", "VMA-local target of the reverse forward (the VMA API)")
 	f.String("audit-key-file", "", "HMAC key of the audit chain (default <data-dir>/audit.key; share it between instances)")
 	f.StringSlice("trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For is trusted (repeatable)")
 	f.Duration("code-ttl", 10*time.Minute, "default lifetime of pairing codes")
@@ -96,6 +101,7 @@ type serveOptions struct {
 	TunnelMode, TunnelHost, TunnelUser    string
 	PortMin, PortMax                      int
 	SSHHostKey                            string
+	NBDTarget, VMANBDListen, VMAAPITarget string
 	AuditKeyFile                          string
 	TrustedProxies                        []netip.Prefix
 	CodeTTL, VerifyWindow, ApprovalWindow time.Duration
@@ -122,6 +128,9 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		TunnelHost:     v.GetString("tunnel-host"),
 		TunnelUser:     v.GetString("tunnel-user"),
 		SSHHostKey:     v.GetString("ssh-host-key"),
+		NBDTarget:      v.GetString("nbd-target"),
+		VMANBDListen:   v.GetString("vma-nbd-listen"),
+		VMAAPITarget:   v.GetString("vma-api-target"),
 		AuditKeyFile:   v.GetString("audit-key-file"),
 		CodeTTL:        v.GetDuration("code-ttl"),
 		VerifyWindow:   v.GetDuration("verify-window"),
@@ -135,6 +144,11 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	case "embedded", "openssh", "none":
 	default:
 		return o, cmdutil.FlagErrorf("--tunnel-mode %q: use embedded, openssh or none", o.TunnelMode)
+	}
+	for flag, addr := range map[string]string{"nbd-target": o.NBDTarget, "vma-nbd-listen": o.VMANBDListen, "vma-api-target": o.VMAAPITarget} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return o, cmdutil.FlagErrorf("--%s %q is not HOST:PORT", flag, addr)
+		}
 	}
 	if o.PortMin, o.PortMax, err = parsePortRange(v.GetString("tunnel-port-range")); err != nil {
 		return o, err
@@ -215,13 +229,15 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		return err
 	}
 	hostKey := ""
+	var endpoint *tunnel.Endpoint
 	switch o.TunnelMode {
 	case "embedded":
 		signer, err := loadOrCreateHostKey(filepath.Join(o.DataDir, "ssh_host_ed25519_key"))
 		if err != nil {
 			return err
 		}
-		hostKey = signer
+		hostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+		endpoint = tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, User: o.TunnelUser, NBDTarget: o.NBDTarget}, svc, log)
 	case "openssh":
 		b, err := os.ReadFile(o.SSHHostKey)
 		if err != nil {
@@ -247,7 +263,17 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 			log.Warn("the admin listener is not on a loopback address; keep it on a private network", "admin_listen", o.AdminListen)
 		}
 	}
-	return srv.Run(ctx, nil)
+	if endpoint == nil {
+		return srv.Run(ctx, nil)
+	}
+	srv.SetHooks(nil, func(e *enroll.Enrollment) { endpoint.Disconnect(e.ID, "revoked") })
+	epCtx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { endpoint.Run(epCtx); close(done) }()
+	err = srv.Run(ctx, endpoint.Listener(epCtx, 10*time.Second))
+	stopEndpoint()
+	<-done
+	return err
 }
 
 // loadOrCreateAuditKey reads the audit chain's HMAC key, or creates it when
@@ -311,12 +337,12 @@ func ensureAdminToken(ctx context.Context, svc *enroll.Service, db *store.DB, da
 	return nil
 }
 
-// loadOrCreateHostKey returns the authorized_keys line of the embedded SSH
-// endpoint's Ed25519 host key, generating the key once.
-func loadOrCreateHostKey(path string) (string, error) {
+// loadOrCreateHostKey returns the embedded SSH endpoint's Ed25519 host key,
+// generating it once into the data directory.
+func loadOrCreateHostKey(path string) (ssh.Signer, error) {
 	kp, err := sshkey.LoadOrGenerateFile(path, "oma-server")
 	if err != nil {
-		return "", fmt.Errorf("ssh host key: %w", err)
+		return nil, fmt.Errorf("ssh host key: %w", err)
 	}
-	return sshkey.AuthorizedKey(kp.Public, ""), nil
+	return ssh.NewSignerFromKey(kp.Private)
 }

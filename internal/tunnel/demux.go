@@ -1,0 +1,128 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Demux splits one TCP listener by the first bytes a client sends: "SSH-"
+// goes to the SSH handler, a TLS handshake record (0x16 0x03) to the
+// listener returned for HTTPS, anything else is closed. Sniffing happens
+// once per connection in its own goroutine, never per request and never on
+// the Accept path, so a silent client delays nobody (and is cut after
+// SniffTimeout).
+type Demux struct {
+	raw          net.Listener
+	ssh          func(net.Conn)
+	log          *slog.Logger
+	sniffTimeout time.Duration
+
+	tlsConns chan net.Conn
+	closed   chan struct{}
+	once     sync.Once
+}
+
+// NewDemux starts accepting on raw.
+func NewDemux(raw net.Listener, sshHandler func(net.Conn), sniffTimeout time.Duration, log *slog.Logger) *Demux {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Demux{raw: raw, ssh: sshHandler, log: log, sniffTimeout: sniffTimeout,
+		tlsConns: make(chan net.Conn), closed: make(chan struct{})}
+	go d.loop()
+	return d
+}
+
+func (d *Demux) loop() {
+	var delay time.Duration
+	for {
+		c, err := d.raw.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
+				time.Sleep(delay)
+				continue
+			}
+			d.Close()
+			return
+		}
+		delay = 0
+		go d.sniff(c)
+	}
+}
+
+func (d *Demux) sniff(c net.Conn) {
+	c.SetReadDeadline(time.Now().Add(d.sniffTimeout))
+	br := bufio.NewReaderSize(c, 512)
+	head, err := br.Peek(4)
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		c.Close()
+		return
+	}
+	pc := &peekedConn{Conn: c, r: br}
+	switch {
+	case string(head) == "SSH-":
+		if d.ssh == nil {
+			c.Close()
+			return
+		}
+		d.ssh(pc)
+	case head[0] == 0x16 && head[1] == 0x03:
+		select {
+		case d.tlsConns <- pc:
+		case <-d.closed:
+			c.Close()
+		}
+	default:
+		d.log.Debug("public port: closing a connection that is neither TLS nor SSH", "remote", c.RemoteAddr().String())
+		c.Close()
+	}
+}
+
+// Accept returns the next TLS connection.
+func (d *Demux) Accept() (net.Conn, error) {
+	select {
+	case c := <-d.tlsConns:
+		return c, nil
+	case <-d.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting.
+func (d *Demux) Close() error {
+	var err error
+	d.once.Do(func() {
+		close(d.closed)
+		err = d.raw.Close()
+	})
+	return err
+}
+
+// Addr is the listener's address.
+func (d *Demux) Addr() net.Addr { return d.raw.Addr() }
+
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// Listener adapts Demux for server.Run's public-listener hook.
+func (e *Endpoint) Listener(ctx context.Context, sniffTimeout time.Duration) func(raw net.Listener) net.Listener {
+	return func(raw net.Listener) net.Listener {
+		return NewDemux(raw, func(c net.Conn) { e.Serve(ctx, c) }, sniffTimeout, e.log)
+	}
+}

@@ -1,0 +1,516 @@
+// Package tunnel holds both ends of the VMA tunnel: on the OMA, the
+// embedded SSH endpoint that shares the public port with HTTPS and the
+// authorized_keys manager of the openssh mode; on the VMA, the writer of the
+// tunnel configuration and the native tunnel client.
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+)
+
+// EndpointConfig configures the embedded SSH endpoint.
+type EndpointConfig struct {
+	HostKey ssh.Signer
+	User    string // the only accepted SSH user (vma_tunnel)
+	// NBDTarget is the only direct-tcpip destination allowed (127.0.0.1:10809).
+	NBDTarget string
+	// RecheckEvery is how often live tunnels are checked against the
+	// database, so a revocation on any instance closes them (500ms).
+	RecheckEvery time.Duration
+	// KeepaliveEvery is the server-side keepalive period (30s); three
+	// unanswered ones close the connection.
+	KeepaliveEvery time.Duration
+	// SeenEvery throttles last_seen_at writes (15s).
+	SeenEvery time.Duration
+	// HandshakeTimeout cuts clients that do not finish authentication (20s).
+	HandshakeTimeout time.Duration
+}
+
+func (c *EndpointConfig) fill() {
+	if c.User == "" {
+		c.User = "vma_tunnel"
+	}
+	if c.NBDTarget == "" {
+		c.NBDTarget = "127.0.0.1:10809"
+	}
+	if c.RecheckEvery == 0 {
+		c.RecheckEvery = 500 * time.Millisecond
+	}
+	if c.KeepaliveEvery == 0 {
+		c.KeepaliveEvery = 30 * time.Second
+	}
+	if c.SeenEvery == 0 {
+		c.SeenEvery = 15 * time.Second
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 20 * time.Second
+	}
+}
+
+// Endpoint is the embedded SSH server of the VMA tunnels.
+type Endpoint struct {
+	cfg EndpointConfig
+	svc *enroll.Service
+	log *slog.Logger
+	ssh *ssh.ServerConfig
+
+	mu    sync.Mutex
+	conns map[string]map[*tunnelConn]bool // live connections by enrollment id
+	wg    sync.WaitGroup
+}
+
+type tunnelConn struct {
+	id     string
+	conn   *ssh.ServerConn
+	closed chan struct{}
+	once   sync.Once
+	reason string
+	fwd    forwardState
+
+	seenMu   sync.Mutex
+	lastSeen time.Time
+}
+
+func (t *tunnelConn) close(reason string) {
+	t.once.Do(func() {
+		t.reason = reason
+		close(t.closed)
+		t.conn.Close()
+	})
+}
+
+// Permission extension keys carrying the identity from the auth callback
+// to the connection (never re-derived from "the last key tried").
+const (
+	extEnrollmentID = "oma-enrollment-id"
+	extTunnelPort   = "oma-tunnel-port"
+	extVMAName      = "oma-vma-name"
+)
+
+// NewEndpoint builds the endpoint.
+func NewEndpoint(cfg EndpointConfig, svc *enroll.Service, log *slog.Logger) *Endpoint {
+	cfg.fill()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}}
+	sc := &ssh.ServerConfig{
+		MaxAuthTries:  6,
+		ServerVersion: "SSH-2.0-oma-enroll",
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if meta.User() != cfg.User {
+				return nil, fmt.Errorf("user %q is not the tunnel user", meta.User())
+			}
+			if key.Type() != ssh.KeyAlgoED25519 {
+				return nil, errors.New("only ssh-ed25519 keys")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			id, err := svc.AuthorizeTunnelKey(ctx, string(ssh.MarshalAuthorizedKey(key)))
+			if err != nil {
+				return nil, err
+			}
+			return &ssh.Permissions{Extensions: map[string]string{
+				extEnrollmentID: id.EnrollmentID,
+				extTunnelPort:   strconv.Itoa(id.TunnelPort),
+				extVMAName:      id.VMAName,
+			}}, nil
+		},
+	}
+	sc.AddHostKey(cfg.HostKey)
+	e.ssh = sc
+	return e
+}
+
+// Run watches live tunnels against the database until ctx ends, then
+// closes them all.
+func (e *Endpoint) Run(ctx context.Context) {
+	t := time.NewTicker(e.cfg.RecheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.mu.Lock()
+			for _, set := range e.conns {
+				for c := range set {
+					c.close("server shutting down")
+				}
+			}
+			e.mu.Unlock()
+			e.wg.Wait()
+			return
+		case <-t.C:
+			e.recheck(ctx)
+		}
+	}
+}
+
+// recheck closes tunnels whose enrollment is no longer approved, whichever
+// instance changed it: one query for all live tunnels.
+func (e *Endpoint) recheck(ctx context.Context) {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.conns))
+	for id := range e.conns {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	st, err := e.svc.EnrollmentStatuses(ctx, ids)
+	if err != nil {
+		e.log.Warn("tunnel recheck failed; keeping tunnels until the database answers", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if st[id] != enroll.StatusApproved {
+			e.Disconnect(id, "enrollment "+string(st[id]))
+		}
+	}
+}
+
+// Disconnect closes the live tunnels of an enrollment on this instance.
+func (e *Endpoint) Disconnect(id, reason string) {
+	for _, c := range e.live(id) {
+		c.close(reason)
+	}
+}
+
+func (e *Endpoint) live(id string) []*tunnelConn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*tunnelConn, 0, len(e.conns[id]))
+	for c := range e.conns[id] {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Connected reports whether this instance holds a live tunnel of id.
+func (e *Endpoint) Connected(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.conns[id]) > 0
+}
+
+// Serve runs the SSH protocol on one accepted connection.
+func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
+	e.wg.Add(1)
+	defer e.wg.Done()
+	defer nc.Close()
+	remote := nc.RemoteAddr().String()
+	remoteIP, _, _ := net.SplitHostPort(remote)
+	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
+	conn, chans, reqs, err := ssh.NewServerConn(nc, e.ssh)
+	if err != nil {
+		e.log.Info("tunnel handshake refused", "remote", remote, "err", err)
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	id := conn.Permissions.Extensions[extEnrollmentID]
+	port, _ := strconv.Atoi(conn.Permissions.Extensions[extTunnelPort])
+	meta := enroll.Meta{SourceIP: remoteIP, UserAgent: string(conn.ClientVersion())}
+	log := e.log.With("enrollment_id", id, "vma_name", conn.Permissions.Extensions[extVMAName], "remote", remote)
+
+	tc := &tunnelConn{id: id, conn: conn, closed: make(chan struct{})}
+	e.mu.Lock()
+	if e.conns[id] == nil {
+		e.conns[id] = map[*tunnelConn]bool{}
+	}
+	e.conns[id][tc] = true
+	e.mu.Unlock()
+	dbctx := context.WithoutCancel(ctx)
+	if err := e.svc.TunnelConnected(dbctx, id, remote, meta); err != nil {
+		log.Warn("tunnel refused after login", "err", err)
+		e.remove(tc)
+		conn.Close()
+		return
+	}
+	log.Info("tunnel connected")
+
+	go e.keepalive(dbctx, tc, log)
+	go func() {
+		for req := range reqs {
+			e.globalRequest(dbctx, tc, req, port, meta, log)
+		}
+	}()
+	go func() {
+		for nch := range chans {
+			e.newChannel(dbctx, tc, nch, meta, log)
+		}
+	}()
+	waitErr := make(chan struct{})
+	go func() { conn.Wait(); close(waitErr) }()
+	select {
+	case <-waitErr:
+		tc.close("closed by the VMA")
+	case <-tc.closed:
+		<-waitErr
+	}
+	tc.fwd.closeAll()
+	last := e.remove(tc)
+	if err := e.svc.TunnelDisconnected(dbctx, id, tc.reason, last, meta); err != nil {
+		log.Warn("record disconnection", "err", err)
+	}
+	log.Info("tunnel disconnected", "reason", tc.reason)
+}
+
+// remove forgets tc and reports whether it was the enrollment's last tunnel.
+func (e *Endpoint) remove(tc *tunnelConn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.conns[tc.id], tc)
+	if len(e.conns[tc.id]) == 0 {
+		delete(e.conns, tc.id)
+		return true
+	}
+	return false
+}
+
+// keepalive probes the VMA and refreshes last_seen_at.
+func (e *Endpoint) keepalive(ctx context.Context, tc *tunnelConn, log *slog.Logger) {
+	t := time.NewTicker(e.cfg.KeepaliveEvery)
+	defer t.Stop()
+	missed := 0
+	for {
+		select {
+		case <-tc.closed:
+			return
+		case <-t.C:
+		}
+		if _, _, err := tc.conn.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+			missed++
+			if missed >= 3 {
+				tc.close("keepalive timeout")
+				return
+			}
+			continue
+		}
+		missed = 0
+		if err := e.svc.TunnelSeen(ctx, tc.id); err != nil {
+			log.Warn("record keepalive", "err", err)
+		}
+	}
+}
+
+type forwardState struct {
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func (f *forwardState) holding() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ln != nil
+}
+
+func (f *forwardState) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ln != nil {
+		f.ln.Close()
+		f.ln = nil
+	}
+}
+
+type tcpipForward struct {
+	Addr string
+	Port uint32
+}
+
+type forwardedTCPIP struct {
+	Addr       string
+	Port       uint32
+	OriginAddr string
+	OriginPort uint32
+}
+
+type directTCPIP struct {
+	Host       string
+	Port       uint32
+	OriginHost string
+	OriginPort uint32
+}
+
+func (e *Endpoint) refuse(ctx context.Context, tc *tunnelConn, what string, meta enroll.Meta, log *slog.Logger) {
+	log.Warn("tunnel request refused", "refused", what)
+	if err := e.svc.TunnelRefused(ctx, tc.id, what, meta); err != nil {
+		log.Warn("audit refusal", "err", err)
+	}
+}
+
+func (e *Endpoint) globalRequest(ctx context.Context, tc *tunnelConn, req *ssh.Request, port int, meta enroll.Meta, log *slog.Logger) {
+	fwd := &tc.fwd
+	switch req.Type {
+	case "keepalive@openssh.com":
+		req.Reply(true, nil)
+		e.throttledSeen(ctx, tc, log)
+	case "tcpip-forward":
+		var p tcpipForward
+		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			req.Reply(false, nil)
+			return
+		}
+		if (p.Addr != "127.0.0.1" && p.Addr != "localhost") || int(p.Port) != port {
+			e.refuse(ctx, tc, fmt.Sprintf("remote forward listen on %s (only 127.0.0.1:%d is allowed)", net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port))), port), meta, log)
+			req.Reply(false, nil)
+			return
+		}
+		fwd.mu.Lock()
+		defer fwd.mu.Unlock()
+		if fwd.ln != nil {
+			req.Reply(false, nil)
+			return
+		}
+		ln, err := e.listenReverse(tc, port, log)
+		if err != nil {
+			log.Warn("reverse forward: cannot listen", "port", port, "err", err)
+			req.Reply(false, nil)
+			return
+		}
+		fwd.ln = ln
+		req.Reply(true, nil)
+		go e.acceptForwarded(tc, ln, p, log)
+	case "cancel-tcpip-forward":
+		fwd.closeAll()
+		req.Reply(true, nil)
+	default:
+		if req.WantReply {
+			req.Reply(false, nil)
+		}
+	}
+}
+
+// listenReverse binds the VMA's reverse port. When an older connection of
+// the same VMA on this instance holds it (a reconnect while the old TCP
+// session has not timed out yet), the newer connection takes over.
+func (e *Endpoint) listenReverse(tc *tunnelConn, port int, log *slog.Logger) (net.Listener, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	replaced := false
+	for _, old := range e.live(tc.id) {
+		if old != tc && old.fwd.holding() {
+			old.close("replaced by a newer connection")
+			replaced = true
+		}
+	}
+	if !replaced {
+		return nil, err
+	}
+	log.Info("reverse forward taken over from an older connection", "port", port)
+	for i := 0; i < 40; i++ {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, err
+}
+
+func (e *Endpoint) throttledSeen(ctx context.Context, tc *tunnelConn, log *slog.Logger) {
+	tc.seenMu.Lock()
+	now := time.Now()
+	due := now.Sub(tc.lastSeen) >= e.cfg.SeenEvery
+	if due {
+		tc.lastSeen = now
+	}
+	tc.seenMu.Unlock()
+	if due {
+		if err := e.svc.TunnelSeen(ctx, tc.id); err != nil {
+			log.Warn("record keepalive", "err", err)
+		}
+	}
+}
+
+func (e *Endpoint) acceptForwarded(tc *tunnelConn, ln net.Listener, p tcpipForward, log *slog.Logger) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			oa, op, _ := net.SplitHostPort(c.RemoteAddr().String())
+			opn, _ := strconv.Atoi(op)
+			ch, reqs, err := tc.conn.OpenChannel("forwarded-tcpip", ssh.Marshal(forwardedTCPIP{
+				Addr: p.Addr, Port: p.Port, OriginAddr: oa, OriginPort: uint32(opn),
+			}))
+			if err != nil {
+				log.Info("reverse forward: VMA refused the channel", "err", err)
+				return
+			}
+			go ssh.DiscardRequests(reqs)
+			pipe(c, ch)
+		}()
+	}
+}
+
+func (e *Endpoint) newChannel(ctx context.Context, tc *tunnelConn, nch ssh.NewChannel, meta enroll.Meta, log *slog.Logger) {
+	switch nch.ChannelType() {
+	case "direct-tcpip":
+		var d directTCPIP
+		if err := ssh.Unmarshal(nch.ExtraData(), &d); err != nil {
+			nch.Reject(ssh.ConnectionFailed, "malformed request")
+			return
+		}
+		target := net.JoinHostPort(d.Host, strconv.Itoa(int(d.Port)))
+		if target != e.cfg.NBDTarget && !(d.Host == "localhost" && net.JoinHostPort("127.0.0.1", strconv.Itoa(int(d.Port))) == e.cfg.NBDTarget) {
+			e.refuse(ctx, tc, "local forward to "+target+" (only "+e.cfg.NBDTarget+" is allowed)", meta, log)
+			nch.Reject(ssh.Prohibited, "forwarding to "+target+" is not allowed")
+			return
+		}
+		c, err := net.DialTimeout("tcp", e.cfg.NBDTarget, 5*time.Second)
+		if err != nil {
+			nch.Reject(ssh.ConnectionFailed, "NBD target unreachable")
+			return
+		}
+		ch, reqs, err := nch.Accept()
+		if err != nil {
+			c.Close()
+			return
+		}
+		go ssh.DiscardRequests(reqs)
+		go func() {
+			defer c.Close()
+			pipe(c, ch)
+		}()
+	default:
+		e.refuse(ctx, tc, "channel "+nch.ChannelType()+" (no shell, command, agent or X11)", meta, log)
+		nch.Reject(ssh.Prohibited, "only the tunnel's port forwards are allowed")
+	}
+}
+
+// pipe copies both ways until both directions end.
+func pipe(c net.Conn, ch ssh.Channel) {
+	done := make(chan struct{}, 2)
+	go func() {
+		io.Copy(ch, c)
+		ch.CloseWrite()
+		done <- struct{}{}
+	}()
+	go func() {
+		io.Copy(c, ch)
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+	ch.Close()
+}

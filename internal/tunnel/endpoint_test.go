@@ -1,0 +1,485 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/server"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+)
+
+var seq atomic.Int64
+
+func openStore(t *testing.T, driver string) (*store.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	dsn := filepath.Join(t.TempDir(), "oma.db")
+	if driver == "mysql" {
+		base := os.Getenv("OMA_TEST_MYSQL_DSN")
+		if base == "" {
+			t.Skip("OMA_TEST_MYSQL_DSN is not set: skipping the MariaDB half (CI sets it)")
+		}
+		i := strings.LastIndex(base, "/")
+		rest := ""
+		if q := strings.Index(base[i:], "?"); q >= 0 {
+			rest = base[i+q:]
+		}
+		root, err := sql.Open("mysql", base[:i+1]+rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("oma_tun_%d_%d", os.Getpid(), seq.Add(1))
+		if _, err := root.Exec("CREATE DATABASE " + name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { root.Exec("DROP DATABASE " + name); root.Close() })
+		dsn = base[:i+1] + name + rest
+	}
+	if err := store.MigrateUp(ctx, driver, dsn); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, driver, dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, dsn
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// echoServer answers every connection with a prefix and the bytes it got.
+func echoServer(t *testing.T, prefix string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 256)
+				n, _ := c.Read(buf)
+				c.Write(append([]byte(prefix), buf[:n]...))
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+type oma struct {
+	t        *testing.T
+	svc      *enroll.Service
+	srv      *server.Server
+	ep       *tunnel.Endpoint
+	token    string
+	nbd      string
+	vmaAPI   string
+	nbdLocal string
+	client   *http.Client
+}
+
+var auditKey = bytes.Repeat([]byte{9}, 32)
+
+func startOMA(t *testing.T, db *store.DB, hostKeyDir, nbd, vmaAPI, nbdLocal string) *oma {
+	t.Helper()
+	cert, err := server.LoadOrCreateCertificate("", "", hostKeyDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := sshkey.LoadOrGenerateFile(filepath.Join(hostKeyDir, "ssh_host_ed25519_key"), "oma")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := ssh.NewSignerFromKey(kp.Private)
+	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond}, auditKey, nil)
+	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond}, svc, nil)
+	srv, err := server.New(server.Config{
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", TLS: cert,
+		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
+			NBDListen: nbdLocal, NBDTarget: nbd, VMAAPITarget: vmaAPI},
+		RatePerSecond: 1000, RateBurst: 1000,
+	}, svc, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetHooks(nil, func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") })
+	ctx, cancel := context.WithCancel(context.Background())
+	epDone, srvDone := make(chan struct{}), make(chan struct{})
+	go func() { ep.Run(ctx); close(epDone) }()
+	go func() { srv.Run(ctx, ep.Listener(ctx, time.Second)); close(srvDone) }()
+	<-srv.Ready()
+	t.Cleanup(func() { cancel(); <-srvDone; <-epDone })
+	tok, err := svc.CreateAdminToken(context.Background(), fmt.Sprintf("admin%d", seq.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := srv.Fingerprint()
+	return &oma{t: t, svc: svc, srv: srv, ep: ep, token: tok.Reveal(), nbd: nbd, vmaAPI: vmaAPI, nbdLocal: nbdLocal,
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+				if "sha256:"+hex.EncodeToString(sum[:]) != fp {
+					return fmt.Errorf("pin mismatch")
+				}
+				return nil
+			}}}}}
+}
+
+func (o *oma) call(method, url, token string, in, out any) int {
+	o.t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := o.client.Do(req)
+	if err != nil {
+		o.t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if out != nil {
+		json.Unmarshal(b, out)
+	}
+	return res.StatusCode
+}
+
+type vma struct {
+	dir  string
+	id   string
+	port int
+	tun  api.Tunnel
+}
+
+// enrollVMA enrolls and approves a VMA over HTTPS on the shared public
+// port, then writes its tunnel configuration with the VMA-side writer.
+func (o *oma) enrollVMA(name string, approveVia *oma) *vma {
+	t := o.t
+	t.Helper()
+	dir := t.TempDir()
+	kp, err := sshkey.LoadOrGenerate(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := "https://" + o.srv.PublicAddr()
+	var pc api.PairingCodeResponse
+	if st := o.call("POST", "http://"+o.srv.AdminAddr()+api.PathPairingCode, o.token, nil, &pc); st != 201 {
+		t.Fatalf("pairing code %d", st)
+	}
+	var er api.EnrollResponse
+	if st := o.call("POST", pub+api.PathEnroll, "", api.EnrollRequest{PairingCode: pc.PairingCode, VMAPublicKey: sshkey.AuthorizedKey(kp.Public, ""), VMAName: name}, &er); st != 201 {
+		t.Fatalf("enroll %d", st)
+	}
+	ch, _ := base64.StdEncoding.DecodeString(er.Challenge)
+	var vr api.VerifyResponse
+	if st := o.call("POST", pub+api.PathVerify, "", api.VerifyRequest{EnrollmentID: er.EnrollmentID, Signature: base64.StdEncoding.EncodeToString(enroll.SignChallenge(kp.Private, er.EnrollmentID, ch))}, &vr); st != 200 {
+		t.Fatalf("verify %d", st)
+	}
+	if approveVia == nil {
+		approveVia = o
+	}
+	if st := approveVia.call("POST", "http://"+approveVia.srv.AdminAddr()+api.PathApprove+er.EnrollmentID, approveVia.token, nil, nil); st != 200 {
+		t.Fatalf("approve %d", st)
+	}
+	var res api.ResultResponse
+	if st := o.call("GET", pub+api.PathResult+"?enrollment_id="+er.EnrollmentID, vr.PollToken, nil, &res); st != 200 || res.Tunnel == nil {
+		t.Fatalf("result %d %+v", st, res)
+	}
+	host, port, _ := net.SplitHostPort(o.srv.PublicAddr())
+	p, _ := strconv.Atoi(port)
+	if _, err := tunnel.WriteVMAConfig(tunnel.VMAConfig{Dir: dir, EnrollmentID: er.EnrollmentID, OMAHost: host, OMAPort: p, Tunnel: *res.Tunnel, Binary: "/usr/local/bin/vma-enroll"}); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := strconv.Atoi(strings.TrimPrefix(res.Tunnel.RemoteForwards[0].Listen, "127.0.0.1:"))
+	return &vma{dir: dir, id: er.EnrollmentID, port: tp, tun: *res.Tunnel}
+}
+
+func sshCmd(v *vma, args ...string) *exec.Cmd {
+	all := append([]string{"-F", filepath.Join(v.dir, "ssh_config")}, args...)
+	return exec.Command("ssh", all...)
+}
+
+// bareSSH runs ssh with the VMA's identity and pinning but without the
+// configured forwards, to try requests the tunnel must refuse. It fails
+// the test when ssh is still running after 15s.
+func bareSSH(t *testing.T, v *vma, args ...string) (string, error) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.dir, "ssh_config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && (f[0] == "LocalForward" || f[0] == "RemoteForward") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	cfg := filepath.Join(v.dir, "ssh_config.bare")
+	if err := os.WriteFile(cfg, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", append([]string{"-F", cfg, "-o", "ConnectTimeout=10"}, args...)...)
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("ssh %v still running after 15s, want it refused", args)
+	}
+	return string(out), err
+}
+
+// startTunnel runs `ssh -F ssh_config -N oma` and waits until it is up.
+func startTunnel(t *testing.T, o *oma, v *vma) (*exec.Cmd, chan error) {
+	t.Helper()
+	cmd := sshCmd(v, "-N", "oma")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("ssh exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+		if o.ep.Connected(v.id) {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", v.port)); err == nil {
+				c.Close()
+				return cmd, done
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("tunnel did not come up; ssh said:\n%s", stderr.String())
+	return nil, nil
+}
+
+func roundTrip(t *testing.T, addr, msg string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(msg))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func requireSSH(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Fatalf("the OpenSSH client is required (apt-get install openssh-client): %v", err)
+	}
+}
+
+func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
+	requireSSH(t)
+	db, _ := openStore(t, "sqlite")
+	nbd := echoServer(t, "nbd:")
+	vmaAPI := echoServer(t, "vma-api:")
+	o := startOMA(t, db, t.TempDir(), nbd, vmaAPI, freeAddr(t))
+	v := o.enrollVMA("vma-a", nil)
+	if v.port != 9081 {
+		t.Fatalf("first tunnel port %d, want 9081", v.port)
+	}
+	_, done := startTunnel(t, o, v)
+
+	// Both forwards carry bytes.
+	if got := roundTrip(t, o.nbdLocal, "hello"); got != "nbd:hello" {
+		t.Fatalf("through the NBD forward: %q", got)
+	}
+	if got := roundTrip(t, fmt.Sprintf("127.0.0.1:%d", v.port), "ping"); got != "vma-api:ping" {
+		t.Fatalf("through the reverse forward: %q", got)
+	}
+	var act api.ConnectionList
+	o.call("GET", "http://"+o.srv.AdminAddr()+api.PathActive, o.token, nil, &act)
+	if len(act.Connections) != 1 || act.Connections[0].ConnectionStatus != "connected" || act.Connections[0].LastSeenAt == nil {
+		t.Fatalf("active = %+v", act)
+	}
+
+	// Everything else is refused.
+	refused := map[string][]string{
+		"command":            {"oma", "id"},
+		"shell":              {"-tt", "oma"},
+		"other local target": {"-W", "127.0.0.1:22", "oma"},
+		"other remote port":  {"-o", "ExitOnForwardFailure=yes", "-N", "-R", "127.0.0.1:9998:127.0.0.1:1", "oma"},
+		"wildcard bind":      {"-o", "ExitOnForwardFailure=yes", "-N", "-R", fmt.Sprintf("0.0.0.0:%d:127.0.0.1:1", v.port), "oma"},
+	}
+	for name, args := range refused {
+		if out, err := bareSSH(t, v, args...); err == nil {
+			t.Errorf("%s: ssh succeeded, want refusal; output %s", name, out)
+		}
+	}
+	evs, _ := o.svc.Audit(context.Background(), enroll.AuditFilter{EventType: enroll.EventForwardRefused, EnrollmentID: v.id})
+	if len(evs) < 4 {
+		t.Fatalf("forward_refused audit events = %d, want at least 4", len(evs))
+	}
+	// The tunnel is still up after all that.
+	if got := roundTrip(t, o.nbdLocal, "again"); got != "nbd:again" {
+		t.Fatalf("NBD forward after refusals: %q", got)
+	}
+
+	// Revocation drops the live tunnel within a second.
+	start := time.Now()
+	if st := o.call("DELETE", "http://"+o.srv.AdminAddr()+api.PathRevoke+v.id, o.token, nil, nil); st != 200 {
+		t.Fatalf("revoke %d", st)
+	}
+	select {
+	case <-done:
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("tunnel dropped %s after revocation, want < 1s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("tunnel still up 5s after revocation")
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", v.port), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the reverse port still listens after revocation")
+	}
+	// The key cannot reconnect.
+	out, err := bareSSH(t, v, "-N", "oma")
+	if err == nil || !strings.Contains(out, "Permission denied") {
+		t.Fatalf("reconnect after revocation: %v %s", err, out)
+	}
+	evs, _ = o.svc.Audit(context.Background(), enroll.AuditFilter{EnrollmentID: v.id})
+	var types []string
+	for _, ev := range evs {
+		types = append(types, string(ev.EventType))
+	}
+	joined := strings.Join(types, ",")
+	if !strings.Contains(joined, "connection") || !strings.Contains(joined, "revocation") || !strings.HasSuffix(joined, "disconnection") {
+		t.Fatalf("audit = %s", joined)
+	}
+}
+
+func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
+	requireSSH(t)
+	db, _ := openStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	a := o.enrollVMA("vma-one", nil)
+	b := o.enrollVMA("vma-two", nil)
+	if a.port == b.port {
+		t.Fatalf("both VMAs got port %d", a.port)
+	}
+	startTunnel(t, o, a)
+	// Both VMAs run on this one machine here: give B its own NBD listen port.
+	cfgPath := filepath.Join(b.dir, "ssh_config")
+	cfg, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), o.nbdLocal, freeAddr(t), 1)), 0o600)
+	// B may not listen on A's port.
+	if out, err := bareSSH(t, b, "-o", "ExitOnForwardFailure=yes", "-N", "-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:1", a.port), "oma"); err == nil {
+		t.Fatalf("VMA two listened on VMA one's port: %s", out)
+	}
+	startTunnel(t, o, b)
+}
+
+func TestPublicPortRejectsOtherProtocols(t *testing.T) {
+	db, _ := openStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	addr := o.srv.PublicAddr()
+	// Garbage is closed at once.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := c.Read(make([]byte, 10)); err == nil || n > 0 {
+		t.Fatalf("plain HTTP on the shared port got an answer (%d bytes, %v)", n, err)
+	}
+	c.Close()
+	// A silent client is cut after the sniff timeout.
+	c, _ = net.Dial("tcp", addr)
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.Read(make([]byte, 1))
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("silent client kept for %s", d)
+	}
+	c.Close()
+	// HTTPS still works.
+	if st := o.call("GET", "https://"+addr+"/health", "", nil, nil); st != 200 {
+		t.Fatalf("health over the shared port: %d", st)
+	}
+}
+
+func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
+	requireSSH(t)
+	db, dsn := openStore(t, "mysql")
+	keys := t.TempDir()
+	nbd, api2, local := echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t)
+	a := startOMA(t, db, keys, nbd, api2, local)
+	db2, err := store.Open(context.Background(), "mysql", dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	b := startOMA(t, db2, keys, nbd, api2, freeAddr(t))
+	v := a.enrollVMA("vma-multi", b)
+	_, done := startTunnel(t, a, v)
+	start := time.Now()
+	if st := b.call("DELETE", "http://"+b.srv.AdminAddr()+api.PathRevoke+v.id, b.token, nil, nil); st != 200 {
+		t.Fatalf("revoke via B: %d", st)
+	}
+	select {
+	case <-done:
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("tunnel on A dropped %s after revocation on B, want < 1s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("tunnel on A still up 5s after revocation on B")
+	}
+}
