@@ -38,8 +38,16 @@ fuzz: ## run each fuzz target for FUZZTIME (30s)
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-run: ## run a development server
-	@echo "not yet"
+DEV_DIR ?= .oma-dev
+
+run: build ## run a development server: SQLite in ./.oma-dev, public :8443, admin 127.0.0.1:8082
+	@echo "oma-server: admin API on http://127.0.0.1:8082, enrollment API (HTTPS + SSH tunnels) on :8443"
+	@echo "In another terminal:"
+	@echo "  $(BIN)/omactl --token-file $(DEV_DIR)/admin.token pairing-code"
+	@echo "  $(BIN)/omactl --token-file $(DEV_DIR)/admin.token pending"
+	@echo "(the admin token is created in $(DEV_DIR)/admin.token on first start)"
+	$(BIN)/oma-server serve --data-dir $(DEV_DIR) --db-driver sqlite \
+		--admin-listen 127.0.0.1:8082 --public-listen :8443 --public-host 127.0.0.1
 
 clean: ## remove build outputs
 	rm -rf $(BIN) dist

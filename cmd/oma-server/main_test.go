@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,9 +53,27 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// syncBuffer is a bytes.Buffer safe to read while the process writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 }
 
 func start(t *testing.T, dataDir, admin, public string, extra ...string) *proc {
@@ -62,13 +81,13 @@ func start(t *testing.T, dataDir, admin, public string, extra ...string) *proc {
 	args := append([]string{"serve", "--data-dir", dataDir, "--admin-listen", admin, "--public-listen", public,
 		"--public-host", "127.0.0.1", "--tunnel-mode", "none", "--log-format", "json"}, extra...)
 	cmd := exec.Command(binary, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	cmd.Env = append(os.Environ(), "OMA_CONFIG=")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, stderr: &stderr}
+	p := &proc{cmd: cmd, stderr: stderr}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
@@ -198,6 +217,9 @@ func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
 	var res api.ResultResponse
 	if st := call(t, c, "GET", "https://"+public+api.PathResult+"?enrollment_id="+er.EnrollmentID, vr.PollToken, nil, &res); st != 200 || res.Status != "approved" || res.Tunnel == nil {
 		t.Fatalf("result: %d %+v", st, res)
+	}
+	if !strings.Contains(p.stderr.String(), `"actor":"admin"`) {
+		t.Fatal("the request log does not name the admin token as the actor")
 	}
 	for _, secret := range []string{pc.PairingCode, vr.PollToken, token} {
 		if strings.Contains(p.stderr.String(), secret) {

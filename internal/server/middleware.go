@@ -33,9 +33,14 @@ func clientIP(ctx context.Context) string {
 	return ip
 }
 
+// actor is the name of the admin token of the request ("" before auth).
+// The context holds a pointer so that the request log, written by the
+// outer middleware, sees what the inner auth middleware set.
 func actor(ctx context.Context) string {
-	a, _ := ctx.Value(keyActor).(string)
-	return a
+	if a, ok := ctx.Value(keyActor).(*string); ok {
+		return *a
+	}
+	return ""
 }
 
 func meta(r *http.Request) enroll.Meta {
@@ -76,6 +81,7 @@ func (s *Server) common(listener string, h http.Handler) http.Handler {
 		ip := s.resolveClientIP(r)
 		ctx := context.WithValue(r.Context(), keyRequestID, rid)
 		ctx = context.WithValue(ctx, keyClientIP, ip)
+		ctx = context.WithValue(ctx, keyActor, new(string))
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		rec.Header().Set("X-Request-Id", rid)
@@ -153,7 +159,10 @@ func (s *Server) adminAuth(h http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyActor, name)))
+		if a, ok := r.Context().Value(keyActor).(*string); ok {
+			*a = name
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

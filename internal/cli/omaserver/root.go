@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -105,6 +106,9 @@ func (c common) logger(w io.Writer) (*slog.Logger, error) {
 
 // openStore opens the database (creating the data directory for SQLite).
 func (c common) openStore(ctx context.Context) (*store.DB, error) {
+	// Everything the server writes (database, WAL, keys) is for its own
+	// user only.
+	syscall.Umask(0o077)
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
