@@ -292,19 +292,24 @@ func startVMA(t *testing.T, dir string, args ...string) *vma {
 	v.cmd = exec.Command(bin("vma-enroll"), append(args, "--config-dir", dir)...)
 	v.cmd.Env = childEnv()
 	v.cmd.Stdout, v.cmd.Stderr = v.stdout, v.stderr
+	// Its own process group, so that a kill reaches children (ssh) too,
+	// and Wait does not hang on pipes a child still holds.
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	v.cmd.WaitDelay = 5 * time.Second
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { v.cmd.Wait(); close(v.done) }()
 	t.Cleanup(func() {
-		select {
-		case <-v.done:
-		default:
-			v.cmd.Process.Kill()
-			<-v.done
-		}
+		v.killGroup()
+		<-v.done
 	})
 	return v
+}
+
+// killGroup kills vma-enroll and whatever it started.
+func (v *vma) killGroup() {
+	syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // wait waits for the process to end and returns its result.
@@ -313,7 +318,7 @@ func (v *vma) wait(timeout time.Duration) res {
 	select {
 	case <-v.done:
 	case <-time.After(timeout):
-		v.cmd.Process.Kill()
+		v.killGroup()
 		<-v.done
 		v.t.Fatalf("vma-enroll still running after %s\nstderr:\n%s", timeout, v.stderr.String())
 	}

@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -52,9 +55,17 @@ backoff comes in a later version.`,
 				return fmt.Errorf("the OpenSSH client (ssh) is not installed: install openssh-client")
 			}
 			fmt.Fprintf(f.IO.ErrOut, "Running: %s -F %s -N %s\n", ssh, conf, tunnel.SSHHostAlias)
-			c := exec.CommandContext(ctxOf(cmd), ssh, "-F", conf, "-N", tunnel.SSHHostAlias)
+			// SIGINT/SIGTERM to vma-enroll end ssh too, gracefully.
+			ctx, stop := signal.NotifyContext(ctxOf(cmd), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c := exec.CommandContext(ctx, ssh, "-F", conf, "-N", tunnel.SSHHostAlias)
+			c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+			c.WaitDelay = 5 * time.Second
 			c.Stdin, c.Stdout, c.Stderr = nil, f.IO.Out, f.IO.ErrOut
 			if err := c.Run(); err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped on request
+				}
 				var ee *exec.ExitError
 				if errors.As(err, &ee) {
 					return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("the tunnel ended: ssh exited with status %d (see its messages above)", ee.ExitCode()))
