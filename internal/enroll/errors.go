@@ -32,7 +32,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Err != nil {
+	if e.Err != nil && e.Err != errMalformedCode {
 		return e.Message + ": " + e.Err.Error()
 	}
 	return e.Message

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,7 +60,7 @@ func FormatPairingCode(code string) string {
 // 12-symbol form, or an error saying what is wrong.
 func NormalizePairingCode(in string) (string, error) {
 	if len(in) > 64 {
-		return "", Errorf(CodeInvalidRequest, "pairing code is too long: it has 12 characters, like ABCD-EFGH-JKMN")
+		return "", malformedCode("pairing code is too long: it has 12 characters, like ABCD-EFGH-JKMN")
 	}
 	var b strings.Builder
 	for _, r := range in {
@@ -76,14 +77,27 @@ func NormalizePairingCode(in string) (string, error) {
 			r = '1'
 		}
 		if r > 127 || !strings.ContainsRune(CodeAlphabet, r) {
-			return "", Errorf(CodeInvalidRequest, "pairing code contains %q, which is not a pairing code character (0-9 and A-Z without U)", string(r))
+			return "", malformedCode(fmt.Sprintf("pairing code contains %q, which is not a pairing code character (0-9 and A-Z without U)", string(r)))
 		}
 		b.WriteRune(r)
 	}
 	if b.Len() != CodeLength {
-		return "", Errorf(CodeInvalidRequest, "pairing code has %d characters, want 12 (like ABCD-EFGH-JKMN)", b.Len())
+		return "", malformedCode(fmt.Sprintf("pairing code has %d characters, want 12 (like ABCD-EFGH-JKMN)", b.Len()))
 	}
 	return b.String(), nil
+}
+
+// errMalformedCode marks a pairing code that is not even well-formed.
+var errMalformedCode = errors.New("malformed pairing code")
+
+func malformedCode(msg string) error {
+	return &Error{Code: CodeInvalidRequest, Message: msg, Err: errMalformedCode}
+}
+
+// IsCodeFailure reports whether err is a refused pairing code: rejected
+// (wrong, used, expired) or malformed. Rate limits count both.
+func IsCodeFailure(err error) bool {
+	return ErrorCode(err) == CodePairingCodeRejected || errors.Is(err, errMalformedCode)
 }
 
 // HashSecret returns the hex SHA-256 of a secret, the form stored in the database.

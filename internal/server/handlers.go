@@ -71,7 +71,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}, meta(r))
 	s.metrics.step("enroll", err)
 	if err != nil {
-		if c := enroll.ErrorCode(err); c == enroll.CodePairingCodeRejected || (c == enroll.CodeInvalidRequest && strings.HasPrefix(enroll.ErrorMessage(err), "pairing code")) {
+		if enroll.IsCodeFailure(err) {
 			s.metrics.codeFailed.Inc()
 			s.codeLimit.take(ip)
 		}

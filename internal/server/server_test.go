@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
@@ -15,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -556,4 +556,53 @@ func TestGracefulShutdownEndsLongPolls(t *testing.T) {
 	}
 }
 
-var _ = x509.ParseCertificate
+func TestClientIPFromTrustedProxyOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		xff     string
+		want    string
+	}{
+		{"untrusted peer: header ignored", nil, "203.0.113.7", "127.0.0.1"},
+		{"trusted peer: client from header", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "203.0.113.7", "203.0.113.7"},
+		{"spoofed prefix ignored", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "198.51.100.1, 203.0.113.7", "203.0.113.7"},
+		{"garbage header: the proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "not-an-ip", "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _ := openStore(t, "sqlite")
+			e := startServer(t, db, func(c *server.Config) { c.TrustedProxies = tc.trusted })
+			v := newVMA(t, "proxied")
+			body, _ := json.Marshal(api.EnrollRequest{PairingCode: e.pairingCode(), VMAPublicKey: v.pub, VMAName: v.name})
+			req, _ := http.NewRequest("POST", e.public+api.PathEnroll, bytes.NewReader(body))
+			req.Header.Set("X-Forwarded-For", tc.xff)
+			res, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 201 {
+				t.Fatalf("enroll: %d %s", res.StatusCode, b)
+			}
+			var er api.EnrollResponse
+			json.Unmarshal(b, &er)
+			got, err := e.svc.Get(context.Background(), er.EnrollmentID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.VMAIPAddress != tc.want {
+				t.Fatalf("vma_ip_address = %q, want %q", got.VMAIPAddress, tc.want)
+			}
+		})
+	}
+}
+
+func TestMalformedCodesCountAsFailures(t *testing.T) {
+	db, _ := openStore(t, "sqlite")
+	e := startServer(t, db, func(c *server.Config) { c.CodeFailuresPerMinute, c.CodeFailureBurst = 1, 3 })
+	v := newVMA(t, "typo")
+	for i := 0; i < 3; i++ {
+		expect(t, e.do("POST", e.public+api.PathEnroll, "", api.EnrollRequest{PairingCode: "short", VMAPublicKey: v.pub, VMAName: v.name}), 400, "invalid_request")
+	}
+	expect(t, e.do("POST", e.public+api.PathEnroll, "", api.EnrollRequest{PairingCode: "short", VMAPublicKey: v.pub, VMAName: v.name}), 429, "rate_limited")
+}
