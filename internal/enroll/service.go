@@ -151,13 +151,7 @@ func enrollmentAudit(e *Enrollment, t EventType, meta Meta) *AuditEvent {
 	}
 }
 
-func truncateUTF8(s string, n int) string {
-	s = Printable(s)
-	if len(s) > n {
-		s = s[:n]
-	}
-	return s
-}
+func truncateUTF8(s string, n int) string { return Sanitize(s, n) }
 
 // IssuedCode is a newly generated pairing code; Code is shown only once.
 type IssuedCode struct {

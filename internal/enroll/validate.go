@@ -79,8 +79,14 @@ func ValidateTTL(ttl, max time.Duration) error {
 // control and other non-printing characters become '?', and the result is
 // cut to 80 bytes.
 func Printable(s string) string {
-	if len(s) > 80 {
-		s = s[:80]
+	return Sanitize(s, 80)
+}
+
+// Sanitize is Printable with a limit of n bytes (a rune cut in half
+// becomes '?', so the result is never longer than n).
+func Sanitize(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
 	}
 	return strings.Map(func(r rune) rune {
 		if r == utf8.RuneError || unicode.IsControl(r) || (!unicode.IsPrint(r) && r != ' ') {
