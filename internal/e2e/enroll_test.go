@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -385,6 +386,37 @@ func TestManyVMAs(t *testing.T) {
 		}
 		if len(active) != n || len(ports) != n {
 			t.Errorf("%d active VMAs with %d distinct tunnel ports, want %d", len(active), len(ports), n)
+		}
+	})
+}
+
+// TestInterruptAndRestart: Ctrl-C while waiting keeps the enrollment for a
+// rerun, and an OMA that restarts while a VMA waits is waited for.
+func TestInterruptAndRestart(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := startServer(t, b)
+		pc := s.pairingCode()
+		dir := t.TempDir()
+		v := startVMA(t, dir, s.enrollArgs(pc, "vma-patient", "--timeout", "60s", "--poll-interval", "1s")...)
+		s.waitPending("vma-patient")
+		v.cmd.Process.Signal(syscall.SIGINT)
+		r := v.wait(10 * time.Second)
+		if r.code != 130 || r.result(t).Status != "interrupted" || !strings.Contains(r.stderr, "resume") {
+			t.Fatalf("SIGINT while waiting: %s", r)
+		}
+
+		v = startVMA(t, dir, "-o", "json", "--timeout", "60s", "--poll-interval", "1s")
+		time.Sleep(500 * time.Millisecond) // let it start its long poll
+		s.restart(time.Second)
+		if r := s.omactl("approve", "vma-patient"); r.code != 0 {
+			t.Fatalf("approve after restart: %s", r)
+		}
+		r = v.wait(30 * time.Second)
+		if r.code != 0 || r.result(t).Status != "approved" {
+			t.Fatalf("vma-enroll across a server restart: %s", r)
+		}
+		if !strings.Contains(r.stderr, "retrying") {
+			t.Errorf("no retry reported while the OMA was down:\n%s", r.stderr)
 		}
 	})
 }

@@ -123,6 +123,7 @@ type server struct {
 	admin     string // host:port of the admin listener
 	public    string // host:port of the public listener
 	tokenFile string
+	extra     []string
 	cmd       *exec.Cmd
 	log       *syncBuffer
 	done      chan struct{}
@@ -147,9 +148,11 @@ func startServer(t *testing.T, b backend, extra ...string) *server {
 	if b.name == "mysql" {
 		s.dsn = freshMySQL(t)
 	}
+	s.extra = extra
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if lastErr = s.start(extra); lastErr == nil {
+		s.admin, s.public = freePort(t), freePort(t)
+		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.stop)
 			return s
 		}
@@ -158,8 +161,20 @@ func startServer(t *testing.T, b backend, extra ...string) *server {
 	return nil
 }
 
-func (s *server) start(extra []string) error {
-	s.admin, s.public = freePort(s.t), freePort(s.t)
+// restart stops the server and starts it again on the same ports, data
+// directory and database.
+func (s *server) restart(pause time.Duration) {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	<-s.done
+	time.Sleep(pause)
+	if err := s.start(); err != nil {
+		s.t.Fatalf("oma-server did not restart: %v\nlog:\n%s", err, s.log.String())
+	}
+}
+
+func (s *server) start() error {
+	extra := s.extra
 	s.tokenFile = filepath.Join(s.dataDir, "admin.token")
 	args := []string{"serve",
 		"--data-dir", s.dataDir,
@@ -174,7 +189,9 @@ func (s *server) start(extra []string) error {
 		args = append(args, "--db-dsn", s.dsn)
 	}
 	args = append(args, extra...)
-	s.log = &syncBuffer{}
+	if s.log == nil {
+		s.log = &syncBuffer{}
+	}
 	s.cmd = exec.Command(bin("oma-server"), args...)
 	s.cmd.Env = childEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

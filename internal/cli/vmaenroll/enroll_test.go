@@ -186,7 +186,7 @@ func TestWizard(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
-	for _, want := range []string{"OMA address", "Pairing code", "has 8 characters", fp, "Is it the same?"} {
+	for _, want := range []string{"OMA address", "Pairing code", "has 8 characters", fp, "Is it the same?", "\rwaiting for approval - "} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("wizard output lacks %q:\n%s", want, r.stderr)
 		}
