@@ -105,22 +105,9 @@ func clean(s string) string {
 	return strings.ReplaceAll(enroll.Printable(s), "\t", " ")
 }
 
-// cleanLong is clean without Printable's 80-byte cut, for messages.
+// cleanLong is clean with room for a whole message.
 func cleanLong(s string) string {
-	var b strings.Builder
-	for len(s) > 0 {
-		n := min(len(s), 80)
-		// do not cut a UTF-8 sequence in two
-		for n < len(s) && n > 0 && s[n]&0xC0 == 0x80 {
-			n--
-		}
-		if n == 0 {
-			n = min(len(s), 80)
-		}
-		b.WriteString(clean(s[:n]))
-		s = s[n:]
-	}
-	return b.String()
+	return enroll.Sanitize(s, 2048)
 }
 
 // when shows a time in the local zone with its age: "2025-01-02 15:04 (3m ago)".

@@ -418,14 +418,9 @@ func (e *enroller) failed(err error, phase string) outcome {
 	return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s: %s", phase, msg))
 }
 
-// cleanMessage replaces control characters in a server message.
+// cleanMessage makes a server message or stored string safe to print.
 func cleanMessage(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return '?'
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
+	return enroll.Sanitize(s, 2048)
 }
 
 // resume continues waiting for an enrollment recorded in enrollment.json.
