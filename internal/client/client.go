@@ -83,7 +83,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	r := resty.NewWithClient(&http.Client{Transport: tr}).
 		SetBaseURL(strings.TrimRight(cfg.BaseURL, "/")).
-		SetRedirectPolicy(resty.NoRedirectPolicy()).
+		// Never follow a redirect (it could carry the token elsewhere);
+		// the 3xx answer itself becomes an error that names the target.
+		SetRedirectPolicy(resty.RedirectPolicyFunc(func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		})).
 		SetLogger(silentLogger{}).
 		SetResponseBodyLimit(maxResponseBytes).
 		SetHeader("Accept", "application/json")

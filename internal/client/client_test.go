@@ -118,6 +118,9 @@ func TestErrors(t *testing.T) {
 	mux.HandleFunc("GET "+api.PathActive, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "upstream down", http.StatusBadGateway)
 	})
+	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://elsewhere.example/health", http.StatusFound)
+	})
 	mux.HandleFunc("GET "+api.PathAuditVerify, func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("<html>not json</html>"))
 	})
@@ -155,8 +158,9 @@ func TestErrors(t *testing.T) {
 	if !errors.As(err, &pe) {
 		t.Fatalf("AuditVerify with HTML: %v (%T)", err, err)
 	}
-	if _, err := c.Health(ctx); enroll.ErrorCode(err) != enroll.CodeNotFound {
-		t.Fatalf("Health on a mux without it: %v", err)
+	_, err = c.Health(ctx)
+	if StatusCode(err) != 302 || !strings.Contains(err.Error(), "elsewhere.example") || IsRetryable(err) {
+		t.Fatalf("Health redirected: %v (status %d)", err, StatusCode(err))
 	}
 }
 
