@@ -96,6 +96,17 @@ type ResultResponse struct {
 type HealthResponse struct {
 	Status   string `json:"status"`
 	Database string `json:"database,omitempty"`
+	// The admin listener's health also reports these.
+	SchemaVersion *uint        `json:"schema_version,omitempty"`
+	SchemaDirty   bool         `json:"schema_dirty,omitempty"`
+	Tunnel        *TunnelState `json:"tunnel,omitempty"`
+}
+
+// TunnelState is the tunnel endpoint's part of the admin health report.
+type TunnelState struct {
+	Mode string `json:"mode"`
+	// LiveTunnels counts the tunnels this instance holds (embedded mode).
+	LiveTunnels int `json:"live_tunnels"`
 }
 
 // PairingCodeRequest is the body of POST /api/v1/admin/vma/pairing-code.

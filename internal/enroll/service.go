@@ -81,6 +81,9 @@ type Service struct {
 	Now      func() time.Time // the clock; time.Now when nil
 	Rand     io.Reader        // randomness; crypto/rand when nil
 	Log      *slog.Logger
+	// OnAudit, when set, is called with each audit event after its
+	// transaction committed (metrics are derived from it).
+	OnAudit func(*AuditEvent)
 }
 
 // New builds a service over store with cfg (zero fields take defaults).
@@ -133,6 +136,9 @@ func (s *Service) do(ctx context.Context, fn func(o *op) error) error {
 	if err == nil {
 		for _, ev := range events {
 			s.Log.Info("audit", "audit_id", ev.ID, "event_type", ev.EventType, "mac", ev.MAC)
+			if s.OnAudit != nil {
+				s.OnAudit(ev)
+			}
 		}
 	}
 	return err
@@ -519,7 +525,7 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		}); err != nil {
 			return err
 		}
-		details := map[string]any{"tunnel_port": port}
+		details := map[string]any{"tunnel_port": port, "waited_seconds": o.now.Sub(e.CreatedAt).Seconds()}
 		if notes != "" {
 			details["notes"] = notes
 		}

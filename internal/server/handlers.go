@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -199,7 +200,22 @@ func (s *Server) handleAdminHealth(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, api.HealthResponse{Status: "unavailable", Database: "unreachable"})
 		return
 	}
-	writeJSON(w, http.StatusOK, api.HealthResponse{Status: "ok", Database: "ok"})
+	h := api.HealthResponse{Status: "ok", Database: "ok"}
+	if sv, ok := s.store.(interface {
+		SchemaVersion(context.Context) (uint, bool, error)
+	}); ok {
+		if v, dirty, err := sv.SchemaVersion(r.Context()); err == nil {
+			h.SchemaVersion, h.SchemaDirty = &v, dirty
+			if dirty {
+				h.Status = "degraded"
+			}
+		}
+	}
+	if s.cfg.TunnelState != nil {
+		ts := s.cfg.TunnelState()
+		h.Tunnel = &ts
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 func (s *Server) handlePairingCode(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
 // metrics are the server's Prometheus series, on a registry of its own (no
@@ -18,6 +21,9 @@ type metrics struct {
 	enrollments *prometheus.CounterVec
 	codeFailed  prometheus.Counter
 	rateLimited prometheus.Counter
+	events      *prometheus.CounterVec
+	approval    prometheus.Histogram
+	tunnelUp    prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -41,7 +47,22 @@ func newMetrics() *metrics {
 			Help: "Requests answered 429 by the per-IP rate limits.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.enrollments, m.codeFailed, m.rateLimited,
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oma_enroll_audit_events_total",
+		Help: "Audit events written, by event type (enrollment, verification, approval, rejection, connection, ...).",
+	}, []string{"event_type"})
+	latency := []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}
+	m.approval = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "oma_enroll_approval_latency_seconds",
+		Help:    "Time from a VMA's enrollment request to its approval.",
+		Buckets: latency,
+	})
+	m.tunnelUp = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "oma_enroll_tunnel_establishment_seconds",
+		Help:    "Time from approval to the VMA's first tunnel connection.",
+		Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 1800},
+	})
+	m.reg.MustRegister(m.requests, m.enrollments, m.codeFailed, m.rateLimited, m.events, m.approval, m.tunnelUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -58,6 +79,64 @@ func (m *metrics) observeRequest(listener string, r *http.Request, status int, d
 		route = "unmatched"
 	}
 	m.requests.WithLabelValues(listener, route, strconv.Itoa(status)).Observe(d.Seconds())
+}
+
+// observeAudit derives counters and latencies from committed audit events.
+func (m *metrics) observeAudit(ev *enroll.AuditEvent) {
+	m.events.WithLabelValues(string(ev.EventType)).Inc()
+	d := ev.Details()
+	switch ev.EventType {
+	case enroll.EventApproval:
+		if v, ok := d["waited_seconds"].(float64); ok {
+			m.approval.Observe(v)
+		}
+	case enroll.EventConnection:
+		if first, _ := d["first_connection"].(bool); first {
+			if v, ok := d["since_approval_seconds"].(float64); ok {
+				m.tunnelUp.Observe(v)
+			}
+		}
+	}
+}
+
+// stateCollector reports gauges read from the database at scrape time, so
+// that every instance sharing a database reports the same numbers.
+type stateCollector struct {
+	svc                        *enroll.Service
+	pending, active, connected *prometheus.Desc
+}
+
+func newStateCollector(svc *enroll.Service) *stateCollector {
+	return &stateCollector{
+		svc:       svc,
+		pending:   prometheus.NewDesc("oma_enroll_pending_enrollments", "Enrollments awaiting approval.", nil, nil),
+		active:    prometheus.NewDesc("oma_enroll_active_vmas", "Approved VMAs.", nil, nil),
+		connected: prometheus.NewDesc("oma_enroll_connected_vmas", "Approved VMAs with a live tunnel.", nil, nil),
+	}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pending
+	ch <- c.active
+	ch <- c.connected
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if list, err := c.svc.Store.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusAwaitingApproval}}); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(len(list)))
+	}
+	if conns, err := c.svc.Active(ctx); err == nil {
+		connected := 0
+		for _, cn := range conns {
+			if cn.ConnectionStatus == enroll.ConnConnected {
+				connected++
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(len(conns)))
+		ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, float64(connected))
+	}
 }
 
 func (m *metrics) step(step string, err error) {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -56,6 +57,9 @@ type Config struct {
 
 	ExpireEvery     time.Duration
 	ShutdownTimeout time.Duration
+
+	// TunnelState, when set, reports the tunnel endpoint in the admin health.
+	TunnelState func() api.TunnelState
 }
 
 func (c *Config) fill() {
@@ -138,6 +142,14 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 		waiters:     &waiters{max: cfg.MaxWaitersPerIP, n: map[string]int{}},
 		fingerprint: SPKIFingerprint(cfg.TLS.Leaf),
 		ready:       make(chan struct{}),
+	}
+	s.metrics.reg.MustRegister(newStateCollector(svc))
+	prev := svc.OnAudit
+	svc.OnAudit = func(ev *enroll.AuditEvent) {
+		if prev != nil {
+			prev(ev)
+		}
+		s.metrics.observeAudit(ev)
 	}
 	return s, nil
 }

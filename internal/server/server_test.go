@@ -369,6 +369,27 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 		if rep := decodeInto[api.ChainReport](t, r); !rep.OK || rep.Checked < 6 {
 			t.Fatalf("chain report %s", r.body)
 		}
+		// Metrics moved, and the health report names the schema version.
+		r = e.adminDo("GET", "/metrics", nil)
+		expect(t, r, 200, "")
+		for _, want := range []string{
+			`oma_enroll_enrollments_total{result="ok",step="enroll"} 1`,
+			`oma_enroll_enrollments_total{result="ok",step="approve"} 1`,
+			`oma_enroll_audit_events_total{event_type="revocation"} 1`,
+			`oma_enroll_approval_latency_seconds_count 1`,
+			`oma_enroll_pending_enrollments 0`,
+			`oma_enroll_active_vmas 0`,
+			`oma_enroll_http_request_duration_seconds_count{code="201",listener="public",route="/api/v1/vma/enroll"} 1`,
+		} {
+			if !strings.Contains(string(r.body), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		expect(t, e.do("GET", e.admin+"/metrics", "", nil), 401, "unauthorized")
+		h := decodeInto[api.HealthResponse](t, e.do("GET", e.admin+"/health", "", nil))
+		if h.Status != "ok" || h.Database != "ok" || h.SchemaVersion == nil || *h.SchemaVersion < 1 {
+			t.Fatalf("admin health = %+v", h)
+		}
 		expect(t, e.adminDo("GET", api.PathAudit+"?event_type=bogus", nil), 400, "invalid_request")
 		expect(t, e.adminDo("GET", api.PathAudit+"?since=yesterday", nil), 400, "invalid_request")
 		expect(t, e.adminDo("GET", api.PathAudit+"?limit=100000", nil), 400, "invalid_request")

@@ -198,6 +198,17 @@ func (e *Endpoint) live(id string) []*tunnelConn {
 	return out
 }
 
+// Live counts the tunnels this instance holds.
+func (e *Endpoint) Live() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, set := range e.conns {
+		n += len(set)
+	}
+	return n
+}
+
 // Connected reports whether this instance holds a live tunnel of id.
 func (e *Endpoint) Connected(id string) bool {
 	e.mu.Lock()

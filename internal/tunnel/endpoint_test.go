@@ -350,6 +350,20 @@ func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
 		t.Fatalf("active = %+v", act)
 	}
 
+	req, _ := http.NewRequest("GET", "http://"+o.srv.AdminAddr()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+o.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"oma_enroll_tunnel_establishment_seconds_count 1", "oma_enroll_connected_vmas 1"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
 	// Everything else is refused.
 	refused := map[string][]string{
 		"command":            {"oma", "id"},

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/viper"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
@@ -245,6 +246,13 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		}
 		hostKey = strings.TrimSpace(string(b))
 	}
+	tunnelState := func() api.TunnelState {
+		st := api.TunnelState{Mode: o.TunnelMode}
+		if endpoint != nil {
+			st.LiveTunnels = endpoint.Live()
+		}
+		return st
+	}
 	join := ""
 	if o.PublicPort != 0 {
 		join = net.JoinHostPort(o.PublicHost, strconv.Itoa(o.PublicPort))
@@ -254,6 +262,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		TLS: cert, TrustedProxies: o.TrustedProxies,
 		Tunnel:        server.TunnelConfig{Host: o.TunnelHost, Port: o.PublicPort, User: o.TunnelUser, HostKey: hostKey},
 		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures,
+		TunnelState: tunnelState,
 	}, svc, db, log)
 	if err != nil {
 		return err
