@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -112,6 +113,14 @@ func (e *enroller) run(ctx context.Context) outcome {
 	return e.fresh(ctx)
 }
 
+// dirError explains a failure to use the config directory.
+func (e *enroller) dirError(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%v: run vma-enroll as root, or pass --config-dir with a directory you may write", err)
+	}
+	return err
+}
+
 // existing lists the enrollment's files present in dir.
 func existing(dir string) []string {
 	var out []string
@@ -215,11 +224,11 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 		return *o
 	}
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("create the config directory: %w", err))
+		return fail(StatusError, cmdutil.ExitFailure, e.dirError(err))
 	}
 	kp, err := sshkey.LoadOrGenerate(e.dir, "vma-enroll@"+name)
 	if err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, cmdutil.ExitFailure, e.dirError(err))
 	}
 	e.key = kp
 	if kp.Generated {

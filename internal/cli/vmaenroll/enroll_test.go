@@ -264,3 +264,17 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigDirNotWritable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may write anywhere")
+	}
+	_, srv, fp := newFakeOMA(t, testCode)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o500)
+	defer os.Chmod(dir, 0o700)
+	r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", filepath.Join(dir, "sub"))
+	if r.code != 1 || !strings.Contains(r.stderr, "run vma-enroll as root") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
