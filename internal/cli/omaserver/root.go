@@ -49,7 +49,7 @@ Configuration: flag > environment (OMA_<FLAG>, e.g. OMA_DB_DSN) > config file
 	pf.String("log-format", "text", "log format: text or json")
 	pf.String("log-level", "info", "log level: debug, info, warn or error")
 
-	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), cmdutil.NewVersionCmd("oma-server", ios))
+	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), newSystemdUnitCmd(ios), cmdutil.NewVersionCmd("oma-server", ios))
 	return root
 }
 
