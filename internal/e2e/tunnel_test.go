@@ -76,13 +76,11 @@ func testTunnel(t *testing.T, b backend) {
 	if err := json.Unmarshal(data, &st); err != nil || len(st.Tunnel.RemoteForwards) != 1 || len(st.Tunnel.LocalForwards) != 1 {
 		t.Fatalf("enrollment.json tunnel: %v\n%s", err, data)
 	}
-	// TODO: make these Errorf once oma-server serve passes --vma-api-target
-	// and --vma-nbd-listen into the tunnel object (it reads but drops them).
 	if got := st.Tunnel.RemoteForwards[0].Target; got != vmaAPI {
-		t.Logf("KNOWN BUG: the tunnel's reverse target is %s, not --vma-api-target %s", got, vmaAPI)
+		t.Errorf("the tunnel's reverse target is %s, not --vma-api-target %s", got, vmaAPI)
 	}
 	if got := st.Tunnel.LocalForwards[0].Listen; got != nbdListen {
-		t.Logf("KNOWN BUG: the tunnel's NBD listen address is %s, not --vma-nbd-listen %s", got, nbdListen)
+		t.Errorf("the tunnel's NBD listen address is %s, not --vma-nbd-listen %s", got, nbdListen)
 	}
 	echoServer(t, st.Tunnel.RemoteForwards[0].Target)
 	kh, _ := os.ReadFile(filepath.Join(dir, "known_hosts"))

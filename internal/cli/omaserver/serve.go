@@ -260,7 +260,8 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	srv, err := server.New(server.Config{
 		AdminListen: o.AdminListen, PublicListen: o.PublicListen, PublicHost: o.PublicHost, JoinAddress: join,
 		TLS: cert, TrustedProxies: o.TrustedProxies,
-		Tunnel:        server.TunnelConfig{Host: o.TunnelHost, Port: o.PublicPort, User: o.TunnelUser, HostKey: hostKey},
+		Tunnel: server.TunnelConfig{Host: o.TunnelHost, Port: o.PublicPort, User: o.TunnelUser, HostKey: hostKey,
+			NBDListen: o.VMANBDListen, NBDTarget: o.NBDTarget, VMAAPITarget: o.VMAAPITarget},
 		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures,
 		TunnelState: tunnelState,
 	}, svc, db, log)
