@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -15,20 +14,17 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testdb"
 )
 
 var dbSeq atomic.Int64
@@ -37,39 +33,11 @@ var dbSeq atomic.Int64
 // fresh database on the MariaDB of OMA_TEST_MYSQL_DSN.
 func openStore(t *testing.T, driver string) (*store.DB, string) {
 	t.Helper()
-	ctx := context.Background()
-	var dsn string
-	switch driver {
-	case "sqlite":
-		dsn = filepath.Join(t.TempDir(), "oma.db")
-	case "mysql":
-		base := os.Getenv("OMA_TEST_MYSQL_DSN")
-		if base == "" {
-			t.Skip("OMA_TEST_MYSQL_DSN is not set: skipping the MariaDB half (CI sets it)")
-		}
-		i := strings.LastIndex(base, "/")
-		rest := ""
-		if q := strings.Index(base[i:], "?"); q >= 0 {
-			rest = base[i+q:]
-		}
-		root, err := sql.Open("mysql", base[:i+1]+rest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := fmt.Sprintf("oma_srv_%d_%d", os.Getpid(), dbSeq.Add(1))
-		if _, err := root.Exec("CREATE DATABASE " + name); err != nil {
-			t.Fatalf("create database: %v", err)
-		}
-		t.Cleanup(func() {
-			root.Exec("DROP DATABASE " + name)
-			root.Close()
-		})
-		dsn = base[:i+1] + name + rest
-	}
-	if err := store.MigrateUp(ctx, driver, dsn); err != nil {
+	dsn := testdb.DSN(t, driver)
+	if err := store.MigrateUp(context.Background(), driver, dsn); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	db, err := store.Open(ctx, driver, dsn, store.Options{})
+	db, err := store.Open(context.Background(), driver, dsn, store.Options{})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

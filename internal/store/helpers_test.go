@@ -3,25 +3,16 @@ package store
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/testdb"
 )
-
-// mysqlEnv names the variable holding the DSN of a MariaDB / MySQL server
-// for the tests; its user must be allowed to create and drop databases.
-const mysqlEnv = "OMA_TEST_MYSQL_DSN"
 
 var drivers = []string{DriverSQLite, DriverMySQL}
 
@@ -85,7 +76,7 @@ func newDatabase(t testing.TB, driver string, migrated bool) string {
 	case DriverSQLite:
 		dsn = filepath.Join(t.TempDir(), "oma.db")
 	case DriverMySQL:
-		dsn = newMySQLDatabase(t)
+		dsn = testdb.MySQL(t)
 	default:
 		t.Fatalf("unknown driver %q", driver)
 	}
@@ -95,48 +86,6 @@ func newDatabase(t testing.TB, driver string, migrated bool) string {
 		}
 	}
 	return dsn
-}
-
-func newMySQLDatabase(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv(mysqlEnv)
-	if base == "" {
-		t.Skipf("MariaDB/MySQL tests skipped: set %s (e.g. %s='root@tcp(127.0.0.1:3306)/oma_test'; .ci/run does)", mysqlEnv, mysqlEnv)
-	}
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		t.Fatalf("%s: %v", mysqlEnv, err)
-	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	// A generated name: [a-z0-9_] only, so it can be written into the
-	// DDL (identifiers cannot be parameters).
-	name := "oma_t_" + hex.EncodeToString(b[:])
-	root := cfg.Clone()
-	root.DBName = ""
-	db, err := sql.Open("mysql", root.FormatDSN())
-	if err != nil {
-		t.Fatalf("open %s: %v", mysqlEnv, err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
-		t.Fatalf("create test database (is MariaDB running? .ci/run starts it): %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("mysql", root.FormatDSN())
-		if err != nil {
-			t.Errorf("drop test database: %v", err)
-			return
-		}
-		defer db.Close()
-		if _, err := db.Exec("DROP DATABASE IF EXISTS " + name); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
 }
 
 // clock is the fake clock tests inject as Service.Now.

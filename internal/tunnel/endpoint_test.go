@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -22,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
@@ -30,6 +28,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testdb"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
@@ -37,35 +36,13 @@ var seq atomic.Int64
 
 func openStore(t *testing.T, driver string) (*store.DB, string) {
 	t.Helper()
-	ctx := context.Background()
-	dsn := filepath.Join(t.TempDir(), "oma.db")
-	if driver == "mysql" {
-		base := os.Getenv("OMA_TEST_MYSQL_DSN")
-		if base == "" {
-			t.Skip("OMA_TEST_MYSQL_DSN is not set: skipping the MariaDB half (CI sets it)")
-		}
-		i := strings.LastIndex(base, "/")
-		rest := ""
-		if q := strings.Index(base[i:], "?"); q >= 0 {
-			rest = base[i+q:]
-		}
-		root, err := sql.Open("mysql", base[:i+1]+rest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := fmt.Sprintf("oma_tun_%d_%d", os.Getpid(), seq.Add(1))
-		if _, err := root.Exec("CREATE DATABASE " + name); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { root.Exec("DROP DATABASE " + name); root.Close() })
-		dsn = base[:i+1] + name + rest
+	dsn := testdb.DSN(t, driver)
+	if err := store.MigrateUp(context.Background(), driver, dsn); err != nil {
+		t.Fatalf("migrate: %v", err)
 	}
-	if err := store.MigrateUp(ctx, driver, dsn); err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, driver, dsn, store.Options{})
+	db, err := store.Open(context.Background(), driver, dsn, store.Options{})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	return db, dsn
