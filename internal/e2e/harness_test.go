@@ -3,9 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/oma-enroll/oma-enroll/internal/testdb"
 )
 
 // mysqlEnv names the MariaDB DSN of the tests (a root connection).
@@ -51,36 +48,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 }
 
 // freshMySQL creates an empty database for one test and returns its DSN.
-func freshMySQL(t *testing.T) string {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(os.Getenv(mysqlEnv))
-	if err != nil {
-		t.Fatalf("%s: %v", mysqlEnv, err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "oma_e2e_" + hex.EncodeToString(b[:]) // [a-z0-9_] only: safe in DDL
-	root := cfg.Clone()
-	root.DBName = ""
-	db, err := sql.Open("mysql", root.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
-		t.Fatalf("create the test database (is MariaDB running?): %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("mysql", root.FormatDSN())
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		db.Exec("DROP DATABASE IF EXISTS " + name)
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
-}
+func freshMySQL(t *testing.T) string { return testdb.MySQL(t) }
 
 // childEnv is the environment of the binaries: ours minus every setting
 // that could change their behaviour.
