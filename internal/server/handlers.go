@@ -158,6 +158,10 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 func parseWait(s string) (time.Duration, error) {
 	var d time.Duration
 	if n, err := strconv.Atoi(s); err == nil {
+		// Bound n before multiplying: a huge n would wrap around int64.
+		if n < 0 || n > int(api.MaxWait/time.Second) {
+			return 0, badRequest("wait must be between 0s and %s", api.MaxWait)
+		}
 		d = time.Duration(n) * time.Second
 	} else if d, err = time.ParseDuration(s); err != nil {
 		return 0, badRequest("wait %q is not a duration: use e.g. 25s (at most %s)", enroll.Printable(s), api.MaxWait)
