@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -230,6 +231,12 @@ func (s *Server) handlePairingCode(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.TTLSeconds < 0 {
 		s.writeError(w, r, badRequest("ttl_seconds must be positive"))
+		return
+	}
+	// Bound it before converting: a huge value would wrap around int64
+	// into the allowed range.
+	if int64(req.TTLSeconds) > int64(math.MaxInt64/time.Second) {
+		s.writeError(w, r, badRequest("ttl_seconds %d is out of range", req.TTLSeconds))
 		return
 	}
 	code, err := s.svc.CreatePairingCode(r.Context(), time.Duration(req.TTLSeconds)*time.Second, req.Note, meta(r))
