@@ -22,7 +22,7 @@ func (s *Server) publicMux() http.Handler {
 	mux.Handle(api.PathResult, s.rateLimit(s.methods(s.handleResult, http.MethodGet)))
 	mux.HandleFunc(api.PathHealth, s.methods(s.handlePublicHealth, http.MethodGet))
 	mux.HandleFunc("/", s.notFound)
-	return s.common("public", securityHeaders(mux))
+	return s.common("public", securityHeaders(s.canonicalOnly(mux)))
 }
 
 // adminMux serves the admin API, /health and /metrics.
@@ -43,7 +43,7 @@ func (s *Server) adminMux() http.Handler {
 	mux.Handle(api.PathMetrics, auth(s.metrics.handler().ServeHTTP, http.MethodGet))
 	mux.HandleFunc(api.PathHealth, s.methods(s.handleAdminHealth, http.MethodGet))
 	mux.HandleFunc("/", s.notFound)
-	return s.common("admin", securityHeaders(mux))
+	return s.common("admin", securityHeaders(s.canonicalOnly(mux)))
 }
 
 func securityHeaders(h http.Handler) http.Handler {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"unicode/utf8"
 
@@ -121,6 +122,24 @@ func describeJSONError(err error) string {
 // notFound answers every path that is not served.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, enroll.Errorf(enroll.CodeNotFound, "no such endpoint: %s %s", r.Method, enroll.Printable(r.URL.Path)))
+}
+
+// canonicalOnly answers 404 for a path that is not in canonical form ("//",
+// "/./", "/../"), which ServeMux would otherwise answer with a text/html
+// redirect to the cleaned path: every path not served is a JSON 404.
+func (s *Server) canonicalOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && clean != "/" {
+			clean += "/"
+		}
+		if p != clean && r.Method != http.MethodConnect {
+			s.notFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // methods restricts a handler to some methods; others get 405 with Allow.
