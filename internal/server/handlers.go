@@ -42,7 +42,12 @@ func (s *Server) adminMux() http.Handler {
 	mux.Handle(api.PathEnrollments, auth(s.handleEnrollments, http.MethodGet))
 	mux.Handle(api.PathMetrics, auth(s.metrics.handler().ServeHTTP, http.MethodGet))
 	mux.HandleFunc(api.PathHealth, s.methods(s.handleAdminHealth, http.MethodGet))
-	mux.HandleFunc("/", s.notFound)
+	if s.ui != nil {
+		mux.HandleFunc("/api/", s.notFound)
+		mux.Handle("/", s.ui)
+	} else {
+		mux.HandleFunc("/", s.notFound)
+	}
 	return s.common("admin", securityHeaders(s.canonicalOnly(mux)))
 }
 
@@ -239,17 +244,59 @@ func (s *Server) handlePairingCode(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("ttl_seconds %d is out of range", req.TTLSeconds))
 		return
 	}
-	code, err := s.svc.CreatePairingCode(r.Context(), time.Duration(req.TTLSeconds)*time.Second, req.Note, meta(r))
+	res, err := s.PairingCode(r.Context(), time.Duration(req.TTLSeconds)*time.Second, req.Note, meta(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.PairingCodeResponse{
+	writeJSON(w, http.StatusCreated, res)
+}
+
+// The admin operations below carry the server's side effects (metrics,
+// tunnel hooks) around the service call; the JSON API and the web UI both
+// go through them.
+
+// PairingCode issues a pairing code (ttl 0: the default) and returns what
+// the admin hands out: the code, the OMA fingerprint and the join command.
+func (s *Server) PairingCode(ctx context.Context, ttl time.Duration, note string, m enroll.Meta) (*api.PairingCodeResponse, error) {
+	code, err := s.svc.CreatePairingCode(ctx, ttl, note, m)
+	if err != nil {
+		return nil, err
+	}
+	return &api.PairingCodeResponse{
 		PairingCode:    code.Code.Reveal(),
 		ExpiresAt:      code.ExpiresAt,
 		OMAFingerprint: s.fingerprint,
 		JoinCommand:    fmt.Sprintf("vma-enroll --oma %s --code %s --fingerprint %s", s.cfg.JoinAddress, code.Code.Reveal(), s.fingerprint),
-	})
+	}, nil
+}
+
+// Approve approves enrollment id and tells the tunnel endpoint.
+func (s *Server) Approve(ctx context.Context, id, notes string, m enroll.Meta) (*enroll.Enrollment, error) {
+	e, err := s.svc.Approve(ctx, id, notes, m)
+	s.metrics.step("approve", err)
+	if err == nil && s.onApprove != nil {
+		s.onApprove(e)
+	}
+	return e, err
+}
+
+// Reject rejects enrollment id.
+func (s *Server) Reject(ctx context.Context, id, reason string, m enroll.Meta) (*enroll.Enrollment, error) {
+	e, err := s.svc.Reject(ctx, id, reason, m)
+	s.metrics.step("reject", err)
+	return e, err
+}
+
+// Revoke revokes enrollment id and tells the tunnel endpoint, which drops
+// the VMA's live tunnel.
+func (s *Server) Revoke(ctx context.Context, id, reason string, m enroll.Meta) (*enroll.Enrollment, error) {
+	e, err := s.svc.Revoke(ctx, id, reason, m)
+	s.metrics.step("revoke", err)
+	if err == nil && s.onRevoke != nil {
+		s.onRevoke(e)
+	}
+	return e, err
 }
 
 func (s *Server) handlePending(w http.ResponseWriter, r *http.Request) {
@@ -297,11 +344,7 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	e, err := s.svc.Approve(r.Context(), r.PathValue("id"), req.Notes, meta(r))
-	s.metrics.step("approve", err)
-	if err == nil && s.onApprove != nil {
-		s.onApprove(e)
-	}
+	e, err := s.Approve(r.Context(), r.PathValue("id"), req.Notes, meta(r))
 	s.renderEnrollment(w, r, e, err)
 }
 
@@ -311,8 +354,7 @@ func (s *Server) handleReject(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	e, err := s.svc.Reject(r.Context(), r.PathValue("id"), req.Reason, meta(r))
-	s.metrics.step("reject", err)
+	e, err := s.Reject(r.Context(), r.PathValue("id"), req.Reason, meta(r))
 	s.renderEnrollment(w, r, e, err)
 }
 
@@ -322,11 +364,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	e, err := s.svc.Revoke(r.Context(), r.PathValue("id"), req.Reason, meta(r))
-	s.metrics.step("revoke", err)
-	if err == nil && s.onRevoke != nil {
-		s.onRevoke(e)
-	}
+	e, err := s.Revoke(r.Context(), r.PathValue("id"), req.Reason, meta(r))
 	s.renderEnrollment(w, r, e, err)
 }
 

@@ -43,6 +43,18 @@ func actor(ctx context.Context) string {
 	return ""
 }
 
+// ClientIP is the client address the listener resolved for r: the socket
+// peer, or the X-Forwarded-For entry of a trusted proxy. Handlers mounted on
+// the admin listener (the web UI) use it.
+func ClientIP(r *http.Request) string { return clientIP(r.Context()) }
+
+// SetActor records name as the actor of r for the request log.
+func SetActor(r *http.Request, name string) {
+	if a, ok := r.Context().Value(keyActor).(*string); ok {
+		*a = name
+	}
+}
+
 func meta(r *http.Request) enroll.Meta {
 	return enroll.Meta{SourceIP: clientIP(r.Context()), UserAgent: r.UserAgent(), Actor: actor(r.Context())}
 }

@@ -60,6 +60,10 @@ type Config struct {
 
 	// TunnelState, when set, reports the tunnel endpoint in the admin health.
 	TunnelState func() api.TunnelState
+
+	// AdminTLS, when set, makes the admin listener serve HTTPS with it
+	// (plain HTTP otherwise, which omactl uses by default).
+	AdminTLS *tls.Config
 }
 
 func (c *Config) fill() {
@@ -117,6 +121,8 @@ type Server struct {
 
 	// onApprove and onRevoke let a tunnel endpoint react (set by SetHooks).
 	onApprove, onRevoke func(*enroll.Enrollment)
+	// ui, when set, serves every admin path that is not an API route (SetUI).
+	ui http.Handler
 
 	mu          sync.Mutex
 	adminLn     net.Listener
@@ -159,6 +165,11 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 func (s *Server) SetHooks(onApprove, onRevoke func(*enroll.Enrollment)) {
 	s.onApprove, s.onRevoke = onApprove, onRevoke
 }
+
+// SetUI mounts h (the admin web UI) at "/" on the admin listener; every
+// /api/... route, /health and /metrics stay as they are, and unknown /api/
+// paths still get the JSON 404. Call it before Run.
+func (s *Server) SetUI(h http.Handler) { s.ui = h }
 
 // Fingerprint is the SPKI fingerprint of the public certificate.
 func (s *Server) Fingerprint() string { return s.fingerprint }
@@ -204,6 +215,9 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	if wrapPublic != nil {
 		httpPublic = wrapPublic(rawPublic)
 	}
+	if s.cfg.AdminTLS != nil {
+		adminLn = tls.NewListener(adminLn, s.cfg.AdminTLS)
+	}
 	s.mu.Lock()
 	s.adminLn, s.publicInner = adminLn, rawPublic
 	s.publicLn = tls.NewListener(httpPublic, s.TLSConfig())
@@ -242,7 +256,7 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	go func() { errc <- publicSrv.Serve(s.publicLn) }()
-	s.log.Info("oma-server listening", "admin", adminLn.Addr().String(), "public", rawPublic.Addr().String(),
+	s.log.Info("oma-server listening", "admin", adminLn.Addr().String(), "admin_tls", s.cfg.AdminTLS != nil, "public", rawPublic.Addr().String(),
 		"oma_fingerprint", s.fingerprint, "join_address", s.cfg.JoinAddress)
 	close(s.ready)
 
