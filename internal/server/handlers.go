@@ -64,10 +64,15 @@ func securityHeaders(h http.Handler) http.Handler {
 
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r.Context())
-	if wait, blocked := s.codeLimit.blocked(ip); blocked {
+	// The attempt counts as in flight until it is decided, so concurrent
+	// requests cannot test more codes than the failure budget has left.
+	end, wait, ok := s.codeLimit.begin(ip)
+	if !ok {
 		s.tooMany(w, r, wait, "too many rejected pairing codes from your address")
 		return
 	}
+	codeRefused := false
+	defer func() { end(codeRefused) }()
 	var req api.EnrollRequest
 	if err := decode(w, r, &req, false); err != nil {
 		s.writeError(w, r, err)
@@ -80,7 +85,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if enroll.IsCodeFailure(err) {
 			s.metrics.codeFailed.Inc()
-			s.codeLimit.take(ip)
+			codeRefused = true
 		}
 		s.writeError(w, r, err)
 		return

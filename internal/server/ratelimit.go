@@ -19,6 +19,9 @@ type limiter struct {
 	burst   int
 	buckets map[string]*bucket
 	lastGC  time.Time
+	// inflight counts the attempts per key admitted by begin and not yet
+	// ended.
+	inflight map[string]int
 }
 
 type bucket struct {
@@ -27,7 +30,7 @@ type bucket struct {
 }
 
 func newLimiter(perSecond float64, burst int) *limiter {
-	return &limiter{limit: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}, lastGC: time.Now()}
+	return &limiter{limit: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}, lastGC: time.Now(), inflight: map[string]int{}}
 }
 
 func (l *limiter) get(key string, now time.Time) *rate.Limiter {
@@ -65,17 +68,38 @@ func (l *limiter) take(key string) (time.Duration, bool) {
 	return 0, true
 }
 
-// blocked reports whether key has no token left, without consuming one.
-func (l *limiter) blocked(key string) (time.Duration, bool) {
+// begin admits an attempt for key while the tokens left exceed the
+// attempts of key still in flight, or returns how long to wait; end
+// finishes the attempt, consuming a token when it counted (a refused
+// code). Checking for a token only before the attempt, and consuming one
+// only after it failed, would let any number of concurrent attempts
+// through before the first failure was counted.
+func (l *limiter) begin(key string) (end func(counted bool), wait time.Duration, ok bool) {
 	now := time.Now()
 	lim := l.get(key, now)
-	if lim.TokensAt(now) >= 1 {
-		return 0, false
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.inflight[key]
+	if tokens := lim.TokensAt(now); tokens-float64(n) < 1 {
+		if tokens >= 1 {
+			return nil, time.Second, false // the attempts in flight hold the tokens
+		}
+		r := lim.ReserveN(now, 1)
+		d := r.DelayFrom(now)
+		r.CancelAt(now)
+		return nil, d, false
 	}
-	r := lim.ReserveN(now, 1)
-	d := r.DelayFrom(now)
-	r.CancelAt(now)
-	return d, true
+	l.inflight[key] = n + 1
+	return func(counted bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if counted {
+			lim.AllowN(time.Now(), 1)
+		}
+		if l.inflight[key]--; l.inflight[key] <= 0 {
+			delete(l.inflight, key)
+		}
+	}, 0, true
 }
 
 func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, msg string) {
