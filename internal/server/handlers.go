@@ -63,7 +63,7 @@ func securityHeaders(h http.Handler) http.Handler {
 // --- public ---
 
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
-	ip := clientIP(r.Context())
+	ip := limitKey(clientIP(r.Context()))
 	// The attempt counts as in flight until it is decided, so concurrent
 	// requests cannot test more codes than the failure budget has left.
 	end, wait, ok := s.codeLimit.begin(ip)
@@ -140,7 +140,7 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, _ := bearer(r)
 	if wait > 0 {
-		ip := clientIP(r.Context())
+		ip := limitKey(clientIP(r.Context()))
 		if !s.waiters.acquire(ip) {
 			s.tooMany(w, r, time.Second, "too many concurrent long polls from your address")
 			return

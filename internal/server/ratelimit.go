@@ -3,6 +3,7 @@ package server
 import (
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +12,22 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 )
+
+// limitKey is the key the per-client limits count a client address under:
+// the address itself for IPv4, its /64 for IPv6, since one IPv6 client
+// (a subscriber's usual allocation) can send from any of the 2^64
+// addresses of its /64.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
 
 // limiter keeps one token bucket per client IP and forgets idle ones.
 type limiter struct {
@@ -115,7 +132,7 @@ func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Durat
 // rateLimit applies the per-IP request budget of the public listener.
 func (s *Server) rateLimit(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if wait, ok := s.reqLimit.take(clientIP(r.Context())); !ok {
+		if wait, ok := s.reqLimit.take(limitKey(clientIP(r.Context()))); !ok {
 			s.tooMany(w, r, wait, "too many requests from your address")
 			return
 		}
