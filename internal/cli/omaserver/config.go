@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultConfigFile is read when present and --config is not given.
@@ -47,9 +48,21 @@ func loadConfig(cmd *cobra.Command) (*viper.Viper, error) {
 		}
 		file = DefaultConfigFile
 	}
-	v.SetConfigFile(file)
-	v.SetConfigType("yaml")
-	if err := v.ReadInConfig(); err != nil {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	raw := map[string]any{}
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", file, err)
+	}
+	// Keys may be spelled like the flags (db-dsn) or like omactl's and
+	// vma-enroll's files (db_dsn).
+	conf := make(map[string]any, len(raw))
+	for k, val := range raw {
+		conf[strings.ReplaceAll(strings.ToLower(k), "_", "-")] = val
+	}
+	if err := v.MergeConfigMap(conf); err != nil {
 		return nil, fmt.Errorf("config file %s: %w", file, err)
 	}
 	// Keys in the file must be known flags: a typo should not pass silently.

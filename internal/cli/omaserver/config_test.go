@@ -29,7 +29,7 @@ func serveCmdWith(t *testing.T, args ...string) *cobra.Command {
 func TestConfigPrecedence(t *testing.T) {
 	t.Setenv("OMA_CONFIG", "")
 	file := filepath.Join(t.TempDir(), "oma-server.yaml")
-	if err := os.WriteFile(file, []byte("admin-listen: 127.0.0.1:1003\npublic-listen: 127.0.0.1:2003\nlog-format: json\ndata-dir: /from/file\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("admin-listen: 127.0.0.1:1003\npublic_listen: 127.0.0.1:2003\nlog_format: json\ndata-dir: /from/file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("OMA_ADMIN_LISTEN", "127.0.0.1:1002")
