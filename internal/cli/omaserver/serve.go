@@ -45,7 +45,15 @@ yet, an admin token named "admin" written to admin.token (mode 0600).
 Migrations are applied at start unless --no-migrate.
 
 Several instances may share one MariaDB database behind a load balancer;
-give them the same audit.key (--audit-key-file) and the same certificate.`,
+give them the same audit.key (--audit-key-file) and the same certificate.
+
+The admin listener also serves the admin web UI at / (turn it off with
+--ui=false): sign in with an admin token to approve, reject and revoke VMAs,
+make pairing codes and read the audit trail. UI sessions are kept in memory,
+so a restart signs everyone out and several instances behind a load balancer
+need sticky sessions. The admin listener speaks plain HTTP unless
+--admin-tls (the public certificate) or --admin-tls-cert/--admin-tls-key;
+omactl then needs --server https://….`,
 		Example: `  # Development: SQLite in ./.oma-dev, public listener on :8443
   oma-server serve --data-dir ./.oma-dev --public-listen :8443 --public-host 127.0.0.1
 
@@ -91,6 +99,7 @@ give them the same audit.key (--audit-key-file) and the same certificate.`,
 	f.Int("rate-burst", 20, "burst of public requests per client IP")
 	f.Float64("code-failures-per-minute", 5, "rejected pairing codes allowed per minute per client IP")
 	f.Bool("no-migrate", false, "do not apply database migrations at start")
+	addAdminUIFlags(f)
 	return cmd
 }
 
@@ -110,6 +119,7 @@ type serveOptions struct {
 	RateBurst                             int
 	CodeFailures                          float64
 	NoMigrate                             bool
+	adminUIOptions
 }
 
 func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
@@ -186,6 +196,9 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	if o.AuditKeyFile == "" {
 		o.AuditKeyFile = filepath.Join(o.DataDir, "audit.key")
 	}
+	if o.adminUIOptions, err = adminUIOptionsFrom(v); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -257,20 +270,25 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	if o.PublicPort != 0 {
 		join = net.JoinHostPort(o.PublicHost, strconv.Itoa(o.PublicPort))
 	}
+	adminTLS, err := o.adminTLSConfig(cert)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Config{
 		AdminListen: o.AdminListen, PublicListen: o.PublicListen, PublicHost: o.PublicHost, JoinAddress: join,
 		TLS: cert, TrustedProxies: o.TrustedProxies,
 		Tunnel: server.TunnelConfig{Host: o.TunnelHost, Port: o.PublicPort, User: o.TunnelUser, HostKey: hostKey,
 			NBDListen: o.VMANBDListen, NBDTarget: o.NBDTarget, VMAAPITarget: o.VMAAPITarget},
 		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures,
-		TunnelState: tunnelState,
+		TunnelState: tunnelState, AdminTLS: adminTLS,
 	}, svc, db, log)
 	if err != nil {
 		return err
 	}
-	if host, _, err := net.SplitHostPort(o.AdminListen); err == nil {
-		if ip := net.ParseIP(host); host == "" || (ip != nil && !ip.IsLoopback()) {
-			log.Warn("the admin listener is not on a loopback address; keep it on a private network", "admin_listen", o.AdminListen)
+	warnAdminListener(log, o.AdminListen, adminTLS != nil)
+	if o.UI {
+		if err := mountUI(srv, svc, log); err != nil {
+			return err
 		}
 	}
 	if endpoint == nil {

@@ -1,0 +1,88 @@
+package omaserver
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/server"
+	"github.com/oma-enroll/oma-enroll/internal/webui"
+)
+
+// adminUIOptions are serve's flags for the admin web UI and the admin
+// listener's optional TLS.
+type adminUIOptions struct {
+	UI                        bool
+	AdminTLS                  bool
+	AdminTLSCert, AdminTLSKey string
+}
+
+func addAdminUIFlags(f *pflag.FlagSet) {
+	f.Bool("ui", true, "serve the admin web UI at / on the admin listener (sign in with an admin token)")
+	f.Bool("admin-tls", false, "serve the admin listener over HTTPS with the public listener's certificate (the self-signed one of the data dir unless --tls-cert)")
+	f.String("admin-tls-cert", "", "PEM certificate for HTTPS on the admin listener (implies --admin-tls)")
+	f.String("admin-tls-key", "", "PEM private key for --admin-tls-cert")
+}
+
+func adminUIOptionsFrom(v *viper.Viper) (adminUIOptions, error) {
+	o := adminUIOptions{
+		UI:           v.GetBool("ui"),
+		AdminTLS:     v.GetBool("admin-tls"),
+		AdminTLSCert: v.GetString("admin-tls-cert"),
+		AdminTLSKey:  v.GetString("admin-tls-key"),
+	}
+	if (o.AdminTLSCert == "") != (o.AdminTLSKey == "") {
+		return o, cmdutil.FlagErrorf("give both --admin-tls-cert and --admin-tls-key, or neither")
+	}
+	return o, nil
+}
+
+// adminTLSConfig is the admin listener's TLS configuration, or nil for
+// plain HTTP (the default, which omactl uses).
+func (o adminUIOptions) adminTLSConfig(public tls.Certificate) (*tls.Config, error) {
+	cert := public
+	switch {
+	case o.AdminTLSCert != "":
+		c, err := server.LoadOrCreateCertificate(o.AdminTLSCert, o.AdminTLSKey, "", nil)
+		if err != nil {
+			return nil, err
+		}
+		cert = c
+	case !o.AdminTLS:
+		return nil, nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
+}
+
+// mountUI serves the admin web UI on srv's admin listener.
+func mountUI(srv *server.Server, svc *enroll.Service, log *slog.Logger) error {
+	ui, err := webui.New(webui.Config{Service: svc, Actions: srv, Log: log})
+	if err != nil {
+		return err
+	}
+	srv.SetUI(ui)
+	return nil
+}
+
+// warnAdminListener warns when the admin listener is reachable from the
+// network, louder when it speaks plain HTTP.
+func warnAdminListener(log *slog.Logger, addr string, tlsOn bool) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || ip.IsLoopback()) {
+		return
+	}
+	if tlsOn {
+		log.Warn("the admin listener is not on a loopback address; keep it on a private network", "admin_listen", addr)
+		return
+	}
+	log.Warn("the admin listener is not on a loopback address and serves plain HTTP: admin tokens and web UI sessions cross the network unencrypted; "+
+		"keep it on a private network and turn on --admin-tls (or --admin-tls-cert/--admin-tls-key)", "admin_listen", addr)
+}
