@@ -16,7 +16,7 @@ FUZZ := \
 	./internal/enroll:FuzzNormalizePairingCode \
 	./internal/sshkey:FuzzParseAuthorizedKey
 
-.PHONY: all build test lint fuzz run clean help
+.PHONY: all build test lint fuzz run bench bench-smoke clean help
 
 all: lint test build
 
@@ -48,6 +48,12 @@ run: build ## run a development server: SQLite in ./.oma-dev, public :8443, admi
 	@echo "(the admin token is created in $(DEV_DIR)/admin.token on first start)"
 	$(BIN)/oma-server serve --data-dir $(DEV_DIR) --db-driver sqlite \
 		--admin-listen 127.0.0.1:8082 --public-listen :8443 --public-host 127.0.0.1
+
+bench: ## measure the server against its floor and its peers (prints a markdown table; minutes)
+	OMA_TEST_MYSQL_DSN="$(OMA_TEST_MYSQL_DSN)" $(GO) run ./internal/bench/omabench
+
+bench-smoke: ## a short run that checks the benchmark harness works
+	$(GO) run ./internal/bench/omabench -smoke
 
 clean: ## remove build outputs
 	rm -rf $(BIN) dist
