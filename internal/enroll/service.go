@@ -350,6 +350,9 @@ func (s *Service) Verify(ctx context.Context, id string, signature []byte, meta 
 		if e.Status != StatusPendingVerification {
 			return wrongState(e, "verify", "the challenge can be answered once")
 		}
+		if e.ExpiresAt != nil && !o.now.Before(*e.ExpiresAt) {
+			return Errorf(CodeWrongState, "cannot verify enrollment %s: its time to answer the challenge ended; run vma-enroll again with a new pairing code", id)
+		}
 		challenge, err := hex.DecodeString(e.ChallengeNonce)
 		pub, _, perr := sshkey.ParseAuthorizedKey(e.VMAPublicKey)
 		if err != nil || perr != nil || len(challenge) != ChallengeSize {
@@ -489,6 +492,9 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		}
 		if e.Status != StatusAwaitingApproval {
 			return wrongState(e, "approve", "only enrollments awaiting approval can be approved")
+		}
+		if e.ExpiresAt != nil && !o.now.Before(*e.ExpiresAt) {
+			return Errorf(CodeWrongState, "cannot approve enrollment %s: its approval window ended (it expires); the VMA must enroll again with a new pairing code", id)
 		}
 		olds, err := o.tx.ApprovedByName(ctx, e.VMAName)
 		if err != nil {
