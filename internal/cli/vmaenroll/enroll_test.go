@@ -9,9 +9,8 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
-
-const testCode = "7KQ2M9XD4RTB"
 
 type result struct {
 	stdout, stderr string
@@ -47,10 +46,12 @@ func readResult(t *testing.T, r result) Result {
 }
 
 func TestEnrollApproved(t *testing.T) {
-	oma, srv, fp := newFakeOMA(t, testCode)
+	oma := startOMA(t, omaOptions{})
+	code := oma.code()
 	dir := t.TempDir()
-	oma.decideWhenWaiting(t, "approved", "")
-	r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", "7kq2-m9xd-4rtb", "--fingerprint", fp, "--config-dir", dir, "-o", "json", "--vma-version", "2.4.1")
+	oma.decideWhenWaiting("approve", "")
+	// the code in lower case, with dashes: any form is accepted
+	r := runVE(t, "", false, "--oma", oma.public, "--code", strings.ToLower(code), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "30s", "-o", "json", "--vma-version", "2.4.1")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
@@ -58,8 +59,12 @@ func TestEnrollApproved(t *testing.T) {
 	if res.Status != "approved" || len(res.Files) != 6 || res.ConfigDir != dir || !strings.HasPrefix(res.VMAFingerprint, "SHA256:") {
 		t.Fatalf("result = %+v", res)
 	}
-	if got := oma.enrollReq[0]; got.VMAName != "vma-test-01" || got.VMAVersion != "2.4.1" || got.PairingCode != testCode {
-		t.Fatalf("enroll request = %+v", got)
+	list := oma.enrollments()
+	if len(list) != 1 {
+		t.Fatalf("the server has %d enrollments, want 1", len(list))
+	}
+	if e := list[0]; e.VMAName != "vma-test-01" || e.VMAVersion != "2.4.1" || e.Status != enroll.StatusApproved || e.ID != res.EnrollmentID || e.VMAFingerprint != res.VMAFingerprint {
+		t.Fatalf("server-side enrollment = %+v, result %+v", e, res)
 	}
 	modes := map[string]os.FileMode{"id_ed25519": 0o600, "id_ed25519.pub": 0o644, "enrollment.json": 0o600, "ssh_config": 0o644, "known_hosts": 0o644, "vma-tunnel.service": 0o644}
 	for name, want := range modes {
@@ -71,20 +76,26 @@ func TestEnrollApproved(t *testing.T) {
 			t.Errorf("%s mode %o, want %o", name, fi.Mode().Perm(), want)
 		}
 	}
+	// The tunnel goes to the address the VMA enrolled through (the server
+	// sends no host), pinned to the host key the server sent.
 	kh, _ := os.ReadFile(filepath.Join(dir, "known_hosts"))
-	host := strings.Split(hostOf(srv.URL), ":")
-	if !strings.Contains(string(kh), "["+host[0]+"]:"+host[1]+" ssh-ed25519 ") {
-		t.Errorf("known_hosts does not pin the OMA at the enrollment address:\n%s", kh)
+	host, port := hostPort(oma.public)
+	if !strings.Contains(string(kh), "["+host+"]:"+port+" "+strings.TrimSuffix(oma.hostKey, " oma-test")) {
+		t.Errorf("known_hosts does not pin the OMA's host key at the enrollment address:\n%s", kh)
 	}
 	st, err := loadState(dir)
-	if err != nil || st.Status != "approved" || st.Tunnel == nil || st.PollToken != "" || st.OMAFingerprint != fp {
+	if err != nil || st.Status != "approved" || st.Tunnel == nil || st.PollToken != "" || st.OMAFingerprint != oma.fp {
 		t.Fatalf("state = %+v, %v", st, err)
 	}
+	if st.Tunnel.User != "vma_tunnel" || len(st.Tunnel.RemoteForwards) != 1 || st.Tunnel.RemoteForwards[0].Listen != "127.0.0.1:9081" {
+		t.Fatalf("tunnel = %+v, want vma_tunnel with the first pool port 9081", st.Tunnel)
+	}
 
-	// A rerun says "already enrolled" and exits 0 without contacting the OMA.
-	n := len(oma.enrollReq)
-	r = runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", dir)
-	if r.code != 0 || !strings.Contains(r.stdout, "Already enrolled") || len(oma.enrollReq) != n {
+	// A rerun says "already enrolled" and exits 0 without contacting the
+	// OMA: even with the server gone.
+	oma.stop()
+	r = runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "Already enrolled") {
 		t.Fatalf("rerun: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	// status reads the local state.
@@ -101,26 +112,35 @@ func TestEnrollApproved(t *testing.T) {
 
 func TestEnrollOutcomes(t *testing.T) {
 	t.Run("rejected", func(t *testing.T) {
-		oma, srv, fp := newFakeOMA(t, testCode)
-		oma.decideWhenWaiting(t, "rejected", "not ours\x1b[2J")
-		r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", t.TempDir(), "-o", "json")
+		t.Parallel()
+		oma := startOMA(t, omaOptions{})
+		oma.decideWhenWaiting("reject", "not one of ours")
+		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", t.TempDir(), "--timeout", "30s", "-o", "json")
 		res := readResult(t, r)
-		if r.code != ExitRejected || res.Status != "rejected" || !strings.Contains(r.stderr, "not ours") || strings.Contains(r.stderr, "\x1b") {
+		if r.code != ExitRejected || res.Status != "rejected" || !strings.Contains(r.stderr, "reason: not one of ours") {
 			t.Fatalf("exit %d, %+v\n%q", r.code, res, r.stderr)
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
-		oma, srv, fp := newFakeOMA(t, testCode)
-		oma.decideWhenWaiting(t, "expired", "")
-		r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", t.TempDir())
-		if r.code != ExitTimeout {
-			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		t.Parallel()
+		// Nobody approves within the approval window: the server expires
+		// the enrollment and vma-enroll learns it from its long poll.
+		oma := startOMA(t, omaOptions{approvalWindow: time.Second})
+		dir := t.TempDir()
+		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "30s", "-o", "json")
+		res := readResult(t, r)
+		if r.code != ExitTimeout || res.Status != "expired" || !strings.Contains(r.stderr, "new pairing code") {
+			t.Fatalf("exit %d %+v\n%s", r.code, res, r.stderr)
+		}
+		if st, _ := loadState(dir); st == nil || st.Status != "expired" {
+			t.Fatalf("state after expiry = %+v", st)
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		_, srv, fp := newFakeOMA(t, testCode)
+		t.Parallel()
+		oma := startOMA(t, omaOptions{})
 		dir := t.TempDir()
-		r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", dir, "--timeout", "2s", "-o", "json")
+		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "2s", "-o", "json")
 		res := readResult(t, r)
 		if r.code != ExitTimeout || res.Status != "timeout" || res.EnrollmentID == "" {
 			t.Fatalf("exit %d %+v\n%s", r.code, res, r.stderr)
@@ -128,123 +148,196 @@ func TestEnrollOutcomes(t *testing.T) {
 		if st, _ := loadState(dir); st == nil || st.Status != "awaiting_approval" || st.PollToken == "" {
 			t.Fatalf("state after timeout = %+v", st)
 		}
+		if list := oma.enrollments(); len(list) != 1 || list[0].Status != enroll.StatusAwaitingApproval {
+			t.Fatalf("server-side enrollments after the timeout: %+v", list)
+		}
 	})
 	t.Run("code rejected", func(t *testing.T) {
-		_, srv, fp := newFakeOMA(t, testCode)
-		r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", "AAAA-BBBB-CCCC", "--fingerprint", fp, "--config-dir", t.TempDir(), "-o", "json")
+		t.Parallel()
+		oma := startOMA(t, omaOptions{})
+		oma.code()
+		r := runVE(t, "", false, "--oma", oma.public, "--code", "AAAA-BBBB-CCCC", "--fingerprint", oma.fp, "--config-dir", t.TempDir(), "-o", "json")
 		res := readResult(t, r)
 		if r.code != ExitCodeRejected || res.Status != "pairing_code_rejected" || !strings.Contains(r.stderr, "new one") {
 			t.Fatalf("exit %d %+v\n%s", r.code, res, r.stderr)
 		}
+		if evs := oma.events(enroll.EventEnrollmentFailed); len(evs) != 1 {
+			t.Fatalf("the server audited %d failed enrollments, want 1", len(evs))
+		}
+	})
+	t.Run("used code", func(t *testing.T) {
+		t.Parallel()
+		oma := startOMA(t, omaOptions{})
+		code := oma.code()
+		oma.decideWhenWaiting("approve", "")
+		if r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", t.TempDir(), "--timeout", "30s"); r.code != 0 {
+			t.Fatalf("first use: exit %d\n%s", r.code, r.stderr)
+		}
+		r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", t.TempDir())
+		if r.code != ExitCodeRejected {
+			t.Fatalf("second use of a code: exit %d\n%s", r.code, r.stderr)
+		}
 	})
 	t.Run("wrong fingerprint", func(t *testing.T) {
-		oma, srv, _ := newFakeOMA(t, testCode)
-		r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", "sha256:"+strings.Repeat("00", 32), "--config-dir", t.TempDir())
-		if r.code != ExitIdentityMismatch || !strings.Contains(r.stderr, "not the expected one") || len(oma.enrollReq) != 0 {
-			t.Fatalf("exit %d (%d requests)\n%s", r.code, len(oma.enrollReq), r.stderr)
+		t.Parallel()
+		oma := startOMA(t, omaOptions{})
+		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", "sha256:"+strings.Repeat("00", 32), "--config-dir", t.TempDir())
+		if r.code != ExitIdentityMismatch || !strings.Contains(r.stderr, "not the expected one") {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		// Nothing reached the server: no enrollment, no failed attempt.
+		if n, m := len(oma.enrollments()), len(oma.events(enroll.EventEnrollmentFailed)); n != 0 || m != 0 {
+			t.Fatalf("the server saw %d enrollments and %d failed attempts; want none", n, m)
 		}
 	})
 	t.Run("insecure", func(t *testing.T) {
-		oma, srv, _ := newFakeOMA(t, testCode)
-		oma.decideWhenWaiting(t, "approved", "")
-		r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--insecure-skip-tls-verify", "--config-dir", t.TempDir())
+		t.Parallel()
+		oma := startOMA(t, omaOptions{})
+		oma.decideWhenWaiting("approve", "")
+		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--insecure-skip-tls-verify", "--config-dir", t.TempDir(), "--timeout", "30s")
 		if r.code != 0 || !strings.Contains(r.stderr, "WARNING") {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		t.Parallel()
+		oma := startOMA(t, omaOptions{})
+		code := oma.code()
+		oma.stop()
+		r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", t.TempDir())
+		if r.code != 1 || !strings.Contains(r.stderr, "cannot reach the OMA") || !strings.Contains(r.stderr, "port") {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
 	})
 }
 
 func TestUsageErrors(t *testing.T) {
-	_, srv, fp := newFakeOMA(t, testCode)
-	oma := hostOf(srv.URL)
+	oma := startOMA(t, omaOptions{})
+	code, fp := oma.code(), oma.fp
 	for name, args := range map[string][]string{
-		"no oma":          {"--code", testCode, "--fingerprint", fp},
-		"no code":         {"--oma", oma, "--fingerprint", fp},
+		"no oma":          {"--code", code, "--fingerprint", fp},
+		"no code":         {"--oma", oma.public, "--fingerprint", fp},
 		"nothing":         {},
-		"no fingerprint":  {"--oma", oma, "--code", testCode},
-		"bad code":        {"--oma", oma, "--code", "ABC", "--fingerprint", fp},
-		"bad fingerprint": {"--oma", oma, "--code", testCode, "--fingerprint", "abc"},
-		"bad oma":         {"--oma", "http://x", "--code", testCode, "--fingerprint", fp},
-		"bad name":        {"--oma", oma, "--code", testCode, "--fingerprint", fp, "--name", "bad/name"},
-		"bad output":      {"--oma", oma, "--code", testCode, "--fingerprint", fp, "-o", "yaml"},
+		"no fingerprint":  {"--oma", oma.public, "--code", code},
+		"bad code":        {"--oma", oma.public, "--code", "ABC", "--fingerprint", fp},
+		"bad fingerprint": {"--oma", oma.public, "--code", code, "--fingerprint", "abc"},
+		"bad oma":         {"--oma", "http://x", "--code", code, "--fingerprint", fp},
+		"bad name":        {"--oma", oma.public, "--code", code, "--fingerprint", fp, "--name", "bad/name"},
+		"bad output":      {"--oma", oma.public, "--code", code, "--fingerprint", fp, "-o", "yaml"},
 	} {
 		r := runVE(t, "", false, append(args, "--config-dir", t.TempDir())...)
 		if r.code != cmdutil.ExitUsage || r.stdout != "" {
 			t.Errorf("%s: exit %d, want 2; stdout %q stderr %q", name, r.code, r.stdout, r.stderr)
 		}
 	}
+	// Usage errors are found before anything is sent.
+	if n := len(oma.enrollments()); n != 0 {
+		t.Fatalf("usage errors made %d enrollments", n)
+	}
 }
 
 func TestWizard(t *testing.T) {
-	oma, srv, fp := newFakeOMA(t, testCode)
-	oma.decideWhenWaiting(t, "approved", "")
+	oma := startOMA(t, omaOptions{})
+	code := oma.code()
+	oma.decideWhenWaiting("approve", "")
 	dir := t.TempDir()
 	// a typo in the address and one in the code are asked again; then the
 	// fingerprint is shown and confirmed.
-	stdin := "http://bad\n" + hostOf(srv.URL) + "\n7KQ2-M9XD\n7kq2 m9xd 4rtb\ny\n"
+	spaced := strings.ToLower(strings.ReplaceAll(code, "-", " "))
+	stdin := "http://bad\n" + oma.public + "\n" + code[:9] + "\n" + spaced + "\ny\n"
 	r := runVE(t, stdin, true, "--config-dir", dir, "--timeout", "20s")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
-	for _, want := range []string{"OMA address", "Pairing code", "has 8 characters", fp, "Is it the same?", "\rwaiting for approval - "} {
+	for _, want := range []string{"OMA address", "Pairing code", "has 8 characters", oma.fp, "Is it the same?", "\rwaiting for approval - "} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("wizard output lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	if st, _ := loadState(dir); st == nil || st.OMAFingerprint != fp {
+	if st, _ := loadState(dir); st == nil || st.OMAFingerprint != oma.fp {
 		t.Fatalf("the confirmed fingerprint is not pinned: %+v", st)
 	}
 
 	// Not confirming the fingerprint sends nothing and exits 6.
-	oma2, srv2, _ := newFakeOMA(t, testCode)
-	r = runVE(t, "n\n", true, "--oma", hostOf(srv2.URL), "--code", testCode, "--config-dir", t.TempDir())
-	if r.code != ExitIdentityMismatch || len(oma2.enrollReq) != 0 {
+	oma2 := startOMA(t, omaOptions{})
+	r = runVE(t, "n\n", true, "--oma", oma2.public, "--code", oma2.code(), "--config-dir", t.TempDir())
+	if r.code != ExitIdentityMismatch || len(oma2.enrollments()) != 0 {
 		t.Fatalf("declined fingerprint: exit %d\n%s", r.code, r.stderr)
 	}
 }
 
 func TestResume(t *testing.T) {
-	oma, srv, fp := newFakeOMA(t, testCode)
+	oma := startOMA(t, omaOptions{})
+	code := oma.code()
 	dir := t.TempDir()
-	r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", dir, "--timeout", "1s")
+	r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "1s")
 	if r.code != ExitTimeout {
 		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
 	}
-	oma.decideWhenWaiting(t, "approved", "")
+	first, _ := loadState(dir)
+	oma.decideWhenWaiting("approve", "")
 	// no fingerprint, no OMA: all from enrollment.json; the used code is ignored.
-	r = runVE(t, "", false, "--code", testCode, "--config-dir", dir, "-o", "json")
+	r = runVE(t, "", false, "--code", code, "--config-dir", dir, "--timeout", "30s", "-o", "json")
 	if r.code != 0 || !strings.Contains(r.stderr, "ignoring the pairing code") {
 		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
 	}
-	if len(oma.enrollReq) != 1 {
-		t.Fatalf("resume made a new enrollment: %d enroll requests", len(oma.enrollReq))
+	if res := readResult(t, r); res.EnrollmentID != first.EnrollmentID {
+		t.Fatalf("resume ended with enrollment %s, want %s", res.EnrollmentID, first.EnrollmentID)
 	}
-	// --force starts a new enrollment with a new code.
-	oma.mu.Lock()
-	oma.codes["AAAABBBBCCCC"] = true
-	oma.mu.Unlock()
-	oma.decideWhenWaiting(t, "approved", "")
-	r = runVE(t, "", false, "--force", "--oma", hostOf(srv.URL), "--code", "AAAA-BBBB-CCCC", "--fingerprint", fp, "--config-dir", dir, "-o", "json")
+	if list := oma.enrollments(); len(list) != 1 {
+		t.Fatalf("resume made a new enrollment: the server has %d", len(list))
+	}
+	// --force starts a new enrollment with a new code; approving it revokes
+	// the first one (same VMA name).
+	oma.decideWhenWaiting("approve", "")
+	r = runVE(t, "", false, "--force", "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "30s", "-o", "json")
 	res := readResult(t, r)
-	if r.code != 0 || len(oma.enrollReq) != 2 || res.EnrollmentID == "00000000-0000-4000-8000-000000000001" {
-		t.Fatalf("--force: exit %d, %d requests, %+v\n%s", r.code, len(oma.enrollReq), res, r.stderr)
+	if r.code != 0 || res.EnrollmentID == first.EnrollmentID {
+		t.Fatalf("--force: exit %d, %+v\n%s", r.code, res, r.stderr)
+	}
+	statuses := map[string]enroll.Status{}
+	for _, e := range oma.enrollments() {
+		statuses[e.ID] = e.Status
+	}
+	if len(statuses) != 2 || statuses[first.EnrollmentID] != enroll.StatusRevoked || statuses[res.EnrollmentID] != enroll.StatusApproved {
+		t.Fatalf("server-side statuses after re-enrolling: %v", statuses)
 	}
 }
 
-func TestPollingFallbackAndRetry(t *testing.T) {
-	oma, srv, fp := newFakeOMA(t, testCode)
-	oma.noLong = true
-	oma.failNext = 2
+// TestServerRestartWhileWaiting stops oma-server while vma-enroll waits
+// and starts it again on the same address and store: vma-enroll reports
+// the outage, keeps retrying, and finishes once the admin approves.
+func TestServerRestartWhileWaiting(t *testing.T) {
+	oma := startOMA(t, omaOptions{})
+	code := oma.code()
+	dir := t.TempDir()
+	done := make(chan result, 1)
 	go func() {
-		time.Sleep(2500 * time.Millisecond)
-		oma.decide("approved", "")
+		done <- runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", dir, "--poll-interval", "1s", "--timeout", "60s")
 	}()
-	r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", t.TempDir(), "--poll-interval", "1s", "--timeout", "20s")
+	// Wait until vma-enroll waits for the decision.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, _ := loadState(dir)
+		if st != nil && st.Status == string(enroll.StatusAwaitingApproval) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("vma-enroll did not reach the waiting state")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	oma.restart(2500 * time.Millisecond)
+	oma.decideWhenWaiting("approve", "")
+	r := <-done
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "retrying") {
+	if !strings.Contains(r.stderr, "OMA unreachable") || !strings.Contains(r.stderr, "retrying") {
 		t.Errorf("no retry message on stderr:\n%s", r.stderr)
+	}
+	if list := oma.enrollments(); len(list) != 1 || list[0].Status != enroll.StatusApproved {
+		t.Fatalf("server-side enrollments: %+v", list)
 	}
 }
 
@@ -269,11 +362,11 @@ func TestConfigDirNotWritable(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("root may write anywhere")
 	}
-	_, srv, fp := newFakeOMA(t, testCode)
+	oma := startOMA(t, omaOptions{})
 	dir := t.TempDir()
 	os.Chmod(dir, 0o500)
 	defer os.Chmod(dir, 0o700)
-	r := runVE(t, "", false, "--oma", hostOf(srv.URL), "--code", testCode, "--fingerprint", fp, "--config-dir", filepath.Join(dir, "sub"))
+	r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", filepath.Join(dir, "sub"))
 	if r.code != 1 || !strings.Contains(r.stderr, "run vma-enroll as root") {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
