@@ -10,6 +10,7 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 )
 
 type result struct {
@@ -46,12 +47,12 @@ func readResult(t *testing.T, r result) Result {
 }
 
 func TestEnrollApproved(t *testing.T) {
-	oma := startOMA(t, omaOptions{})
-	code := oma.code()
+	oma := omatest.Start(t, omatest.Options{})
+	code := oma.Code()
 	dir := t.TempDir()
-	oma.decideWhenWaiting("approve", "")
+	oma.DecideWhenWaiting("approve", "")
 	// the code in lower case, with dashes: any form is accepted
-	r := runVE(t, "", false, "--oma", oma.public, "--code", strings.ToLower(code), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "30s", "-o", "json", "--vma-version", "2.4.1")
+	r := runVE(t, "", false, "--oma", oma.Public(), "--code", strings.ToLower(code), "--fingerprint", oma.Fingerprint(), "--config-dir", dir, "--timeout", "30s", "-o", "json", "--vma-version", "2.4.1")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
@@ -59,7 +60,7 @@ func TestEnrollApproved(t *testing.T) {
 	if res.Status != "approved" || len(res.Files) != 6 || res.ConfigDir != dir || !strings.HasPrefix(res.VMAFingerprint, "SHA256:") {
 		t.Fatalf("result = %+v", res)
 	}
-	list := oma.enrollments()
+	list := oma.Enrollments()
 	if len(list) != 1 {
 		t.Fatalf("the server has %d enrollments, want 1", len(list))
 	}
@@ -79,12 +80,12 @@ func TestEnrollApproved(t *testing.T) {
 	// The tunnel goes to the address the VMA enrolled through (the server
 	// sends no host), pinned to the host key the server sent.
 	kh, _ := os.ReadFile(filepath.Join(dir, "known_hosts"))
-	host, port := hostPort(oma.public)
-	if !strings.Contains(string(kh), "["+host+"]:"+port+" "+strings.TrimSuffix(oma.hostKey, " oma-test")) {
+	host, port := hostPort(oma.Public())
+	if !strings.Contains(string(kh), "["+host+"]:"+port+" "+strings.TrimSuffix(oma.HostKey, " oma-test")) {
 		t.Errorf("known_hosts does not pin the OMA's host key at the enrollment address:\n%s", kh)
 	}
 	st, err := loadState(dir)
-	if err != nil || st.Status != "approved" || st.Tunnel == nil || st.PollToken != "" || st.OMAFingerprint != oma.fp {
+	if err != nil || st.Status != "approved" || st.Tunnel == nil || st.PollToken != "" || st.OMAFingerprint != oma.Fingerprint() {
 		t.Fatalf("state = %+v, %v", st, err)
 	}
 	if st.Tunnel.User != "vma_tunnel" || len(st.Tunnel.RemoteForwards) != 1 || st.Tunnel.RemoteForwards[0].Listen != "127.0.0.1:9081" {
@@ -93,8 +94,8 @@ func TestEnrollApproved(t *testing.T) {
 
 	// A rerun says "already enrolled" and exits 0 without contacting the
 	// OMA: even with the server gone.
-	oma.stop()
-	r = runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", dir)
+	oma.Stop()
+	r = runVE(t, "", false, "--oma", oma.Public(), "--code", code, "--fingerprint", oma.Fingerprint(), "--config-dir", dir)
 	if r.code != 0 || !strings.Contains(r.stdout, "Already enrolled") {
 		t.Fatalf("rerun: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -113,9 +114,9 @@ func TestEnrollApproved(t *testing.T) {
 func TestEnrollOutcomes(t *testing.T) {
 	t.Run("rejected", func(t *testing.T) {
 		t.Parallel()
-		oma := startOMA(t, omaOptions{})
-		oma.decideWhenWaiting("reject", "not one of ours")
-		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", t.TempDir(), "--timeout", "30s", "-o", "json")
+		oma := omatest.Start(t, omatest.Options{})
+		oma.DecideWhenWaiting("reject", "not one of ours")
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", oma.Code(), "--fingerprint", oma.Fingerprint(), "--config-dir", t.TempDir(), "--timeout", "30s", "-o", "json")
 		res := readResult(t, r)
 		if r.code != ExitRejected || res.Status != "rejected" || !strings.Contains(r.stderr, "reason: not one of ours") {
 			t.Fatalf("exit %d, %+v\n%q", r.code, res, r.stderr)
@@ -125,9 +126,9 @@ func TestEnrollOutcomes(t *testing.T) {
 		t.Parallel()
 		// Nobody approves within the approval window: the server expires
 		// the enrollment and vma-enroll learns it from its long poll.
-		oma := startOMA(t, omaOptions{approvalWindow: time.Second})
+		oma := omatest.Start(t, omatest.Options{ApprovalWindow: time.Second})
 		dir := t.TempDir()
-		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "30s", "-o", "json")
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", oma.Code(), "--fingerprint", oma.Fingerprint(), "--config-dir", dir, "--timeout", "30s", "-o", "json")
 		res := readResult(t, r)
 		if r.code != ExitTimeout || res.Status != "expired" || !strings.Contains(r.stderr, "new pairing code") {
 			t.Fatalf("exit %d %+v\n%s", r.code, res, r.stderr)
@@ -138,9 +139,9 @@ func TestEnrollOutcomes(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
-		oma := startOMA(t, omaOptions{})
+		oma := omatest.Start(t, omatest.Options{})
 		dir := t.TempDir()
-		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "2s", "-o", "json")
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", oma.Code(), "--fingerprint", oma.Fingerprint(), "--config-dir", dir, "--timeout", "2s", "-o", "json")
 		res := readResult(t, r)
 		if r.code != ExitTimeout || res.Status != "timeout" || res.EnrollmentID == "" {
 			t.Fatalf("exit %d %+v\n%s", r.code, res, r.stderr)
@@ -148,63 +149,63 @@ func TestEnrollOutcomes(t *testing.T) {
 		if st, _ := loadState(dir); st == nil || st.Status != "awaiting_approval" || st.PollToken == "" {
 			t.Fatalf("state after timeout = %+v", st)
 		}
-		if list := oma.enrollments(); len(list) != 1 || list[0].Status != enroll.StatusAwaitingApproval {
+		if list := oma.Enrollments(); len(list) != 1 || list[0].Status != enroll.StatusAwaitingApproval {
 			t.Fatalf("server-side enrollments after the timeout: %+v", list)
 		}
 	})
 	t.Run("code rejected", func(t *testing.T) {
 		t.Parallel()
-		oma := startOMA(t, omaOptions{})
-		oma.code()
-		r := runVE(t, "", false, "--oma", oma.public, "--code", "AAAA-BBBB-CCCC", "--fingerprint", oma.fp, "--config-dir", t.TempDir(), "-o", "json")
+		oma := omatest.Start(t, omatest.Options{})
+		oma.Code()
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", "AAAA-BBBB-CCCC", "--fingerprint", oma.Fingerprint(), "--config-dir", t.TempDir(), "-o", "json")
 		res := readResult(t, r)
 		if r.code != ExitCodeRejected || res.Status != "pairing_code_rejected" || !strings.Contains(r.stderr, "new one") {
 			t.Fatalf("exit %d %+v\n%s", r.code, res, r.stderr)
 		}
-		if evs := oma.events(enroll.EventEnrollmentFailed); len(evs) != 1 {
+		if evs := oma.Events(enroll.EventEnrollmentFailed); len(evs) != 1 {
 			t.Fatalf("the server audited %d failed enrollments, want 1", len(evs))
 		}
 	})
 	t.Run("used code", func(t *testing.T) {
 		t.Parallel()
-		oma := startOMA(t, omaOptions{})
-		code := oma.code()
-		oma.decideWhenWaiting("approve", "")
-		if r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", t.TempDir(), "--timeout", "30s"); r.code != 0 {
+		oma := omatest.Start(t, omatest.Options{})
+		code := oma.Code()
+		oma.DecideWhenWaiting("approve", "")
+		if r := runVE(t, "", false, "--oma", oma.Public(), "--code", code, "--fingerprint", oma.Fingerprint(), "--config-dir", t.TempDir(), "--timeout", "30s"); r.code != 0 {
 			t.Fatalf("first use: exit %d\n%s", r.code, r.stderr)
 		}
-		r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", t.TempDir())
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", code, "--fingerprint", oma.Fingerprint(), "--config-dir", t.TempDir())
 		if r.code != ExitCodeRejected {
 			t.Fatalf("second use of a code: exit %d\n%s", r.code, r.stderr)
 		}
 	})
 	t.Run("wrong fingerprint", func(t *testing.T) {
 		t.Parallel()
-		oma := startOMA(t, omaOptions{})
-		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", "sha256:"+strings.Repeat("00", 32), "--config-dir", t.TempDir())
+		oma := omatest.Start(t, omatest.Options{})
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", oma.Code(), "--fingerprint", "sha256:"+strings.Repeat("00", 32), "--config-dir", t.TempDir())
 		if r.code != ExitIdentityMismatch || !strings.Contains(r.stderr, "not the expected one") {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
 		// Nothing reached the server: no enrollment, no failed attempt.
-		if n, m := len(oma.enrollments()), len(oma.events(enroll.EventEnrollmentFailed)); n != 0 || m != 0 {
+		if n, m := len(oma.Enrollments()), len(oma.Events(enroll.EventEnrollmentFailed)); n != 0 || m != 0 {
 			t.Fatalf("the server saw %d enrollments and %d failed attempts; want none", n, m)
 		}
 	})
 	t.Run("insecure", func(t *testing.T) {
 		t.Parallel()
-		oma := startOMA(t, omaOptions{})
-		oma.decideWhenWaiting("approve", "")
-		r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--insecure-skip-tls-verify", "--config-dir", t.TempDir(), "--timeout", "30s")
+		oma := omatest.Start(t, omatest.Options{})
+		oma.DecideWhenWaiting("approve", "")
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", oma.Code(), "--insecure-skip-tls-verify", "--config-dir", t.TempDir(), "--timeout", "30s")
 		if r.code != 0 || !strings.Contains(r.stderr, "WARNING") {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
 		t.Parallel()
-		oma := startOMA(t, omaOptions{})
-		code := oma.code()
-		oma.stop()
-		r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", t.TempDir())
+		oma := omatest.Start(t, omatest.Options{})
+		code := oma.Code()
+		oma.Stop()
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", code, "--fingerprint", oma.Fingerprint(), "--config-dir", t.TempDir())
 		if r.code != 1 || !strings.Contains(r.stderr, "cannot reach the OMA") || !strings.Contains(r.stderr, "port") {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
@@ -212,18 +213,18 @@ func TestEnrollOutcomes(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	oma := startOMA(t, omaOptions{})
-	code, fp := oma.code(), oma.fp
+	oma := omatest.Start(t, omatest.Options{})
+	code, fp := oma.Code(), oma.Fingerprint()
 	for name, args := range map[string][]string{
 		"no oma":          {"--code", code, "--fingerprint", fp},
-		"no code":         {"--oma", oma.public, "--fingerprint", fp},
+		"no code":         {"--oma", oma.Public(), "--fingerprint", fp},
 		"nothing":         {},
-		"no fingerprint":  {"--oma", oma.public, "--code", code},
-		"bad code":        {"--oma", oma.public, "--code", "ABC", "--fingerprint", fp},
-		"bad fingerprint": {"--oma", oma.public, "--code", code, "--fingerprint", "abc"},
+		"no fingerprint":  {"--oma", oma.Public(), "--code", code},
+		"bad code":        {"--oma", oma.Public(), "--code", "ABC", "--fingerprint", fp},
+		"bad fingerprint": {"--oma", oma.Public(), "--code", code, "--fingerprint", "abc"},
 		"bad oma":         {"--oma", "http://x", "--code", code, "--fingerprint", fp},
-		"bad name":        {"--oma", oma.public, "--code", code, "--fingerprint", fp, "--name", "bad/name"},
-		"bad output":      {"--oma", oma.public, "--code", code, "--fingerprint", fp, "-o", "yaml"},
+		"bad name":        {"--oma", oma.Public(), "--code", code, "--fingerprint", fp, "--name", "bad/name"},
+		"bad output":      {"--oma", oma.Public(), "--code", code, "--fingerprint", fp, "-o", "yaml"},
 	} {
 		r := runVE(t, "", false, append(args, "--config-dir", t.TempDir())...)
 		if r.code != cmdutil.ExitUsage || r.stdout != "" {
@@ -231,51 +232,51 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 	// Usage errors are found before anything is sent.
-	if n := len(oma.enrollments()); n != 0 {
+	if n := len(oma.Enrollments()); n != 0 {
 		t.Fatalf("usage errors made %d enrollments", n)
 	}
 }
 
 func TestWizard(t *testing.T) {
-	oma := startOMA(t, omaOptions{})
-	code := oma.code()
-	oma.decideWhenWaiting("approve", "")
+	oma := omatest.Start(t, omatest.Options{})
+	code := oma.Code()
+	oma.DecideWhenWaiting("approve", "")
 	dir := t.TempDir()
 	// a typo in the address and one in the code are asked again; then the
 	// fingerprint is shown and confirmed.
 	spaced := strings.ToLower(strings.ReplaceAll(code, "-", " "))
-	stdin := "http://bad\n" + oma.public + "\n" + code[:9] + "\n" + spaced + "\ny\n"
+	stdin := "http://bad\n" + oma.Public() + "\n" + code[:9] + "\n" + spaced + "\ny\n"
 	r := runVE(t, stdin, true, "--config-dir", dir, "--timeout", "20s")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
-	for _, want := range []string{"OMA address", "Pairing code", "has 8 characters", oma.fp, "Is it the same?", "\rwaiting for approval - "} {
+	for _, want := range []string{"OMA address", "Pairing code", "has 8 characters", oma.Fingerprint(), "Is it the same?", "\rwaiting for approval - "} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("wizard output lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	if st, _ := loadState(dir); st == nil || st.OMAFingerprint != oma.fp {
+	if st, _ := loadState(dir); st == nil || st.OMAFingerprint != oma.Fingerprint() {
 		t.Fatalf("the confirmed fingerprint is not pinned: %+v", st)
 	}
 
 	// Not confirming the fingerprint sends nothing and exits 6.
-	oma2 := startOMA(t, omaOptions{})
-	r = runVE(t, "n\n", true, "--oma", oma2.public, "--code", oma2.code(), "--config-dir", t.TempDir())
-	if r.code != ExitIdentityMismatch || len(oma2.enrollments()) != 0 {
+	oma2 := omatest.Start(t, omatest.Options{})
+	r = runVE(t, "n\n", true, "--oma", oma2.Public(), "--code", oma2.Code(), "--config-dir", t.TempDir())
+	if r.code != ExitIdentityMismatch || len(oma2.Enrollments()) != 0 {
 		t.Fatalf("declined fingerprint: exit %d\n%s", r.code, r.stderr)
 	}
 }
 
 func TestResume(t *testing.T) {
-	oma := startOMA(t, omaOptions{})
-	code := oma.code()
+	oma := omatest.Start(t, omatest.Options{})
+	code := oma.Code()
 	dir := t.TempDir()
-	r := runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "1s")
+	r := runVE(t, "", false, "--oma", oma.Public(), "--code", code, "--fingerprint", oma.Fingerprint(), "--config-dir", dir, "--timeout", "1s")
 	if r.code != ExitTimeout {
 		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
 	}
 	first, _ := loadState(dir)
-	oma.decideWhenWaiting("approve", "")
+	oma.DecideWhenWaiting("approve", "")
 	// no fingerprint, no OMA: all from enrollment.json; the used code is ignored.
 	r = runVE(t, "", false, "--code", code, "--config-dir", dir, "--timeout", "30s", "-o", "json")
 	if r.code != 0 || !strings.Contains(r.stderr, "ignoring the pairing code") {
@@ -284,19 +285,19 @@ func TestResume(t *testing.T) {
 	if res := readResult(t, r); res.EnrollmentID != first.EnrollmentID {
 		t.Fatalf("resume ended with enrollment %s, want %s", res.EnrollmentID, first.EnrollmentID)
 	}
-	if list := oma.enrollments(); len(list) != 1 {
+	if list := oma.Enrollments(); len(list) != 1 {
 		t.Fatalf("resume made a new enrollment: the server has %d", len(list))
 	}
 	// --force starts a new enrollment with a new code; approving it revokes
 	// the first one (same VMA name).
-	oma.decideWhenWaiting("approve", "")
-	r = runVE(t, "", false, "--force", "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", dir, "--timeout", "30s", "-o", "json")
+	oma.DecideWhenWaiting("approve", "")
+	r = runVE(t, "", false, "--force", "--oma", oma.Public(), "--code", oma.Code(), "--fingerprint", oma.Fingerprint(), "--config-dir", dir, "--timeout", "30s", "-o", "json")
 	res := readResult(t, r)
 	if r.code != 0 || res.EnrollmentID == first.EnrollmentID {
 		t.Fatalf("--force: exit %d, %+v\n%s", r.code, res, r.stderr)
 	}
 	statuses := map[string]enroll.Status{}
-	for _, e := range oma.enrollments() {
+	for _, e := range oma.Enrollments() {
 		statuses[e.ID] = e.Status
 	}
 	if len(statuses) != 2 || statuses[first.EnrollmentID] != enroll.StatusRevoked || statuses[res.EnrollmentID] != enroll.StatusApproved {
@@ -308,12 +309,12 @@ func TestResume(t *testing.T) {
 // and starts it again on the same address and store: vma-enroll reports
 // the outage, keeps retrying, and finishes once the admin approves.
 func TestServerRestartWhileWaiting(t *testing.T) {
-	oma := startOMA(t, omaOptions{})
-	code := oma.code()
+	oma := omatest.Start(t, omatest.Options{})
+	code := oma.Code()
 	dir := t.TempDir()
 	done := make(chan result, 1)
 	go func() {
-		done <- runVE(t, "", false, "--oma", oma.public, "--code", code, "--fingerprint", oma.fp, "--config-dir", dir, "--poll-interval", "1s", "--timeout", "60s")
+		done <- runVE(t, "", false, "--oma", oma.Public(), "--code", code, "--fingerprint", oma.Fingerprint(), "--config-dir", dir, "--poll-interval", "1s", "--timeout", "60s")
 	}()
 	// Wait until vma-enroll waits for the decision.
 	deadline := time.Now().Add(20 * time.Second)
@@ -327,8 +328,8 @@ func TestServerRestartWhileWaiting(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	oma.restart(2500 * time.Millisecond)
-	oma.decideWhenWaiting("approve", "")
+	oma.Restart(2500 * time.Millisecond)
+	oma.DecideWhenWaiting("approve", "")
 	r := <-done
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
@@ -336,7 +337,7 @@ func TestServerRestartWhileWaiting(t *testing.T) {
 	if !strings.Contains(r.stderr, "OMA unreachable") || !strings.Contains(r.stderr, "retrying") {
 		t.Errorf("no retry message on stderr:\n%s", r.stderr)
 	}
-	if list := oma.enrollments(); len(list) != 1 || list[0].Status != enroll.StatusApproved {
+	if list := oma.Enrollments(); len(list) != 1 || list[0].Status != enroll.StatusApproved {
 		t.Fatalf("server-side enrollments: %+v", list)
 	}
 }
@@ -362,12 +363,18 @@ func TestConfigDirNotWritable(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("root may write anywhere")
 	}
-	oma := startOMA(t, omaOptions{})
+	oma := omatest.Start(t, omatest.Options{})
 	dir := t.TempDir()
 	os.Chmod(dir, 0o500)
 	defer os.Chmod(dir, 0o700)
-	r := runVE(t, "", false, "--oma", oma.public, "--code", oma.code(), "--fingerprint", oma.fp, "--config-dir", filepath.Join(dir, "sub"))
+	r := runVE(t, "", false, "--oma", oma.Public(), "--code", oma.Code(), "--fingerprint", oma.Fingerprint(), "--config-dir", filepath.Join(dir, "sub"))
 	if r.code != 1 || !strings.Contains(r.stderr, "run vma-enroll as root") {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// hostPort splits an address into host and port strings.
+func hostPort(addr string) (string, string) {
+	i := strings.LastIndex(addr, ":")
+	return addr[:i], addr[i+1:]
 }
