@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -34,7 +36,7 @@ func writeJSON(w io.Writer, v any) error {
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
+	b = append(escapeControls(b), '\n')
 	_, err = w.Write(b)
 	return err
 }
@@ -48,7 +50,7 @@ func writeYAML(w io.Writer, v any) error {
 		return err
 	}
 	var n yaml.Node
-	if err := yaml.Unmarshal(b, &n); err != nil {
+	if err := yaml.Unmarshal(escapeControls(b), &n); err != nil {
 		return err
 	}
 	blockStyle(&n)
@@ -61,13 +63,46 @@ func writeYAML(w io.Writer, v any) error {
 	if err := enc.Close(); err != nil {
 		return err
 	}
-	_, err = w.Write(buf.Bytes())
+	// The emitter escapes C0 and C1 controls itself but writes bidi
+	// controls raw; blockStyle double-quoted every string holding one, so
+	// they can be escaped here.
+	_, err = w.Write(escapeControls(buf.Bytes()))
 	return err
+}
+
+// controlRune reports the characters json.Marshal leaves raw although a
+// terminal may act on them (and YAML refuses some in its input): DEL, the
+// C1 controls (U+0080-U+009F) and the bidi controls.
+func controlRune(r rune) bool {
+	return r == 0x7f || (r >= 0x80 && r <= 0x9f) || unicode.Is(unicode.Bidi_Control, r)
+}
+
+// escapeControls rewrites every controlRune in JSON text, or in YAML whose
+// strings holding one are double-quoted, as a \u escape: the document
+// means the same (they can only occur inside strings).
+func escapeControls(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if controlRune(r) {
+			if out == nil {
+				out = append(make([]byte, 0, len(b)+16), b[:i]...)
+			}
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else if out != nil {
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	if out == nil {
+		return b
+	}
+	return out
 }
 
 func blockStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle | yaml.DoubleQuotedStyle | yaml.SingleQuotedStyle
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value == "" {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && (n.Value == "" || strings.IndexFunc(n.Value, controlRune) >= 0) {
 		n.Style = yaml.DoubleQuotedStyle
 	}
 	for _, c := range n.Content {
