@@ -77,6 +77,9 @@ func (u *UI) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		u.render(w, r, http.StatusUnauthorized, "signin", u.newView(r, nil, "", "Sign in", d))
 		return
 	}
+	if old := readSessionCookie(r); old != "" {
+		u.sessions.delete(hashKey(old)) // a sign-in always starts a new session
+	}
 	id := u.sessions.create(name, enroll.HashSecret(tok), now)
 	setSessionCookie(w, r, id)
 	u.cfg.SetActor(r, name)
@@ -352,11 +355,7 @@ type chainStatus struct {
 	checked bool
 }
 
-func (u *UI) chainReport(r *http.Request) (*enroll.ChainReport, error) {
-	head, _, err := u.svc.Store.AuditHead(r.Context())
-	if err != nil {
-		return nil, err
-	}
+func (u *UI) chainReport(r *http.Request, head int64) (*enroll.ChainReport, error) {
 	now := u.now()
 	u.chainMu.Lock()
 	defer u.chainMu.Unlock()
@@ -457,15 +456,18 @@ func (u *UI) handleAudit(w http.ResponseWriter, r *http.Request, se *session) {
 	if !d.First {
 		d.Newest = d.link("", 0)
 	}
-	rep, err := u.chainReport(r)
+	head, _, err := u.svc.Store.AuditHead(r.Context())
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	d.Version = strconv.FormatInt(head, 10)
+	rep, err := u.chainReport(r, head)
 	if err != nil {
 		u.log.Error("audit chain check failed", "err", err)
 		d.ChainErr = enroll.ErrorMessage(err)
 	}
 	d.Chain = rep
-	if rep != nil {
-		d.Version = strconv.FormatInt(rep.HeadID, 10)
-	}
 	status := http.StatusOK
 	if d.Error != "" {
 		status = http.StatusBadRequest

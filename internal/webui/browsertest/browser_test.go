@@ -3,6 +3,7 @@ package browsertest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // TestAdminUIEnrollApproveRevoke is the seed's GUI workflow in a real
@@ -34,6 +36,12 @@ func TestAdminUIEnrollApproveRevoke(t *testing.T) {
 	}
 	shot := func(name string) {
 		t.Helper()
+		// Every visible form control has a label.
+		unlabelled := value(t, ctx, "labels on "+name, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('main input:not([type=hidden]), main select, main textarea'))
+			.filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.name || el.id)`))
+		if len(unlabelled) > 0 {
+			t.Errorf("%s: form controls without a label: %v", name, unlabelled)
+		}
 		png := value(t, ctx, "screenshot "+name, chromedp.CaptureScreenshot())
 		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
@@ -140,17 +148,24 @@ func TestAdminUIEnrollApproveRevoke(t *testing.T) {
 	shot("03-pending-narrow")
 	run("wide window", 20*time.Second, chromedp.EmulateViewport(1280, 800))
 
-	// Approve, confirming in the dialog.
+	// Approve with the keyboard only: type the notes, Tab to Approve, Enter;
+	// the dialog opens on Cancel, Tab to its Approve, Enter.
 	run("approve", 30*time.Second,
-		chromedp.SendKeys(chromedp.CSS(row+` input[name="notes"]`), "fingerprint checked on the console"),
-		chromedp.Click(chromedp.CSS(row+` button[data-action="approve"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#confirm-dialog[open]`)))
+		chromedp.Focus(chromedp.CSS(row+` input[name="notes"]`)),
+		chromedp.KeyEvent("fingerprint checked on the console"),
+		chromedp.KeyEvent(kb.Tab),
+		chromedp.Poll[chromedp.Void](`document.activeElement.getAttribute('data-action') === 'approve'`, chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS(`#confirm-dialog[open]`)),
+		chromedp.Poll[chromedp.Void](`document.activeElement.id === 'confirm-cancel'`, chromedp.WithPollingTimeout(5*time.Second)))
 	if got := text("#confirm-title"); got != "Approve "+name+"?" {
 		t.Errorf("confirm dialog title = %q", got)
 	}
 	shot("04-approve-confirm")
 	run("confirm approve", 30*time.Second,
-		chromedp.Click(chromedp.ID("confirm-ok")),
+		chromedp.KeyEvent(kb.Tab),
+		chromedp.Poll[chromedp.Void](`document.activeElement.id === 'confirm-ok'`, chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.KeyEvent(kb.Enter),
 		chromedp.WaitVisible(chromedp.CSS(`.flash-ok`)))
 	if got := text(".flash-ok"); !strings.Contains(got, "Approved "+name) {
 		t.Errorf("flash after approve = %q", got)
@@ -223,8 +238,10 @@ func TestAdminUIEnrollApproveRevoke(t *testing.T) {
 	// Filter by type.
 	run("audit filter", 20*time.Second,
 		chromedp.SetValue(chromedp.ID("f-type"), "approval"),
-		chromedp.Click(chromedp.CSS(`form.filters button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-event="approval"]`)))
+		chromedp.Click(chromedp.CSS(`form.filters button[type="submit"]`)))
+	// The unfiltered page has an approval row too: wait for the new page.
+	waitLoaded(t, ctx, "type=approval")
+	run("audit filtered page", 20*time.Second, chromedp.WaitVisible(chromedp.CSS(`tr[data-event="approval"]`)))
 	if others := value(t, ctx, "audit filtered", chromedp.Evaluate[int](`document.querySelectorAll('tr[data-event]:not([data-event="approval"])').length`)); others != 0 {
 		t.Errorf("type filter left %d other events", others)
 	}
@@ -260,4 +277,23 @@ func fail(t *testing.T, ctx context.Context, what string, err error) {
 	html, _ := chromedp.Run(tctx, chromedp.OuterHTML(chromedp.CSS("main")))
 	loc, _ := chromedp.Run(tctx, chromedp.Location())
 	t.Fatalf("%s: %v\nat %s, page <main>:\n%s", what, err, loc, html)
+}
+
+// waitLoaded waits until the tab has loaded a page whose URL contains part
+// (evaluations fail while a navigation replaces the page; they are retried).
+func waitLoaded(t *testing.T, ctx context.Context, part string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](`document.readyState === 'complete' ? location.href : ''`))
+		cancel()
+		if err == nil && strings.Contains(v, part) {
+			return
+		}
+		last = fmt.Sprint(v, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no page with %q in its URL loaded within 20s (last: %s)", part, last)
 }
