@@ -3,6 +3,7 @@ package browsertest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -73,6 +74,12 @@ type omaServer struct {
 // data directory and waits for its admin /health and its admin token.
 func startServer(t *testing.T, extra ...string) *omaServer {
 	t.Helper()
+	return startServerWith(t, "http", extra...)
+}
+
+// startServerWith is startServer with the admin listener's scheme.
+func startServerWith(t *testing.T, scheme string, extra ...string) *omaServer {
+	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		s := &omaServer{admin: freePort(t), public: freePort(t), dataDir: t.TempDir(), log: &syncBuffer{}}
@@ -96,7 +103,7 @@ func startServer(t *testing.T, extra ...string) *omaServer {
 				<-done
 			}
 		}
-		if lastErr = waitHealthy(s, done); lastErr == nil {
+		if lastErr = waitHealthy(s, scheme, done); lastErr == nil {
 			t.Cleanup(func() {
 				stop()
 				if t.Failed() {
@@ -111,8 +118,8 @@ func startServer(t *testing.T, extra ...string) *omaServer {
 	return nil
 }
 
-func waitHealthy(s *omaServer, done <-chan struct{}) error {
-	hc := &http.Client{Timeout: time.Second}
+func waitHealthy(s *omaServer, scheme string, done <-chan struct{}) error {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -120,7 +127,7 @@ func waitHealthy(s *omaServer, done <-chan struct{}) error {
 			return fmt.Errorf("oma-server exited:\n%s", s.log.String())
 		default:
 		}
-		if resp, err := hc.Get("http://" + s.admin + "/health"); err == nil {
+		if resp, err := hc.Get(scheme + "://" + s.admin + "/health"); err == nil {
 			resp.Body.Close()
 			if b, err := os.ReadFile(filepath.Join(s.dataDir, "admin.token")); err == nil && resp.StatusCode == 200 {
 				s.token = strings.TrimSpace(string(b))
