@@ -1,40 +1,94 @@
 package vmaenroll
 
 import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
+// ExitKeyRefused is the exit status of `vma-enroll tunnel` when the OMA
+// refuses this VMA's key twice in a row: the enrollment was revoked or
+// replaced, and only a new enrollment helps. It comes after the
+// enrollment's codes 0–6 (root.go, DESIGN.md §7); an OMA host key mismatch
+// of the tunnel exits ExitIdentityMismatch (6), like the enrollment's.
+const ExitKeyRefused = 7
+
+// DefaultKeepalive is the period of the tunnel's keepalives.
+const DefaultKeepalive = 30 * time.Second
+
+// tunnelOptions are the settings of one `vma-enroll tunnel` run.
+type tunnelOptions struct {
+	Dir       string
+	Output    string // text or json
+	OpenSSH   bool
+	Once      bool
+	Keepalive time.Duration // 0: none
+	// KeepaliveSet says --keepalive was given (for --openssh).
+	KeepaliveSet bool
+}
+
 func newTunnelCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "tunnel",
 		Short: "Run the tunnel to the OMA",
-		Long: `Run this VMA's tunnel to the OMA in the foreground, with the configuration
-that enrollment wrote into --config-dir.
+		Long: `Run this VMA's tunnel to the OMA in the foreground, with the enrollment that
+vma-enroll recorded in --config-dir (enrollment.json and id_ed25519).
 
-For now this runs the system's OpenSSH client:
+The built-in SSH client connects to the OMA as the tunnel user with the
+enrolled key and accepts only the OMA host key pinned at enrollment (the
+host_key of enrollment.json, also in known_hosts; when the OMA sent none, the
+known_hosts line for its address). It opens exactly the tunnel's forwards:
+the local ones listen on this VMA (e.g. 127.0.0.1:10808 to the OMA's NBD
+server), the remote ones listen on the OMA (127.0.0.1:<tunnel port>) and reach
+this VMA's API (e.g. 127.0.0.1:8081).
 
-  ssh -F <config-dir>/ssh_config -N oma
+It sends a keepalive every --keepalive (30s; 0 turns them off) and drops the
+connection after 3 unanswered ones. After any drop it reconnects, waiting 1s,
+then twice as long after each failed attempt up to 60s (less up to a quarter
+at random), and starts over at 1s once a connection stayed up for a minute.
+Each change (connecting, connected, forward up, disconnected and why,
+retrying in Ns) is one line on stderr; with -o json one JSON object per line
+(fields time, event, message, oma, and reason, listen, target, direction,
+retry_in_seconds where they apply). SIGINT or SIGTERM stops it (exit 0).
 
-which connects with the enrolled key, checks the OMA's pinned host key
-(StrictHostKeyChecking yes), opens only the allowed forwards and exits when
-one of them fails. Reconnecting is left to systemd: vma-tunnel.service
-restarts it (Restart=always). A built-in tunnel with its own reconnect and
-backoff comes in a later version.`,
+When the OMA refuses the key (the enrollment was revoked, or replaced by a
+newer one), it checks once more a few seconds later, so that a passing
+database problem on the OMA does not end it, then exits 7: re-enroll with a
+new pairing code (vma-enroll --force --code …).
+
+--openssh runs the system's OpenSSH client instead, with the ssh_config that
+enrollment wrote: ssh -F <config-dir>/ssh_config -N oma. It exits when the
+connection or a forward fails; vma-tunnel.service restarts it.
+
+Exit status: 0 stopped by SIGINT/SIGTERM, 1 error (not enrolled, a broken
+config dir, or with --once the connection ended), 2 usage error, 6 the OMA
+presented another SSH host key than the pinned one (someone may be
+impersonating it: not retried), 7 the OMA refused this VMA's key (revoked or
+replaced: re-enroll).`,
 		Example: `  vma-enroll tunnel
-  vma-enroll tunnel --config-dir /etc/vma-enroll
+  vma-enroll tunnel --config-dir /etc/vma-enroll -o json
+  vma-enroll tunnel --keepalive 15s
+  vma-enroll tunnel --openssh          # run ssh -F /etc/vma-enroll/ssh_config -N oma
   systemctl enable --now vma-tunnel   # after copying vma-tunnel.service`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -46,33 +100,212 @@ backoff comes in a later version.`,
 			if err != nil {
 				return err
 			}
-			conf := filepath.Join(dir, tunnel.FileSSHConfig)
-			if _, err := os.Stat(conf); errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("%s does not exist: this VMA is not enrolled yet (run vma-enroll first), or pass --config-dir", conf)
-			}
-			ssh, err := exec.LookPath("ssh")
-			if err != nil {
-				return fmt.Errorf("the OpenSSH client (ssh) is not installed: install openssh-client")
-			}
-			fmt.Fprintf(f.IO.ErrOut, "Running: %s -F %s -N %s\n", ssh, conf, tunnel.SSHHostAlias)
-			// SIGINT/SIGTERM to vma-enroll end ssh too, gracefully.
-			ctx, stop := signal.NotifyContext(ctxOf(cmd), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			c := exec.CommandContext(ctx, ssh, "-F", conf, "-N", tunnel.SSHHostAlias)
-			c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
-			c.WaitDelay = 5 * time.Second
-			c.Stdin, c.Stdout, c.Stderr = nil, f.IO.Out, f.IO.ErrOut
-			if err := c.Run(); err != nil {
-				if ctx.Err() != nil {
-					return nil // stopped on request
-				}
-				var ee *exec.ExitError
-				if errors.As(err, &ee) {
-					return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("the tunnel ended: ssh exited with status %d (see its messages above)", ee.ExitCode()))
-				}
+			opts := tunnelOptions{Dir: dir, Output: cfg.Output, KeepaliveSet: cmd.Flags().Changed("keepalive")}
+			if opts.OpenSSH, err = cmd.Flags().GetBool("openssh"); err != nil {
 				return err
 			}
-			return nil
+			if opts.Once, err = cmd.Flags().GetBool("once"); err != nil {
+				return err
+			}
+			if opts.Keepalive, err = cmd.Flags().GetDuration("keepalive"); err != nil {
+				return err
+			}
+			if opts.Keepalive < 0 || (opts.Keepalive > 0 && opts.Keepalive < time.Second) {
+				return cmdutil.FlagErrorf("--keepalive %s: use 1s or more, or 0 to turn keepalives off", opts.Keepalive)
+			}
+			// SIGINT/SIGTERM stop the tunnel gracefully.
+			ctx, stop := signal.NotifyContext(ctxOf(cmd), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if opts.OpenSSH {
+				return runOpenSSHTunnel(ctx, f, opts)
+			}
+			return runTunnel(ctx, f, opts)
 		},
 	}
+	fl := cmd.Flags()
+	fl.Bool("openssh", false, "run the system's OpenSSH client (ssh -F <config-dir>/ssh_config -N oma) instead of the built-in one")
+	fl.Bool("once", false, "do not reconnect: exit when the first connection ends")
+	fl.Duration("keepalive", DefaultKeepalive, "period of the keepalives; 3 unanswered ones drop the connection (0: none)")
+	return cmd
+}
+
+// runTunnel runs the built-in client until ctx ends or the OMA turns it
+// away for good.
+func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
+	tc, st, err := tunnelClientConfig(opts)
+	if err != nil {
+		return cmdutil.Exit(cmdutil.ExitFailure, err)
+	}
+	tc.OnEvent = eventWriter(f.IO.ErrOut, opts.Output)
+	tc.Now = f.Now
+	client, err := tunnel.NewClient(tc)
+	if err != nil {
+		return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("%s: %w", statePath(opts.Dir), err))
+	}
+	return tunnelExit(client.Run(ctx), st, opts.Dir)
+}
+
+// tunnelExit turns the client's outcome into the exit status and the
+// message that says what to do.
+func tunnelExit(err error, st *State, dir string) error {
+	if err == nil {
+		return nil
+	}
+	reenroll := fmt.Sprintf("vma-enroll --force --config-dir %s --oma %s --code XXXX-XXXX-XXXX --fingerprint %s", dir, st.OMA, fingerprintOr(st))
+	var hk *tunnel.HostKeyMismatchError
+	switch {
+	case errors.Is(err, tunnel.ErrKeyRefused):
+		return cmdutil.Exit(ExitKeyRefused, fmt.Errorf("%v (enrollment %s); re-enroll with a new pairing code from the OMA admin:\n  %s", tunnel.ErrKeyRefused, st.EnrollmentID, reenroll))
+	case errors.As(err, &hk):
+		return cmdutil.Exit(ExitIdentityMismatch, fmt.Errorf("%v. Someone may be impersonating the OMA, or its SSH host key changed (e.g. it was reinstalled): check with the OMA admin; if the change is expected, re-enroll with a new pairing code:\n  %s", hk, reenroll))
+	default:
+		return cmdutil.Exit(cmdutil.ExitFailure, err)
+	}
+}
+
+func fingerprintOr(st *State) string {
+	if st.OMAFingerprint != "" {
+		return st.OMAFingerprint
+	}
+	return "sha256:…"
+}
+
+// tunnelClientConfig builds the client's configuration from the config
+// directory: the tunnel object of enrollment.json, the pinned host key and
+// the enrolled key.
+func tunnelClientConfig(opts tunnelOptions) (tunnel.ClientConfig, *State, error) {
+	dir := opts.Dir
+	st, err := loadState(dir)
+	if err != nil {
+		return tunnel.ClientConfig{}, nil, err
+	}
+	if st == nil {
+		return tunnel.ClientConfig{}, nil, fmt.Errorf("%s does not exist: this VMA is not enrolled yet (run vma-enroll first), or pass --config-dir", statePath(dir))
+	}
+	if st.Status != string(enroll.StatusApproved) || st.Tunnel == nil {
+		what := "is " + cleanMessage(st.Status)
+		if st.Status == string(enroll.StatusApproved) {
+			what = "has no tunnel settings"
+		}
+		return tunnel.ClientConfig{}, st, fmt.Errorf("enrollment %s in %s %s: there is no tunnel to run; run vma-enroll (to resume waiting) or enroll again with --force and a new pairing code", cleanMessage(st.EnrollmentID), statePath(dir), what)
+	}
+	addr, err := parseOMA(st.OMA)
+	if err != nil {
+		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %v; enroll again with --force and a new pairing code", statePath(dir), err)
+	}
+	vc := tunnel.VMAConfig{Dir: dir, EnrollmentID: st.EnrollmentID, OMAHost: addr.Host, OMAPort: addr.Port, Tunnel: *st.Tunnel}
+	if err := vc.Validate(); err != nil {
+		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: the tunnel settings are not usable: %v", statePath(dir), err)
+	}
+	host, port := vc.Endpoint()
+
+	var hostKey ssh.PublicKey
+	if st.Tunnel.HostKey != "" {
+		if hostKey, err = tunnel.ParseHostKey(st.Tunnel.HostKey); err != nil {
+			return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %v", statePath(dir), err)
+		}
+	} else {
+		kh := filepath.Join(dir, tunnel.FileKnownHosts)
+		data, err := os.ReadFile(kh)
+		if err == nil {
+			hostKey, err = tunnel.HostKeyFromKnownHosts(data, host, port)
+		}
+		if err != nil {
+			return tunnel.ClientConfig{}, st, fmt.Errorf("no SSH host key of the OMA is pinned: the OMA sent none at enrollment (its tunnel mode is not 'embedded') and %s has none for %s (%v); add the line '%s <key>' of the OMA's sshd there, or run with --openssh",
+				kh, tunnel.KnownHostsHost(host, port), err, tunnel.KnownHostsHost(host, port))
+		}
+	}
+
+	keyPath := filepath.Join(dir, "id_ed25519")
+	data, err := os.ReadFile(keyPath)
+	if err != nil {
+		return tunnel.ClientConfig{}, st, fmt.Errorf("read this VMA's key: %w", err)
+	}
+	priv, err := sshkey.ParsePrivateKey(data)
+	if err != nil {
+		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	if fp := sshkey.Fingerprint(priv.Public().(ed25519.PublicKey)); st.VMAFingerprint != "" && fp != st.VMAFingerprint {
+		return tunnel.ClientConfig{}, st, fmt.Errorf("the key in %s (%s) is not the one enrollment %s was approved with (%s): restore it, or enroll again with --force and a new pairing code", keyPath, fp, st.EnrollmentID, st.VMAFingerprint)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	keepalive := opts.Keepalive
+	if keepalive == 0 {
+		keepalive = -1 // off
+	}
+	return tunnel.ClientConfig{
+		Addr:           netJoin(host, port),
+		User:           st.Tunnel.User,
+		HostKey:        hostKey,
+		Signer:         signer,
+		LocalForwards:  st.Tunnel.LocalForwards,
+		RemoteForwards: st.Tunnel.RemoteForwards,
+		ClientVersion:  "SSH-2.0-vma-enroll_" + versionToken(cmdutil.Version),
+		Keepalive:      keepalive,
+		Once:           opts.Once,
+	}, st, nil
+}
+
+func netJoin(host string, port int) string {
+	return (omaAddr{Host: strings.Trim(host, "[]"), Port: port}).String()
+}
+
+// versionToken keeps a version to the characters an SSH version string
+// allows.
+func versionToken(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' {
+			return r
+		}
+		return '_'
+	}, v)
+}
+
+// eventWriter prints each event as a plain line or, for -o json, as one
+// JSON object per line.
+func eventWriter(w io.Writer, output string) func(tunnel.Event) {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		return func(ev tunnel.Event) { enc.Encode(ev) }
+	}
+	return func(ev tunnel.Event) {
+		fmt.Fprintf(w, "%s %s\n", ev.Time.Local().Format(time.DateTime), cleanMessage(ev.Message))
+	}
+}
+
+// runOpenSSHTunnel runs `ssh -F <dir>/ssh_config -N oma` until it exits or
+// ctx ends.
+func runOpenSSHTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
+	conf := filepath.Join(opts.Dir, tunnel.FileSSHConfig)
+	if _, err := os.Stat(conf); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s does not exist: this VMA is not enrolled yet (run vma-enroll first), or pass --config-dir", conf)
+	}
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
+		return fmt.Errorf("the OpenSSH client (ssh) is not installed: install openssh-client, or run without --openssh")
+	}
+	args := []string{"-F", conf, "-N"}
+	if opts.KeepaliveSet {
+		args = append(args, "-o", "ServerAliveInterval="+strconv.Itoa(int(opts.Keepalive/time.Second)))
+	}
+	args = append(args, tunnel.SSHHostAlias)
+	fmt.Fprintf(f.IO.ErrOut, "Running: %s %s\n", sshBin, strings.Join(args, " "))
+	c := exec.CommandContext(ctx, sshBin, args...)
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = 5 * time.Second
+	c.Stdin, c.Stdout, c.Stderr = nil, f.IO.Out, f.IO.ErrOut
+	if err := c.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped on request
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("the tunnel ended: ssh exited with status %d (see its messages above)", ee.ExitCode()))
+		}
+		return err
+	}
+	return nil
 }
