@@ -30,8 +30,13 @@ type IOStreams struct {
 	ErrOut io.Writer
 
 	InTTY, OutTTY, ErrTTY bool
-	// NoColor is set by NO_COLOR or a non-terminal stderr.
+	// NoColor is set by NO_COLOR or a non-terminal stderr. The programs
+	// print no colours at all today; anything that adds colour must
+	// check it.
 	NoColor bool
+	// DumbTerm is set by TERM=dumb (or no TERM): a terminal that cannot
+	// clear the screen or move the cursor.
+	DumbTerm bool
 }
 
 // System returns the process's streams with terminal detection.
@@ -43,13 +48,15 @@ func System() *IOStreams {
 	}
 	_, noColor := os.LookupEnv("NO_COLOR")
 	io.NoColor = noColor || !io.ErrTTY
+	t := os.Getenv("TERM")
+	io.DumbTerm = t == "" || t == "dumb"
 	return io
 }
 
 // Test returns streams over buffers, all non-terminal, for tests.
 func Test() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
 	in, out, errOut := &bytes.Buffer{}, &bytes.Buffer{}, &bytes.Buffer{}
-	return &IOStreams{In: in, Out: out, ErrOut: errOut, NoColor: true}, in, out, errOut
+	return &IOStreams{In: in, Out: out, ErrOut: errOut, NoColor: true, DumbTerm: true}, in, out, errOut
 }
 
 // ExitError carries a process exit code with the error to print.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -19,6 +20,18 @@ const (
 	DefaultTokenFile = "/var/lib/oma-enroll/admin.token"
 	EnvPrefix        = "OMACTL_"
 )
+
+// DefaultConfigFile is where omactl looks for its config file when neither
+// --config nor OMACTL_CONFIG names one: $XDG_CONFIG_HOME/omactl/config.yaml,
+// that is ~/.config/omactl/config.yaml unless XDG_CONFIG_HOME is set. It is
+// read only when it exists.
+func DefaultConfigFile() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "omactl", "config.yaml")
+}
 
 // Config is omactl's global configuration.
 type Config struct {
@@ -36,15 +49,24 @@ type configFlags struct {
 
 // setting ties a config key to its flag and environment variable.
 type setting struct {
-	key, flag, env string
-	def            string
+	cmdutil.Setting
+	def string
 }
 
 var settings = []setting{
-	{"server", "server", EnvPrefix + "SERVER", DefaultServer},
-	{"token", "token", EnvPrefix + "TOKEN", ""},
-	{"token_file", "token-file", EnvPrefix + "TOKEN_FILE", DefaultTokenFile},
-	{"output", "output", EnvPrefix + "OUTPUT", "table"},
+	{cmdutil.Setting{Key: "server", Flag: "server", Env: EnvPrefix + "SERVER"}, DefaultServer},
+	{cmdutil.Setting{Key: "token", Flag: "token", Env: EnvPrefix + "TOKEN"}, ""},
+	{cmdutil.Setting{Key: "token_file", Flag: "token-file", Env: EnvPrefix + "TOKEN_FILE"}, DefaultTokenFile},
+	{cmdutil.Setting{Key: "output", Flag: "output", Env: EnvPrefix + "OUTPUT"}, "table"},
+}
+
+// Settings lists omactl's configuration keys (for docs/configuration.md).
+func Settings() []cmdutil.Setting {
+	out := make([]cmdutil.Setting, len(settings))
+	for i, s := range settings {
+		out[i] = s.Setting
+	}
+	return out
 }
 
 func addConfigFlags(flags *pflag.FlagSet, cf *configFlags) {
@@ -52,41 +74,50 @@ func addConfigFlags(flags *pflag.FlagSet, cf *configFlags) {
 	flags.String("token", "", "admin bearer token; prefer --token-file, which keeps it out of the process list ($OMACTL_TOKEN)")
 	flags.String("token-file", DefaultTokenFile, "file holding the admin token ($OMACTL_TOKEN_FILE)")
 	flags.StringP("output", "o", "table", "output format: table, json or yaml ($OMACTL_OUTPUT)")
-	flags.StringVar(&cf.configFile, "config", "", "YAML config file with keys server, token, token_file, output ($OMACTL_CONFIG)")
+	flags.StringVar(&cf.configFile, "config", "", "YAML config file with keys server, token, token_file, output (default ~/.config/omactl/config.yaml when it exists) ($OMACTL_CONFIG)")
 }
 
 // loadConfig merges flags, environment, config file and defaults, in that
 // order of precedence. Every key is bound explicitly (spf13/viper#761).
-func loadConfig(flags *pflag.FlagSet, cf *configFlags) (Config, error) {
+// defaultFile is read when it exists and no other file is named.
+func loadConfig(flags *pflag.FlagSet, cf *configFlags, defaultFile string) (Config, error) {
 	v := viper.New()
 	for _, s := range settings {
-		v.SetDefault(s.key, s.def)
-		if err := v.BindEnv(s.key, s.env); err != nil {
+		v.SetDefault(s.Key, s.def)
+		if err := v.BindEnv(s.Key, s.Env); err != nil {
 			return Config{}, err
 		}
-		if err := v.BindPFlag(s.key, flags.Lookup(s.flag)); err != nil {
+		if err := v.BindPFlag(s.Key, flags.Lookup(s.Flag)); err != nil {
 			return Config{}, err
 		}
 	}
-	file := cf.configFile
-	if file == "" {
-		file = os.Getenv(EnvPrefix + "CONFIG")
+	explicit := cf.configFile
+	if explicit == "" {
+		explicit = os.Getenv(EnvPrefix + "CONFIG")
+	}
+	file, err := cmdutil.ConfigFile(explicit, defaultFile)
+	if err != nil {
+		return Config{}, err
 	}
 	if file != "" {
-		v.SetConfigFile(file)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return Config{}, cmdutil.FlagErrorf("config file %s does not exist", file)
-			}
-			return Config{}, fmt.Errorf("read config file %s: %w", file, err)
+		m, err := cmdutil.ReadConfigFile(file, Settings())
+		if err != nil {
+			return Config{}, err
+		}
+		// A relative token file is relative to the config file.
+		if tf, ok := m["token_file"].(string); ok && tf != "" && !filepath.IsAbs(tf) && !strings.HasPrefix(tf, "~/") {
+			m["token_file"] = filepath.Join(filepath.Dir(file), tf)
+		}
+		if err := v.MergeConfigMap(m); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
 		}
 	}
 	var cfg Config
 	if err := v.Unmarshal(&cfg); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return Config{}, cmdutil.FlagErrorf("config: %v", err)
 	}
 	cfg.File = file
+	cfg.TokenFile = cmdutil.ExpandHome(cfg.TokenFile)
 	cfg.Output = strings.ToLower(strings.TrimSpace(cfg.Output))
 	switch cfg.Output {
 	case "table", "json", "yaml":

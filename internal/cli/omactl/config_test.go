@@ -3,6 +3,7 @@ package omactl
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
@@ -13,6 +14,7 @@ func configAfter(t *testing.T, args ...string) (Config, int, string) {
 	t.Helper()
 	ios, _, _, errOut := cmdutil.Test()
 	f := NewFactory(ios)
+	f.ConfigFile = ""
 	root := NewRootCmd(f)
 	root.SetArgs(append(args, "version"))
 	code := cmdutil.Run(root, ios)
@@ -83,5 +85,61 @@ func TestTokenFile(t *testing.T) {
 	os.WriteFile(p, nil, 0o600)
 	if _, err := (Config{TokenFile: p}).token(); err == nil {
 		t.Fatal("empty token file accepted")
+	}
+}
+
+func TestDefaultConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	def := filepath.Join(dir, "config.yaml")
+	run := func(args ...string) (Config, int, string) {
+		t.Helper()
+		ios, _, _, errOut := cmdutil.Test()
+		f := NewFactory(ios)
+		f.ConfigFile = def
+		root := NewRootCmd(f)
+		root.SetArgs(append(args, "version"))
+		code := cmdutil.Run(root, ios)
+		return f.Config, code, errOut.String()
+	}
+	// A default file that does not exist is no error.
+	if cfg, code, stderr := run(); code != 0 || cfg.File != "" || cfg.Server != DefaultServer {
+		t.Fatalf("no default file: exit %d %+v %s", code, cfg, stderr)
+	}
+	// It is read when it exists; keys may be spelled like the flags; a
+	// relative token file is relative to it, ~/ is the home directory.
+	os.WriteFile(def, []byte("server: http://default:1\ntoken-file: tok/admin.token\n"), 0o600)
+	cfg, code, stderr := run()
+	if code != 0 || cfg.File != def || cfg.Server != "http://default:1" || cfg.TokenFile != filepath.Join(dir, "tok", "admin.token") {
+		t.Fatalf("default file: exit %d %+v %s", code, cfg, stderr)
+	}
+	t.Setenv("HOME", dir)
+	os.WriteFile(def, []byte("token_file: ~/admin.token\n"), 0o600)
+	if cfg, _, _ := run(); cfg.TokenFile != filepath.Join(dir, "admin.token") {
+		t.Fatalf("~/ token file = %q", cfg.TokenFile)
+	}
+	// env > default file; flag > env
+	os.WriteFile(def, []byte("server: http://default:1\noutput: yaml\n"), 0o600)
+	t.Setenv("OMACTL_OUTPUT", "json")
+	if cfg, _, _ := run(); cfg.Output != "json" || cfg.Server != "http://default:1" {
+		t.Fatalf("env over the default file: %+v", cfg)
+	}
+	if cfg, _, _ := run("-o", "table"); cfg.Output != "table" {
+		t.Fatalf("flag over env: %+v", cfg)
+	}
+	os.Unsetenv("OMACTL_OUTPUT")
+	// --config replaces the default file.
+	other := filepath.Join(dir, "other.yaml")
+	os.WriteFile(other, []byte("output: json\n"), 0o600)
+	if cfg, _, _ := run("--config", other); cfg.File != other || cfg.Server != DefaultServer || cfg.Output != "json" {
+		t.Fatalf("--config over the default file: %+v", cfg)
+	}
+	// A typo in a key is a usage error that names the known keys.
+	os.WriteFile(def, []byte("sever: http://x:1\n"), 0o600)
+	if _, code, stderr := run(); code != 2 || !strings.Contains(stderr, `unknown key "sever"`) || !strings.Contains(stderr, "token_file") {
+		t.Fatalf("unknown key: exit %d %s", code, stderr)
+	}
+	os.WriteFile(def, []byte("server: [\n"), 0o600)
+	if _, code, stderr := run(); code == 0 || !strings.Contains(stderr, "not valid YAML") {
+		t.Fatalf("bad YAML: exit %d %s", code, stderr)
 	}
 }

@@ -184,6 +184,7 @@ func runCmd(t *testing.T, srv *httptest.Server, stdin string, tty bool, args ...
 	f := NewFactory(ios)
 	f.Now = func() time.Time { return now }
 	f.Loc = time.UTC
+	f.ConfigFile = ""
 	root := NewRootCmd(f)
 	if srv != nil {
 		args = append([]string{"--server", srv.URL, "--token", "admintok"}, args...)

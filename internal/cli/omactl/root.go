@@ -22,20 +22,37 @@ type Factory struct {
 	// Loc is the time zone tables print in (time.Local by default).
 	Loc *time.Location
 
+	// ConfigFile is the config file read when neither --config nor
+	// OMACTL_CONFIG names one, if it exists (DefaultConfigFile).
+	ConfigFile string
+	// CompletionTimeout bounds the server calls of shell completion.
+	CompletionTimeout time.Duration
+
 	// Config is filled by the root command before any subcommand runs.
 	Config Config
 
-	client *client.Client
+	cfgFlags configFlags
+	client   *client.Client
 }
 
 // NewFactory returns a factory over the given streams with the real clock.
 func NewFactory(ios *cmdutil.IOStreams) *Factory {
-	return &Factory{IO: ios, Now: time.Now, Loc: time.Local}
+	return &Factory{IO: ios, Now: time.Now, Loc: time.Local, ConfigFile: DefaultConfigFile(), CompletionTimeout: 2 * time.Second}
+}
+
+// loadConfig reads the settings of cmd's command line, the environment and
+// the config file into f.Config.
+func (f *Factory) loadConfig(cmd *cobra.Command) error {
+	cfg, err := loadConfig(cmd.Root().PersistentFlags(), &f.cfgFlags, f.ConfigFile)
+	if err != nil {
+		return err
+	}
+	f.Config = cfg
+	return nil
 }
 
 // NewRootCmd builds the omactl command tree.
 func NewRootCmd(f *Factory) *cobra.Command {
-	var cfgFlags configFlags
 	root := &cobra.Command{
 		Use:   "omactl",
 		Short: "Manage VMA enrollments on this OMA",
@@ -52,11 +69,19 @@ with the admin token that oma-server wrote on first start
 
 Settings come from flags, then OMACTL_* environment variables (OMACTL_SERVER,
 OMACTL_TOKEN, OMACTL_TOKEN_FILE, OMACTL_OUTPUT, OMACTL_CONFIG), then the YAML
-file given by --config (keys server, token, token_file, output), then defaults.
+config file (keys server, token, token_file, output), then defaults. The
+config file is --config, else OMACTL_CONFIG, else ~/.config/omactl/config.yaml
+($XDG_CONFIG_HOME/omactl/config.yaml) when it exists; a relative token_file in
+it is relative to the file. For example:
+
+  server: http://10.0.0.5:8082
+  token_file: admin.token
 
 With -o json or -o yaml, stdout carries exactly one document (an object, or
-an array for lists) and messages go to stderr. Exit status: 0 ok, 1 error,
-2 usage error.`,
+an array for lists) and messages go to stderr; 'pending --watch' and
+'audit --follow' print one JSON document per line instead. omactl prints no
+colours; terminal control sequences are used only by 'pending --watch' on a
+terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
 		Example: `  omactl pairing-code
   omactl pending
   omactl approve vma-frankfurt-01
@@ -64,12 +89,7 @@ an array for lists) and messages go to stderr. Exit status: 0 ok, 1 error,
   omactl audit --since 24h
   OMACTL_SERVER=http://10.0.0.5:8082 omactl --token-file ./admin.token pending`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd.Root().PersistentFlags(), &cfgFlags)
-			if err != nil {
-				return err
-			}
-			f.Config = cfg
-			return nil
+			return f.loadConfig(cmd)
 		},
 	}
 	cmdutil.Setup(root)
@@ -77,7 +97,7 @@ an array for lists) and messages go to stderr. Exit status: 0 ok, 1 error,
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
-	addConfigFlags(root.PersistentFlags(), &cfgFlags)
+	addConfigFlags(root.PersistentFlags(), &f.cfgFlags)
 
 	version := cmdutil.NewVersionCmd("omactl", f.IO)
 	version.Long = "Print the version of omactl, the commit it was built from, the build date and the Go version."
@@ -90,7 +110,7 @@ an array for lists) and messages go to stderr. Exit status: 0 ok, 1 error,
 		newActiveCmd(f),
 		newRevokeCmd(f),
 		newAuditCmd(f),
-		newCompletionCmd(root, f.IO),
+		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
 	return root

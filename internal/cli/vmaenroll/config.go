@@ -1,9 +1,7 @@
 package vmaenroll
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -17,6 +15,9 @@ import (
 
 // Defaults (DESIGN.md §7).
 const (
+	// DefaultConfigFile is read when it exists and neither --config nor
+	// VMA_ENROLL_CONFIG names another file.
+	DefaultConfigFile   = "/etc/vma-enroll/vma-enroll.yaml"
 	DefaultConfigDir    = "/etc/vma-enroll"
 	DefaultPollInterval = 30 * time.Second
 	DefaultTimeout      = 30 * time.Minute
@@ -66,11 +67,22 @@ var settings = []setting{
 
 func envName(key string) string { return EnvPrefix + strings.ToUpper(key) }
 
-func addFlags(root *cobra.Command) {
+// Settings lists vma-enroll's configuration keys (for docs/configuration.md).
+func Settings() []cmdutil.Setting {
+	out := make([]cmdutil.Setting, len(settings))
+	for i, s := range settings {
+		out[i] = cmdutil.Setting{Key: s.key, Flag: s.flag, Env: envName(s.key)}
+	}
+	return out
+}
+
+// addFlags defines vma-enroll's flags; configFile is the default config
+// file, read only when it exists.
+func addFlags(root *cobra.Command, configFile string) {
 	pf := root.PersistentFlags()
 	pf.String("config-dir", DefaultConfigDir, "directory of the key, state and tunnel configuration ($VMA_ENROLL_CONFIG_DIR)")
 	pf.StringP("output", "o", "text", "output format: text or json ($VMA_ENROLL_OUTPUT)")
-	pf.String("config", "", "YAML config file; keys as the flags, with _ for - (oma, fingerprint, config_dir, ...) ($VMA_ENROLL_CONFIG)")
+	pf.String("config", configFile, "YAML config file, read when it exists; keys as the flags (oma, fingerprint, config_dir or config-dir, ...) ($VMA_ENROLL_CONFIG)")
 
 	fl := root.Flags()
 	fl.String("oma", "", "the OMA's address, HOST[:PORT] (port 443 by default) ($VMA_ENROLL_OMA)")
@@ -107,21 +119,33 @@ func loadConfig(root *cobra.Command) (Config, error) {
 			}
 		}
 	}
-	file := ""
+	// --config given, else VMA_ENROLL_CONFIG: must exist; else the
+	// default file (the flag's default): read when it exists.
+	explicit, def := "", ""
 	if fl := lookupFlag(root, "config"); fl != nil {
-		file = fl.Value.String()
+		if fl.Changed {
+			explicit = fl.Value.String()
+			if explicit == "" {
+				return Config{}, cmdutil.FlagErrorf("--config must name a file")
+			}
+		} else {
+			def = fl.DefValue
+		}
 	}
-	if file == "" {
-		file = os.Getenv(EnvPrefix + "CONFIG")
+	if explicit == "" {
+		explicit = os.Getenv(EnvPrefix + "CONFIG")
+	}
+	file, err := cmdutil.ConfigFile(explicit, def)
+	if err != nil {
+		return Config{}, err
 	}
 	if file != "" {
-		v.SetConfigFile(file)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return Config{}, cmdutil.FlagErrorf("config file %s does not exist", file)
-			}
-			return Config{}, fmt.Errorf("read config file %s: %w", file, err)
+		m, err := cmdutil.ReadConfigFile(file, Settings())
+		if err != nil {
+			return Config{}, err
+		}
+		if err := v.MergeConfigMap(m); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
 		}
 	}
 	var cfg Config

@@ -26,6 +26,7 @@ func runVE(t *testing.T, stdin string, tty bool, args ...string) result {
 	f := NewFactory(ios)
 	f.Hostname = func() (string, error) { return "vma-test-01", nil }
 	f.Executable = func() (string, error) { return "/usr/local/bin/vma-enroll", nil }
+	f.ConfigFile = "" // not the machine's /etc/vma-enroll/vma-enroll.yaml
 	root := NewRootCmd(f)
 	root.SetArgs(args)
 	code := cmdutil.Run(root, ios)

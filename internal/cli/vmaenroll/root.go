@@ -31,6 +31,9 @@ type Factory struct {
 	Now        func() time.Time
 	Hostname   func() (string, error)
 	Executable func() (string, error)
+	// ConfigFile is the default config file, read when it exists and no
+	// other file is named (DefaultConfigFile).
+	ConfigFile string
 
 	Config Config
 	in     *bufio.Reader
@@ -38,7 +41,7 @@ type Factory struct {
 
 // NewFactory returns a factory over the given streams and the real system.
 func NewFactory(ios *cmdutil.IOStreams) *Factory {
-	return &Factory{IO: ios, Now: time.Now, Hostname: os.Hostname, Executable: os.Executable}
+	return &Factory{IO: ios, Now: time.Now, Hostname: os.Hostname, Executable: os.Executable, ConfigFile: DefaultConfigFile}
 }
 
 // stdin is the one buffered reader of the input, shared by every prompt.
@@ -79,7 +82,11 @@ Missing --oma or --code on a terminal, it asks for them. The code may also come
 from --code-file or VMA_ENROLL_CODE, which keeps it out of the shell history;
 any case, with or without dashes. Settings: flags, then VMA_ENROLL_* variables
 (VMA_ENROLL_OMA, VMA_ENROLL_CODE, VMA_ENROLL_FINGERPRINT, VMA_ENROLL_CONFIG_DIR,
-...), then the YAML file of --config, then defaults.
+...), then the YAML config file (--config, else VMA_ENROLL_CONFIG, else
+/etc/vma-enroll/vma-enroll.yaml when it exists; keys as the flags, like
+"oma: oma.example.com" or "fingerprint: sha256:…"), then defaults. --force is
+a flag only. vma-enroll prints no colours; on a terminal its waiting status
+line is redrawn with a carriage return.
 
 Exit status: 0 approved and configured (or already enrolled), 1 error,
 2 usage error, 3 rejected by the admin, 4 timed out waiting or the enrollment
@@ -105,14 +112,14 @@ does not match the fingerprint.`,
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
-	addFlags(root)
+	addFlags(root, f.ConfigFile)
 
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
 	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
 	root.AddCommand(
 		newStatusCmd(f),
 		newTunnelCmd(f),
-		newCompletionCmd(root, f.IO),
+		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
 	return root
