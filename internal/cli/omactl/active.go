@@ -1,7 +1,6 @@
 package omactl
 
 import (
-	"fmt"
 	"io"
 	"strconv"
 
@@ -11,7 +10,8 @@ import (
 )
 
 func newActiveCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{
+	opts := &listOptions{}
+	cmd := &cobra.Command{
 		Use:   "active",
 		Short: "List approved VMAs and their tunnels",
 		Long: `List the approved VMAs with the state of their tunnel (connected,
@@ -32,17 +32,19 @@ they show as disconnected.`,
 			if err != nil {
 				return f.explain(err)
 			}
-			return f.print(list, func(w io.Writer) error { return f.writeActive(w, list) })
+			s := snapshot{data: list, empty: "No VMA is approved."}
+			if len(list) > 0 {
+				s.table = func(w io.Writer) error { return f.writeActive(w, list, opts.NoHeaders) }
+			}
+			return f.show(s)
 		},
 	}
+	addListFlags(cmd, opts)
+	return cmd
 }
 
-func (f *Factory) writeActive(w io.Writer, list []api.Connection) error {
-	if len(list) == 0 {
-		fmt.Fprintln(f.IO.ErrOut, "No VMA is approved.")
-		return nil
-	}
-	t := newTable(w, "ID", "NAME", "TUNNEL", "PORT", "LAST SEEN", "CONNECTED", "USER", "KEY FINGERPRINT")
+func (f *Factory) writeActive(w io.Writer, list []api.Connection, noHeaders bool) error {
+	t := newTable(w, noHeaders, "ID", "NAME", "TUNNEL", "PORT", "LAST SEEN", "CONNECTED", "USER", "KEY FINGERPRINT")
 	ids := make([]string, len(list))
 	for i, c := range list {
 		ids[i] = c.EnrollmentID

@@ -29,7 +29,8 @@ shows before you approve. If the VMA name already has an approved enrollment,
 approving the new one revokes the old one.`,
 		Example: `  omactl approve vma-frankfurt-01
   omactl approve 3f2a9c1e --notes "checked fingerprint by phone with J. Doe"`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: f.completeEnrollments(enroll.StatusAwaitingApproval),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := enroll.ValidateText("--notes", opts.Notes, 1024); err != nil {
 				return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))

@@ -1,11 +1,15 @@
 package omactl
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,11 +21,14 @@ import (
 )
 
 type auditOptions struct {
+	listOptions
 	Since, Until string
 	Type         string
 	VMA          string
 	Enrollment   string
 	Limit        int
+	Follow       bool
+	Interval     time.Duration
 }
 
 // auditPage is the page size asked of the server (its maximum).
@@ -40,11 +47,19 @@ By default the newest 100 events matching the filters are shown; --limit 0
 shows all. --since and --until take an age (90m, 24h, 7d) or a time
 (RFC 3339, or a date like 2025-01-31). --type is one of: ` + eventTypeList() + `.
 
+--follow (-f) then keeps running until Ctrl-C and prints new events as they
+happen, asking the server every --interval for events after the last one
+shown. With -o json it prints one JSON object per event, one per line
+(JSON Lines), instead of one array; with -o yaml one YAML document per event,
+each after '---'.
+
 'omactl audit verify' checks that no one rewrote the trail.`,
 		Example: `  omactl audit --since 24h
   omactl audit --vma vma-frankfurt-01
   omactl audit --type enrollment_failed --since 2025-01-31T08:00:00Z
-  omactl audit --enrollment 3f2a9c1e -o json`,
+  omactl audit --enrollment 3f2a9c1e -o json
+  omactl audit --follow
+  omactl audit -f --type enrollment_failed -o json | jq -r .source_ip`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAudit(cmd, f, opts)
@@ -57,6 +72,9 @@ shows all. --since and --until take an age (90m, 24h, 7d) or a time
 	fl.StringVar(&opts.VMA, "vma", "", "only events of this VMA name")
 	fl.StringVar(&opts.Enrollment, "enrollment", "", "only events of this enrollment (id, 8+ character prefix or VMA name)")
 	fl.IntVar(&opts.Limit, "limit", 100, "show at most the newest N events; 0 for all")
+	fl.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new events as they happen, until Ctrl-C")
+	fl.DurationVar(&opts.Interval, "interval", 2*time.Second, "how often --follow asks the server for new events")
+	addListFlags(cmd, &opts.listOptions)
 	cmd.AddCommand(newAuditVerifyCmd(f))
 	return cmd
 }
@@ -112,6 +130,14 @@ func runAudit(cmd *cobra.Command, f *Factory, opts *auditOptions) error {
 	if opts.Limit < 0 {
 		return cmdutil.FlagErrorf("--limit must be 0 (all) or more")
 	}
+	if opts.Follow {
+		if opts.Until != "" {
+			return cmdutil.FlagErrorf("--follow shows new events as they come: it cannot be used with --until")
+		}
+		if opts.Interval < minInterval {
+			return cmdutil.FlagErrorf("--interval %s is too short: use %s or more", opts.Interval, minInterval)
+		}
+	}
 	flt.EventType = opts.Type
 	flt.VMAName = opts.VMA
 	c, err := f.Client()
@@ -146,15 +172,106 @@ func runAudit(cmd *cobra.Command, f *Factory, opts *auditOptions) error {
 		events = events[:opts.Limit]
 	}
 	slices.Reverse(events)
-	return f.print(events, func(w io.Writer) error { return f.writeAudit(w, events) })
+	if opts.Follow {
+		return f.followAudit(ctx, c, flt, events, opts)
+	}
+	s := snapshot{data: events, empty: "No audit events match."}
+	if len(events) > 0 {
+		s.table = func(w io.Writer) error { return f.writeAudit(w, events, opts.NoHeaders) }
+	}
+	return f.show(s)
 }
 
-func (f *Factory) writeAudit(w io.Writer, events []api.AuditEvent) error {
-	if len(events) == 0 {
-		fmt.Fprintln(f.IO.ErrOut, "No audit events match.")
-		return nil
+// followAudit prints the events shown so far and then, every interval,
+// the events after the last one, until ctx ends or SIGINT or SIGTERM
+// arrives (a normal end). The filters stay; the server pages in id order
+// from the cursor, which is the id of the last event printed.
+func (f *Factory) followAudit(ctx context.Context, c *client.Client, flt client.AuditFilter, events []api.AuditEvent, opts *auditOptions) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	headers := !opts.NoHeaders
+	emit := func(evs []api.AuditEvent) error {
+		if len(evs) == 0 {
+			return nil
+		}
+		switch f.Config.Output {
+		case "json":
+			for _, e := range evs {
+				if err := writeJSONLine(f.IO.Out, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		case "yaml":
+			for _, e := range evs {
+				if _, err := fmt.Fprintln(f.IO.Out, "---"); err != nil {
+					return err
+				}
+				if err := writeYAML(f.IO.Out, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		err := f.writeAudit(f.IO.Out, evs, !headers)
+		headers = false
+		return err
 	}
-	t := newTable(w, "ID", "TIME", "EVENT", "VMA", "ENROLLMENT", "SOURCE IP", "ACTOR", "DETAILS")
+	if err := emit(events); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		fmt.Fprintln(f.IO.ErrOut, "No audit events match yet; waiting for new ones (Ctrl-C to stop).")
+	}
+	flt.Descending = false
+	flt.Cursor = ""
+	if n := len(events); n > 0 {
+		flt.Cursor = strconv.FormatInt(events[n-1].ID, 10)
+	}
+	tick := time.NewTicker(opts.Interval)
+	defer tick.Stop()
+	lastErr := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for {
+			flt.Limit = auditPage
+			page, err := c.Audit(ctx, flt)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				if !retryable(err) {
+					return f.explain(err)
+				}
+				if msg := f.explain(err).Error(); msg != lastErr {
+					fmt.Fprintf(f.IO.ErrOut, "Error: %s (retrying every %s)\n", msg, opts.Interval)
+					lastErr = msg
+				}
+				break
+			}
+			if lastErr != "" {
+				fmt.Fprintln(f.IO.ErrOut, "Connected again.")
+				lastErr = ""
+			}
+			if err := emit(page.Events); err != nil {
+				return err
+			}
+			if n := len(page.Events); n > 0 {
+				flt.Cursor = strconv.FormatInt(page.Events[n-1].ID, 10)
+			}
+			if page.NextCursor == "" || len(page.Events) == 0 {
+				break
+			}
+		}
+	}
+}
+
+func (f *Factory) writeAudit(w io.Writer, events []api.AuditEvent, noHeaders bool) error {
+	t := newTable(w, noHeaders, "ID", "TIME", "EVENT", "VMA", "ENROLLMENT", "SOURCE IP", "ACTOR", "DETAILS")
 	for _, e := range events {
 		t.row(strconv.FormatInt(e.ID, 10), f.when(&e.CreatedAt), e.EventType, e.VMAName, shortID(deref(e.EnrollmentID)), e.SourceIP, e.ApprovedBy, details(e.EventDetails))
 	}

@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
@@ -110,14 +111,45 @@ func blockStyle(n *yaml.Node) {
 	}
 }
 
+// listOptions are the flags every list command has.
+type listOptions struct {
+	NoHeaders bool
+}
+
+func addListFlags(cmd *cobra.Command, o *listOptions) {
+	cmd.Flags().BoolVar(&o.NoHeaders, "no-headers", false, "print the table without its header row (for scripts reading columns)")
+}
+
+// snapshot is one result of a list command in every output form.
+type snapshot struct {
+	data  any                   // what -o json and -o yaml print
+	table func(io.Writer) error // the table; nil when the list is empty
+	empty string                // said (on stderr) when the list is empty
+}
+
+// show prints a snapshot: one JSON or YAML document, or the table (or the
+// empty message on stderr).
+func (f *Factory) show(s snapshot) error {
+	return f.print(s.data, func(w io.Writer) error {
+		if s.table == nil {
+			_, err := fmt.Fprintln(f.IO.ErrOut, s.empty)
+			return err
+		}
+		return s.table(w)
+	})
+}
+
 // table is an aligned text table with a header row.
 type table struct {
 	tw *tabwriter.Writer
 }
 
-func newTable(w io.Writer, headers ...string) *table {
+// newTable starts a table; noHeaders leaves out the header row.
+func newTable(w io.Writer, noHeaders bool, headers ...string) *table {
 	t := &table{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
-	t.row(headers...)
+	if !noHeaders {
+		t.row(headers...)
+	}
 	return t
 }
 

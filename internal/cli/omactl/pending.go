@@ -1,7 +1,7 @@
 package omactl
 
 import (
-	"fmt"
+	"context"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -9,8 +9,14 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 )
 
+type pendingOptions struct {
+	listOptions
+	watchOptions
+}
+
 func newPendingCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{
+	opts := &pendingOptions{}
+	cmd := &cobra.Command{
 		Use:   "pending",
 		Short: "List VMAs awaiting approval",
 		Long: `List the VMAs that proved possession of their key and now await approval,
@@ -19,30 +25,58 @@ SSH key. Before approving, compare that fingerprint with the one the VMA
 console shows ('vma-enroll' prints it while it waits).
 
 An enrollment not approved within the approval window (30 minutes by
-default) expires and disappears from this list.`,
+default) expires and disappears from this list.
+
+--watch keeps the list up to date until Ctrl-C: on a terminal the screen is
+cleared and the list redrawn every --interval; otherwise (a pipe, a log) the
+list is printed again only when it changed, after an empty line, and with
+-o json as one JSON array per line (-o yaml: one YAML document each, after
+'---'). Connection problems are reported and retried.`,
 		Example: `  omactl pending
-  omactl pending -o json | jq -r '.[].vma_name'`,
+  omactl pending -o json | jq -r '.[].vma_name'
+  omactl pending --watch
+  omactl pending --watch --interval 10s -o json | while read -r list; do …; done`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := opts.validate(); err != nil {
+				return err
+			}
 			c, err := f.Client()
 			if err != nil {
 				return err
 			}
-			list, err := c.Pending(ctxOf(cmd))
+			fetch := func(ctx context.Context) (snapshot, error) {
+				list, err := c.Pending(ctx)
+				if err != nil {
+					return snapshot{}, err
+				}
+				return f.pendingSnapshot(list, opts.NoHeaders), nil
+			}
+			if opts.Watch {
+				return f.watch(ctxOf(cmd), "omactl pending", opts.Interval, fetch)
+			}
+			s, err := fetch(ctxOf(cmd))
 			if err != nil {
 				return f.explain(err)
 			}
-			return f.print(list, func(w io.Writer) error { return f.writePending(w, list) })
+			return f.show(s)
 		},
 	}
+	addListFlags(cmd, &opts.listOptions)
+	addWatchFlags(cmd, &opts.watchOptions)
+	return cmd
 }
 
-func (f *Factory) writePending(w io.Writer, list []api.Enrollment) error {
-	if len(list) == 0 {
-		fmt.Fprintln(f.IO.ErrOut, "No VMA is awaiting approval.")
-		return nil
+func (f *Factory) pendingSnapshot(list []api.Enrollment, noHeaders bool) snapshot {
+	s := snapshot{data: list, empty: "No VMA is awaiting approval."}
+	if len(list) > 0 {
+		s.table = func(w io.Writer) error { return f.writePending(w, list, noHeaders) }
 	}
-	t := newTable(w, "ID", "NAME", "VERSION", "SOURCE IP", "KEY FINGERPRINT", "VERIFIED", "EXPIRES")
+	return s
+}
+
+func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders bool) error {
+	t := newTable(w, noHeaders, "ID", "NAME", "VERSION", "SOURCE IP", "KEY FINGERPRINT", "VERIFIED", "EXPIRES")
 	ids := make([]string, len(list))
 	for i, e := range list {
 		ids[i] = e.ID

@@ -30,7 +30,8 @@ On a terminal omactl asks for confirmation unless --yes is given; without a
 terminal (in scripts) it proceeds.`,
 		Example: `  omactl reject vma-unknown --reason "not one of ours"
   omactl reject 3f2a9c1e --yes`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: f.completeEnrollments(enroll.StatusAwaitingApproval, enroll.StatusPendingVerification),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := enroll.ValidateText("--reason", opts.Reason, 1024); err != nil {
 				return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))

@@ -30,7 +30,8 @@ On a terminal omactl asks for confirmation unless --yes is given; without a
 terminal (in scripts) it proceeds.`,
 		Example: `  omactl revoke vma-frankfurt-01 --reason "appliance decommissioned"
   omactl revoke 3f2a9c1e --yes`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: f.completeEnrollments(enroll.StatusApproved),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := enroll.ValidateText("--reason", opts.Reason, 1024); err != nil {
 				return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))
