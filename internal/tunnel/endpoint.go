@@ -109,29 +109,40 @@ func NewEndpoint(cfg EndpointConfig, svc *enroll.Service, log *slog.Logger) *End
 	sc := &ssh.ServerConfig{
 		MaxAuthTries:  6,
 		ServerVersion: "SSH-2.0-oma-enroll",
-		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if meta.User() != cfg.User {
-				return nil, fmt.Errorf("user %q is not the tunnel user", meta.User())
-			}
-			if key.Type() != ssh.KeyAlgoED25519 {
-				return nil, errors.New("only ssh-ed25519 keys")
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			id, err := svc.AuthorizeTunnelKey(ctx, string(ssh.MarshalAuthorizedKey(key)))
-			if err != nil {
-				return nil, err
-			}
-			return &ssh.Permissions{Extensions: map[string]string{
-				extEnrollmentID: id.EnrollmentID,
-				extTunnelPort:   strconv.Itoa(id.TunnelPort),
-				extVMAName:      id.VMAName,
-			}}, nil
-		},
 	}
 	sc.AddHostKey(cfg.HostKey)
 	e.ssh = sc
 	return e
+}
+
+// authorize is the public-key check of one connection. When the database
+// cannot answer, it closes the connection instead of refusing the key: the
+// VMA then sees a dropped connection and retries, rather than a refusal it
+// would take for a revocation.
+func (e *Endpoint) authorize(nc net.Conn) func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) {
+	return func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		if meta.User() != e.cfg.User {
+			return nil, fmt.Errorf("user %q is not the tunnel user", meta.User())
+		}
+		if key.Type() != ssh.KeyAlgoED25519 {
+			return nil, errors.New("only ssh-ed25519 keys")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		id, err := e.svc.AuthorizeTunnelKey(ctx, string(ssh.MarshalAuthorizedKey(key)))
+		if err != nil {
+			if enroll.ErrorCode(err) != enroll.CodeUnauthorized {
+				e.log.Warn("tunnel key check failed; dropping the connection so the VMA retries", "remote", nc.RemoteAddr().String(), "err", err)
+				nc.Close()
+			}
+			return nil, err
+		}
+		return &ssh.Permissions{Extensions: map[string]string{
+			extEnrollmentID: id.EnrollmentID,
+			extTunnelPort:   strconv.Itoa(id.TunnelPort),
+			extVMAName:      id.VMAName,
+		}}, nil
+	}
 }
 
 // Run watches live tunnels against the database until ctx ends, then
@@ -224,7 +235,9 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	remote := nc.RemoteAddr().String()
 	remoteIP, _, _ := net.SplitHostPort(remote)
 	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
-	conn, chans, reqs, err := ssh.NewServerConn(nc, e.ssh)
+	sc := *e.ssh // per connection: the key check needs this connection
+	sc.PublicKeyCallback = e.authorize(nc)
+	conn, chans, reqs, err := ssh.NewServerConn(nc, &sc)
 	if err != nil {
 		e.log.Info("tunnel handshake refused", "remote", remote, "err", err)
 		return

@@ -97,7 +97,38 @@ type oma struct {
 
 var auditKey = bytes.Repeat([]byte{9}, 32)
 
-func startOMA(t *testing.T, db *store.DB, hostKeyDir, nbd, vmaAPI, nbdLocal string) *oma {
+// freePorts finds n consecutive free loopback ports for a tunnel port pool,
+// so tests never depend on the default 9081-9999 being free.
+func freePorts(t *testing.T, n int) [2]int {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if base+n > 65535 {
+			continue
+		}
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			c, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			c.Close()
+		}
+		if ok {
+			return [2]int{base, base + n - 1}
+		}
+	}
+	t.Fatal("no free port range")
+	return [2]int{}
+}
+
+func startOMA(t *testing.T, db *store.DB, hostKeyDir string, pool [2]int, nbd, vmaAPI, nbdLocal string) *oma {
 	t.Helper()
 	cert, err := server.LoadOrCreateCertificate("", "", hostKeyDir, nil)
 	if err != nil {
@@ -108,7 +139,7 @@ func startOMA(t *testing.T, db *store.DB, hostKeyDir, nbd, vmaAPI, nbdLocal stri
 		t.Fatal(err)
 	}
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
-	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond}, auditKey, nil)
+	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: pool[0], PortMax: pool[1]}, auditKey, nil)
 	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond}, svc, nil)
 	srv, err := server.New(server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", TLS: cert,
@@ -307,10 +338,11 @@ func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
 	db, _ := openStore(t, "sqlite")
 	nbd := echoServer(t, "nbd:")
 	vmaAPI := echoServer(t, "vma-api:")
-	o := startOMA(t, db, t.TempDir(), nbd, vmaAPI, freeAddr(t))
+	pool := freePorts(t, 4)
+	o := startOMA(t, db, t.TempDir(), pool, nbd, vmaAPI, freeAddr(t))
 	v := o.enrollVMA("vma-a", nil)
-	if v.port != 9081 {
-		t.Fatalf("first tunnel port %d, want 9081", v.port)
+	if v.port != pool[0] {
+		t.Fatalf("first tunnel port %d, want the first of the pool, %d", v.port, pool[0])
 	}
 	_, done := startTunnel(t, o, v)
 
@@ -399,7 +431,7 @@ func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
 func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
 	requireSSH(t)
 	db, _ := openStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
 	a := o.enrollVMA("vma-one", nil)
 	b := o.enrollVMA("vma-two", nil)
 	if a.port == b.port {
@@ -419,7 +451,7 @@ func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
 
 func TestPublicPortRejectsOtherProtocols(t *testing.T) {
 	db, _ := openStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
 	addr := o.srv.PublicAddr()
 	// Garbage is closed at once.
 	c, err := net.Dial("tcp", addr)
@@ -452,13 +484,14 @@ func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
 	db, dsn := openStore(t, "mysql")
 	keys := t.TempDir()
 	nbd, api2, local := echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t)
-	a := startOMA(t, db, keys, nbd, api2, local)
+	pool := freePorts(t, 4)
+	a := startOMA(t, db, keys, pool, nbd, api2, local)
 	db2, err := store.Open(context.Background(), "mysql", dsn, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	b := startOMA(t, db2, keys, nbd, api2, freeAddr(t))
+	b := startOMA(t, db2, keys, pool, nbd, api2, freeAddr(t))
 	v := a.enrollVMA("vma-multi", b)
 	_, done := startTunnel(t, a, v)
 	start := time.Now()
@@ -472,5 +505,38 @@ func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("tunnel on A still up 5s after revocation on B")
+	}
+}
+
+// When the database cannot answer, the endpoint drops the connection rather
+// than refusing the key, so the VMA retries instead of concluding that it
+// was revoked.
+func TestDatabaseOutageIsNotARefusal(t *testing.T) {
+	db, _ := openStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	v := o.enrollVMA("vma-outage", nil)
+	kp, err := sshkey.LoadOrGenerate(v.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := ssh.NewSignerFromKey(kp.Private)
+	dial := func() error {
+		c, err := ssh.Dial("tcp", o.srv.PublicAddr(), &ssh.ClientConfig{User: "vma_tunnel",
+			Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("with the database up: %v", err)
+	}
+	db.Close()
+	err = dial()
+	if err == nil {
+		t.Fatal("connected with the database closed")
+	}
+	if strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("a database outage looked like a key refusal: %v", err)
 	}
 }

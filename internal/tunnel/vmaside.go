@@ -238,6 +238,9 @@ Type=simple
 ExecStart=%s tunnel --config-dir %s
 Restart=always
 RestartSec=10
+# 6: the OMA's host key changed; 7: the OMA refused this VMA's key (revoked).
+# Retrying cannot fix either: re-enroll (vma-enroll --force --code ...).
+RestartPreventExitStatus=6 7
 UMask=0077
 NoNewPrivileges=yes
 ProtectSystem=strict
