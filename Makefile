@@ -11,12 +11,24 @@ LDFLAGS   := -s -w \
 	-X github.com/oma-enroll/oma-enroll/internal/cli/cmdutil.Commit=$(COMMIT) \
 	-X github.com/oma-enroll/oma-enroll/internal/cli/cmdutil.Date=$(DATE)
 
+# Installation (make install) and release (make release).
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+MAN       ?= man
+DIST      ?= dist
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+BINARIES  := oma-server omactl vma-enroll
+GENDOCS    = $(GO) run -ldflags '$(LDFLAGS)' ./internal/cli/docgen/gendocs
+
 # Fuzz targets as package:Target.
 FUZZ := \
 	./internal/enroll:FuzzNormalizePairingCode \
-	./internal/sshkey:FuzzParseAuthorizedKey
+	./internal/enroll:FuzzSignedMessage \
+	./internal/sshkey:FuzzParseAuthorizedKey \
+	./internal/server:FuzzPublicRequest \
+	./internal/server:FuzzAdminRequest
 
-.PHONY: all build test lint fuzz run bench bench-smoke clean help
+.PHONY: all build test lint fuzz run bench bench-smoke clean help completions docs man install release
 
 all: lint test build
 
@@ -55,8 +67,46 @@ bench: ## measure the server against its floor and its peers (prints a markdown 
 bench-smoke: ## a short run that checks the benchmark harness works
 	$(GO) run ./internal/bench/omabench -smoke
 
+completions: ## regenerate the shell completions in completions/ (committed; a test checks them)
+	$(GENDOCS) completions completions
+
+docs: completions ## regenerate completions/ and docs/configuration.md (committed; tests check them)
+	$(GENDOCS) config docs/configuration.md
+
+man: ## write the man pages into man/ (not committed)
+	rm -rf $(MAN)
+	$(GENDOCS) man $(MAN)
+
+install: build man ## install binaries, completions, man pages and the systemd unit into $(DESTDIR)$(PREFIX)
+	install -d $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d \
+		$(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system
+	@set -e; for b in $(BINARIES); do \
+		install -m 0755 $(BIN)/$$b $(DESTDIR)$(PREFIX)/bin/$$b; \
+		install -m 0644 completions/bash/$$b $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$b; \
+		install -m 0644 completions/zsh/_$$b $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$b; \
+		install -m 0644 completions/fish/$$b.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$b.fish; \
+	done
+	install -m 0644 $(MAN)/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	$(BIN)/oma-server systemd-unit --binary $(PREFIX)/bin/oma-server > $(DESTDIR)$(PREFIX)/lib/systemd/system/oma-server.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/oma-server.service
+
+release: ## static binaries for linux/amd64 and linux/arm64 with version info, as tarballs with SHA256SUMS, into dist/
+	rm -rf $(DIST)
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; name=oma-enroll-$(VERSION)-$$os-$$arch; \
+		echo "build $(DIST)/$$name"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$name/ ./cmd/...; \
+		cp -R completions LICENSE README.md $(DIST)/$$name/; \
+		tar -C $(DIST) -czf $(DIST)/$$name.tar.gz $$name; \
+	done
+	cd $(DIST) && sha256sum *.tar.gz > SHA256SUMS
+
 clean: ## remove build outputs
-	rm -rf $(BIN) dist
+	rm -rf $(BIN) $(DIST) $(MAN)
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
