@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -95,6 +96,48 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("request body must hold exactly one JSON object")
+	}
+	if err := exactFields(body, v); err != nil {
+		return badRequest("%s", err)
+	}
+	return nil
+}
+
+// exactFields checks the keys of the JSON object body against the json
+// names of v's fields, exactly: encoding/json matches keys without regard
+// to case and lets a repeated key override an earlier one, so "VMA_NAME",
+// or a second "vma_name", would pass with a value a proxy or a log reader
+// sees differently.
+func exactFields(body []byte, v any) error {
+	known := map[string]bool{}
+	t := reflect.TypeOf(v).Elem()
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			known[name] = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object (null): Decode has judged it
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return errors.New("malformed JSON")
+		}
+		key, _ := tok.(string)
+		switch {
+		case !known[key]:
+			return fmt.Errorf("unknown field %q: field names are lower-case snake_case, as in the API", enroll.Printable(key))
+		case seen[key]:
+			return fmt.Errorf("field %q appears more than once", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return errors.New("malformed JSON")
+		}
 	}
 	return nil
 }
