@@ -152,12 +152,13 @@ func retryable(err error) bool {
 	return client.IsRetryable(err) || client.StatusCode(err) >= 500
 }
 
-// writeJSONLine writes v as one line of compact JSON.
+// writeJSONLine writes v as one line of compact JSON, with the same
+// escaping of terminal controls as writeJSON.
 func writeJSONLine(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(b, '\n'))
+	_, err = w.Write(append(escapeControls(b), '\n'))
 	return err
 }
