@@ -123,6 +123,7 @@ type binaryDoc struct {
 var omaServerCmdlineOnly = map[string]bool{
 	"oma-server systemd-unit": true,
 	"oma-server token create": true,
+	"oma-server token list":   true,
 	"oma-server completion":   true, // and its subcommands
 	"oma-server version":      true,
 }

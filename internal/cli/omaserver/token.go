@@ -2,11 +2,13 @@ package omaserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
@@ -69,34 +71,37 @@ a new token is printed once and cannot be shown again.`,
 	}
 	create.Flags().String("name", "", "name of the token (recorded as the actor in the audit)")
 
+	var listOutput string
+	var noHeaders bool
 	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List admin tokens (names and dates, never the tokens)",
-		Example: "  oma-server token list",
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List admin tokens (names and dates, never the tokens)",
+		Long: `List the admin tokens by name: when each was created, last used and revoked.
+The tokens themselves are never shown (only their hashes are stored).
+
+-o json prints one JSON array of {"name","created_at","last_used_at",
+"revoked_at"} (times RFC 3339 UTC, null when not set); -o yaml the same as
+YAML. --no-headers leaves out the table's header row.`,
+		Example: `  oma-server token list
+  oma-server token list -o json | jq -r '.[] | select(.revoked_at == null) | .name'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch listOutput {
+			case "table", "json", "yaml":
+			default:
+				return cmdutil.FlagErrorf("--output %q is not one of table, json, yaml", listOutput)
+			}
 			return withService(cmd, func(ctx context.Context, svc *enroll.Service, db *store.DB) error {
 				toks, err := db.ListAdminTokens(ctx)
 				if err != nil {
 					return err
 				}
-				tw := tabwriter.NewWriter(ios.Out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tCREATED\tLAST USED\tSTATUS")
-				for _, t := range toks {
-					status := "active"
-					if t.RevokedAt != nil {
-						status = "revoked " + t.RevokedAt.Local().Format(time.DateTime)
-					}
-					last := "never"
-					if t.LastUsedAt != nil {
-						last = t.LastUsedAt.Local().Format(time.DateTime)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.CreatedAt.Local().Format(time.DateTime), last, status)
-				}
-				return tw.Flush()
+				return writeTokens(ios, toks, listOutput, noHeaders)
 			})
 		},
 	}
+	list.Flags().StringVarP(&listOutput, "output", "o", "table", "output format: table, json or yaml")
+	list.Flags().BoolVar(&noHeaders, "no-headers", false, "print the table without its header row")
 
 	revoke := &cobra.Command{
 		Use:     "revoke NAME",
@@ -115,4 +120,63 @@ a new token is printed once and cannot be shown again.`,
 	}
 	cmd.AddCommand(create, list, revoke)
 	return cmd
+}
+
+// tokenInfo is what 'token list -o json|yaml' prints of a token.
+type tokenInfo struct {
+	Name       string     `json:"name" yaml:"name"`
+	CreatedAt  time.Time  `json:"created_at" yaml:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at" yaml:"last_used_at"`
+	RevokedAt  *time.Time `json:"revoked_at" yaml:"revoked_at"`
+}
+
+func writeTokens(ios *cmdutil.IOStreams, toks []enroll.AdminToken, output string, noHeaders bool) error {
+	infos := make([]tokenInfo, len(toks))
+	for i, t := range toks {
+		infos[i] = tokenInfo{Name: enroll.Printable(t.Name), CreatedAt: t.CreatedAt.UTC(), LastUsedAt: utc(t.LastUsedAt), RevokedAt: utc(t.RevokedAt)}
+	}
+	switch output {
+	case "json":
+		b, err := json.MarshalIndent(infos, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = ios.Out.Write(append(b, '\n'))
+		return err
+	case "yaml":
+		b, err := yaml.Marshal(infos)
+		if err != nil {
+			return err
+		}
+		_, err = ios.Out.Write(b)
+		return err
+	}
+	if len(infos) == 0 {
+		fmt.Fprintln(ios.ErrOut, "No admin tokens.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(ios.Out, 0, 0, 2, ' ', 0)
+	if !noHeaders {
+		fmt.Fprintln(tw, "NAME\tCREATED\tLAST USED\tSTATUS")
+	}
+	for _, t := range infos {
+		status := "active"
+		if t.RevokedAt != nil {
+			status = "revoked " + t.RevokedAt.Local().Format(time.DateTime)
+		}
+		last := "never"
+		if t.LastUsedAt != nil {
+			last = t.LastUsedAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.CreatedAt.Local().Format(time.DateTime), last, status)
+	}
+	return tw.Flush()
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
