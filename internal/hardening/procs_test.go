@@ -1,0 +1,306 @@
+package hardening_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// omaProc is a running oma-server process.
+type omaProc struct {
+	*apiClient
+	t         *testing.T
+	name      string
+	driver    string
+	dsn       string
+	dataDir   string
+	tokenFile string // where the admin token is read from
+	args      []string
+	cmd       *exec.Cmd
+	log       *syncBuffer
+	done      chan struct{}
+}
+
+// procOpts configures an oma-server process.
+type procOpts struct {
+	name         string // for messages
+	driver       string // sqlite (default) or mysql
+	dsn          string // mysql DSN, or a SQLite path (default <data-dir>/oma.db)
+	auditKeyFile string // shared between instances of one database
+	tokenFile    string // an admin token file of another instance (same database)
+	tunnelMode   string // none (default), embedded
+	extra        []string
+}
+
+// sharedAuditKey writes an audit-chain key for several instances.
+func sharedAuditKey(t *testing.T) string {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	p := filepath.Join(t.TempDir(), "audit.key")
+	if err := os.WriteFile(p, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// freePort finds a free loopback port (listen on :0, close, reuse).
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startOMA starts oma-server and waits until its admin /health answers.
+func startOMA(t *testing.T, o procOpts) *omaProc {
+	t.Helper()
+	if o.driver == "" {
+		o.driver = "sqlite"
+	}
+	if o.tunnelMode == "" {
+		o.tunnelMode = "none"
+	}
+	if o.name == "" {
+		o.name = "oma-server"
+	}
+	p := &omaProc{t: t, name: o.name, driver: o.driver, dsn: o.dsn, dataDir: t.TempDir(), log: &syncBuffer{}}
+	if p.driver == "sqlite" && p.dsn == "" {
+		p.dsn = filepath.Join(p.dataDir, "oma.db")
+	}
+	p.tokenFile = o.tokenFile
+	if p.tokenFile == "" {
+		p.tokenFile = filepath.Join(p.dataDir, "admin.token")
+	}
+	p.args = []string{"serve",
+		"--data-dir", p.dataDir,
+		"--db-driver", p.driver,
+		"--db-dsn", p.dsn,
+		"--public-host", "127.0.0.1",
+		"--tunnel-mode", o.tunnelMode,
+		"--log-format", "text",
+	}
+	if o.auditKeyFile != "" {
+		p.args = append(p.args, "--audit-key-file", o.auditKeyFile)
+	}
+	p.args = append(p.args, o.extra...)
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		admin, public := freePort(t), freePort(t)
+		if err = p.start(admin, public); err == nil {
+			t.Cleanup(p.stop)
+			return p
+		}
+	}
+	t.Fatalf("%s did not start: %v\nlog:\n%s", p.name, err, p.log.String())
+	return nil
+}
+
+func (p *omaProc) start(admin, public string) error {
+	args := append(append([]string{}, p.args...), "--admin-listen", admin, "--public-listen", public)
+	p.cmd = exec.Command(bin("oma-server"), args...)
+	p.cmd.Env = childEnv()
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		return err
+	}
+	p.done = make(chan struct{})
+	go func() { p.cmd.Wait(); close(p.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited: %v", p.cmd.ProcessState)
+		default:
+		}
+		if res, err := hc.Get("http://" + admin + "/health"); err == nil {
+			res.Body.Close()
+			if tok, err := os.ReadFile(p.tokenFile); err == nil && res.StatusCode == 200 {
+				fp, err := fetchFingerprint(public)
+				if err != nil {
+					return err
+				}
+				p.apiClient = newAPIClient(admin, public, strings.TrimSpace(string(tok)), fp)
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.kill()
+	return errors.New("no healthy answer within 30s")
+}
+
+// restart starts the process again on the same ports, data and database
+// (after kill or stop).
+func (p *omaProc) restart() {
+	p.t.Helper()
+	admin, public := strings.TrimPrefix(p.admin, "http://"), strings.TrimPrefix(p.public, "https://")
+	var err error
+	for attempt := 0; attempt < 50; attempt++ { // the ports may linger a moment
+		if err = p.start(admin, public); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.t.Fatalf("%s did not restart: %v\nlog:\n%s", p.name, err, p.log.String())
+}
+
+func fetchFingerprint(addr string) (string, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return "", fmt.Errorf("TLS to %s: %w", addr, err)
+	}
+	defer c.Close()
+	sum := sha256.Sum256(c.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// kill is kill -9.
+func (p *omaProc) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *omaProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.kill()
+	}
+	if p.t.Failed() {
+		p.t.Logf("%s log (last 6 KiB):\n%s", p.name, tail(p.log.String(), 6<<10))
+	}
+}
+
+func (p *omaProc) adminAddr() string  { return strings.TrimPrefix(p.admin, "http://") }
+func (p *omaProc) publicAddr() string { return strings.TrimPrefix(p.public, "https://") }
+
+// childEnv is the environment of the binaries: ours minus every setting
+// that could change their behaviour.
+func childEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "OMA_") || strings.HasPrefix(k, "OMACTL_") || strings.HasPrefix(k, "VMA_ENROLL_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(append(env, "NO_COLOR=1"), extra...)
+}
+
+// result is a finished process.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// runBin runs one of the binaries to completion.
+func runBin(t *testing.T, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(name), args...)
+	cmd.Env = childEnv()
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{out.String(), errOut.String(), code}
+}
+
+// omactl runs omactl against an admin listener with a token.
+func omactl(t *testing.T, adminURL, token string, args ...string) result {
+	t.Helper()
+	return runBin(t, "omactl", append([]string{"--server", adminURL, "--token", token}, args...)...)
+}
+
+// vmaProc is a vma-enroll process in the background.
+type vmaProc struct {
+	name   string
+	dir    string
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{}
+}
+
+// startVMA starts vma-enroll against the public address of an OMA with a
+// pairing code; extra flags are appended.
+func startVMA(t *testing.T, public, fp, code, name string, extra ...string) *vmaProc {
+	t.Helper()
+	v := &vmaProc{name: name, dir: t.TempDir(), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	args := append([]string{"--oma", public, "--code", code, "--fingerprint", fp, "--name", name,
+		"--config-dir", v.dir, "-o", "json"}, extra...)
+	v.cmd = exec.Command(bin("vma-enroll"), args...)
+	v.cmd.Env = childEnv()
+	v.cmd.Stdout, v.cmd.Stderr = v.stdout, v.stderr
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	v.cmd.WaitDelay = 5 * time.Second
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { v.cmd.Wait(); close(v.done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+		<-v.done
+	})
+	return v
+}
+
+// wait waits for the process and returns its result; on timeout it kills
+// it and reports exit code -1.
+func (v *vmaProc) wait(timeout time.Duration) result {
+	select {
+	case <-v.done:
+	case <-time.After(timeout):
+		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+		<-v.done
+		return result{v.stdout.String(), v.stderr.String() + "\n(killed: still running after " + timeout.String() + ")", -1}
+	}
+	return result{v.stdout.String(), v.stderr.String(), v.cmd.ProcessState.ExitCode()}
+}
+
+// vmaOutcome decodes the JSON document vma-enroll -o json prints.
+type vmaOutcome struct {
+	Status         string `json:"status"`
+	EnrollmentID   string `json:"enrollment_id"`
+	VMAFingerprint string `json:"vma_fingerprint"`
+}
+
+func (r result) outcome() (vmaOutcome, error) {
+	var o vmaOutcome
+	err := json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &o)
+	return o, err
+}
