@@ -39,6 +39,7 @@ Configuration: flag > environment (OMA_<FLAG>, e.g. OMA_DB_DSN) > config file
   oma-server serve --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma'`,
 	}
 	cmdutil.Setup(root)
+	root.CompletionOptions.DisableDefaultCmd = true // cmdutil's, like omactl's and vma-enroll's
 	root.SetOut(ios.Out)
 	root.SetErr(ios.ErrOut)
 	pf := root.PersistentFlags()
@@ -49,7 +50,7 @@ Configuration: flag > environment (OMA_<FLAG>, e.g. OMA_DB_DSN) > config file
 	pf.String("log-format", "text", "log format: text or json")
 	pf.String("log-level", "info", "log level: debug, info, warn or error")
 
-	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), newSystemdUnitCmd(ios), cmdutil.NewVersionCmd("oma-server", ios))
+	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), newSystemdUnitCmd(ios), cmdutil.NewCompletionCmd(root, ios), cmdutil.NewVersionCmd("oma-server", ios))
 	return root
 }
 
