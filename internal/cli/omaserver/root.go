@@ -1,5 +1,5 @@
 // Package omaserver is the command tree of oma-server: serve, migrate,
-// token, version and completion.
+// token, systemd-unit, authorized-keys, sshd-config, version and completion.
 package omaserver
 
 import (
@@ -50,7 +50,8 @@ Configuration: flag > environment (OMA_<FLAG>, e.g. OMA_DB_DSN) > config file
 	pf.String("log-format", "text", "log format: text or json")
 	pf.String("log-level", "info", "log level: debug, info, warn or error")
 
-	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), newSystemdUnitCmd(ios), cmdutil.NewCompletionCmd(root, ios), cmdutil.NewVersionCmd("oma-server", ios))
+	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), newSystemdUnitCmd(ios), newAuthorizedKeysCmd(ios),
+		newSSHDConfigCmd(ios), cmdutil.NewCompletionCmd(root, ios), cmdutil.NewVersionCmd("oma-server", ios))
 	return root
 }
 

@@ -44,6 +44,12 @@ audit-chain key (audit.key), the SSH host key and, when no admin token exists
 yet, an admin token named "admin" written to admin.token (mode 0600).
 Migrations are applied at start unless --no-migrate.
 
+With --tunnel-mode openssh the system sshd is the tunnel endpoint: each
+approval writes the VMA's restricted key line into the tunnel user's
+authorized_keys (--authorized-keys-file), each revocation removes it and ends
+the VMA's live session, and the file is re-synced with the database at start
+and every --authorized-keys-resync. ` + "`oma-server sshd-config`" + ` prints the sshd block.
+
 Several instances may share one MariaDB database behind a load balancer;
 give them the same audit.key (--audit-key-file) and the same certificate.
 
@@ -87,6 +93,9 @@ omactl then needs --server https://….`,
 	f.String("tunnel-user", "vma_tunnel", "SSH user of the tunnels")
 	f.String("tunnel-port-range", "9081-9999", "pool of per-VMA reverse tunnel ports on the OMA")
 	f.String("ssh-host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "sshd's public host key (openssh tunnel mode)")
+	f.Int("ssh-port", 22, "port VMAs reach sshd on (openssh tunnel mode; sshd cannot share 443 with the HTTPS listener)")
+	f.String("authorized-keys-file", "", "authorized_keys file of the tunnel user that approvals write (openssh tunnel mode; default ~<tunnel-user>/.ssh/authorized_keys; none: sshd uses only the AuthorizedKeysCommand)")
+	f.Duration("authorized-keys-resync", 30*time.Second, "how often the authorized_keys file is re-synced with the database (openssh tunnel mode; 0: only at start)")
 	f.String("nbd-target", "127.0.0.1:10809", "OMA address the VMAs' NBD forward reaches (the only local forward allowed)")
 	f.String("vma-nbd-listen", "127.0.0.1:10808", "VMA-local listen address of the NBD forward (written into the VMA's ssh_config)")
 	f.String("vma-api-target", "127.0.0.1:8081", "VMA-local target of the reverse forward (the VMA API)")
@@ -111,6 +120,9 @@ type serveOptions struct {
 	TunnelMode, TunnelHost, TunnelUser    string
 	PortMin, PortMax                      int
 	SSHHostKey                            string
+	SSHPort                               int
+	AuthorizedKeysFile                    string
+	AuthorizedKeysResync                  time.Duration
 	NBDTarget, VMANBDListen, VMAAPITarget string
 	AuditKeyFile                          string
 	TrustedProxies                        []netip.Prefix
@@ -151,6 +163,9 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		CodeFailures:   v.GetFloat64("code-failures-per-minute"),
 		NoMigrate:      v.GetBool("no-migrate"),
 	}
+	o.SSHPort = v.GetInt("ssh-port")
+	o.AuthorizedKeysFile = v.GetString("authorized-keys-file")
+	o.AuthorizedKeysResync = v.GetDuration("authorized-keys-resync")
 	switch o.TunnelMode {
 	case "embedded", "openssh", "none":
 	default:
@@ -189,6 +204,12 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	}
 	if o.PublicHost == "" {
 		o.PublicHost, _ = os.Hostname()
+	}
+	if o.SSHPort < 1 || o.SSHPort > 65535 {
+		return o, cmdutil.FlagErrorf("--ssh-port %d is not a port", o.SSHPort)
+	}
+	if o.AuthorizedKeysResync < 0 {
+		return o, cmdutil.FlagErrorf("--authorized-keys-resync must not be negative")
 	}
 	if o.PublicPort < 0 || o.PublicPort > 65535 {
 		return o, cmdutil.FlagErrorf("--public-port %d is not a port", o.PublicPort)
@@ -243,7 +264,9 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		return err
 	}
 	hostKey := ""
+	tunnelPort := o.PublicPort
 	var endpoint *tunnel.Endpoint
+	var onApprove, onRevoke func(*enroll.Enrollment)
 	switch o.TunnelMode {
 	case "embedded":
 		signer, err := loadOrCreateHostKey(filepath.Join(o.DataDir, "ssh_host_ed25519_key"))
@@ -252,12 +275,25 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		}
 		hostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
 		endpoint = tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, User: o.TunnelUser, NBDTarget: o.NBDTarget}, svc, log)
+		onRevoke = func(e *enroll.Enrollment) { endpoint.Disconnect(e.ID, "revoked") }
 	case "openssh":
 		b, err := os.ReadFile(o.SSHHostKey)
 		if err != nil {
 			return fmt.Errorf("openssh tunnel mode needs sshd's public host key: %w (set --ssh-host-key)", err)
 		}
 		hostKey = strings.TrimSpace(string(b))
+		tunnelPort = o.SSHPort
+		if o.AuthorizedKeysFile != "none" {
+			keys, err := newOpenSSHTunnel(o, db, log)
+			if err != nil {
+				return err
+			}
+			if err := keys.sync(ctx); err != nil {
+				return fmt.Errorf("%w (or set --authorized-keys-file none when sshd uses only the AuthorizedKeysCommand)", err)
+			}
+			onApprove, onRevoke = keys.onApprove, keys.onRevoke
+			go keys.run(ctx, o.AuthorizedKeysResync)
+		}
 	}
 	tunnelState := func() api.TunnelState {
 		st := api.TunnelState{Mode: o.TunnelMode}
@@ -277,7 +313,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	srv, err := server.New(server.Config{
 		AdminListen: o.AdminListen, PublicListen: o.PublicListen, PublicHost: o.PublicHost, JoinAddress: join,
 		TLS: cert, TrustedProxies: o.TrustedProxies,
-		Tunnel: server.TunnelConfig{Host: o.TunnelHost, Port: o.PublicPort, User: o.TunnelUser, HostKey: hostKey,
+		Tunnel: server.TunnelConfig{Host: o.TunnelHost, Port: tunnelPort, User: o.TunnelUser, HostKey: hostKey,
 			NBDListen: o.VMANBDListen, NBDTarget: o.NBDTarget, VMAAPITarget: o.VMAAPITarget},
 		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures,
 		TunnelState: tunnelState, AdminTLS: adminTLS,
@@ -291,10 +327,10 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 			return err
 		}
 	}
+	srv.SetHooks(onApprove, onRevoke)
 	if endpoint == nil {
 		return srv.Run(ctx, nil)
 	}
-	srv.SetHooks(nil, func(e *enroll.Enrollment) { endpoint.Disconnect(e.ID, "revoked") })
 	epCtx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { endpoint.Run(epCtx); close(done) }()

@@ -1,0 +1,271 @@
+package omaserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+)
+
+func newAuthorizedKeysCmd(ios *cmdutil.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "authorized-keys USER [KEY_TYPE KEY_BLOB]",
+		Short: "Print the restricted authorized_keys lines of approved VMAs (for sshd's AuthorizedKeysCommand)",
+		Long: `Print, from the database, the authorized_keys line of every approved VMA
+(restrict,port-forwarding,permitopen="<nbd-target>",permitlisten="127.0.0.1:<tunnel_port>"),
+when USER is the tunnel user (--tunnel-user); nothing for any other user.
+With KEY_TYPE and KEY_BLOB (sshd's %t %k) only the line of that key.
+
+It is meant for sshd in the openssh tunnel mode:
+
+  AuthorizedKeysCommand /usr/local/bin/oma-server authorized-keys %u %t %k
+
+sshd runs it at every login, so an approval lets the VMA in and a revocation
+shuts it out for new connections at once, whatever the state of the
+authorized_keys file. ` + "`oma-server sshd-config`" + ` prints the whole sshd block.
+
+It reads the same settings as serve (--config, OMA_* environment, flags) for
+the database; sshd runs the command with an almost empty environment, so put
+the settings into the config file or on the command line, and run it as a
+user that can read the database (AuthorizedKeysCommandUser). It writes only
+key lines to stdout; errors go to stderr with exit status 1 (sshd then
+accepts no key from the command: it fails closed). Not being the tunnel user,
+or an unknown key, is not an error: nothing is printed, exit status 0.`,
+		Example: `  # What sshd would get for the tunnel user
+  oma-server authorized-keys vma_tunnel
+
+  # Only the line of one key, as sshd asks with %u %t %k
+  oma-server authorized-keys vma_tunnel ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA...`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 && len(args) != 3 {
+				return cmdutil.FlagErrorf("authorized-keys takes USER, or USER KEY_TYPE KEY_BLOB (sshd's %%u %%t %%k); got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			o, err := authorizedKeysOptionsFrom(v, args)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
+			defer cancel()
+			return runAuthorizedKeys(ctx, o, ios.Out)
+		},
+	}
+	f := cmd.Flags()
+	f.String("tunnel-user", "vma_tunnel", "SSH user of the tunnels (keys are printed for this user only)")
+	f.String("nbd-target", "127.0.0.1:10809", "OMA address the VMAs' NBD forward reaches (the permitopen of every line)")
+	return cmd
+}
+
+type authorizedKeysOptions struct {
+	common
+	User, KeyType, KeyBlob string
+	TunnelUser, NBDTarget  string
+}
+
+func authorizedKeysOptionsFrom(v *viper.Viper, args []string) (authorizedKeysOptions, error) {
+	c, err := commonFrom(v)
+	if err != nil {
+		return authorizedKeysOptions{}, err
+	}
+	o := authorizedKeysOptions{common: c, User: args[0], TunnelUser: v.GetString("tunnel-user"), NBDTarget: v.GetString("nbd-target")}
+	if len(args) == 3 {
+		o.KeyType, o.KeyBlob = args[1], args[2]
+	}
+	return o, nil
+}
+
+// runAuthorizedKeys prints the lines sshd should accept for o.User.
+func runAuthorizedKeys(ctx context.Context, o authorizedKeysOptions, out io.Writer) error {
+	if o.User != o.TunnelUser {
+		return nil
+	}
+	fp, canon := "", ""
+	if o.KeyType != "" {
+		if o.KeyType != "ssh-ed25519" {
+			return nil // VMAs only ever enroll Ed25519 keys
+		}
+		pub, c, err := sshkey.ParseAuthorizedKey(o.KeyType + " " + o.KeyBlob)
+		if err != nil {
+			return nil
+		}
+		fp, canon = sshkey.Fingerprint(pub), c
+	}
+	db, err := openStoreReadOnly(ctx, o.common)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var list []enroll.Enrollment
+	if fp != "" {
+		list, err = db.ApprovedByFingerprint(ctx, fp)
+	} else {
+		list, err = db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+	}
+	if err != nil {
+		return fmt.Errorf("read approved enrollments: %w", err)
+	}
+	var b bytes.Buffer
+	for i := range list {
+		e := &list[i]
+		if canon != "" && e.VMAPublicKey != canon {
+			continue
+		}
+		line, err := tunnel.AuthorizedKeyLine(e, o.NBDTarget)
+		if err != nil {
+			continue // not a line sshd should ever see; serve logs it at Sync
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	_, err = out.Write(b.Bytes())
+	return err
+}
+
+// openStoreReadOnly opens the database for reading without creating
+// anything: a missing SQLite file is an error, not a new empty database.
+func openStoreReadOnly(ctx context.Context, c common) (*store.DB, error) {
+	if c.Driver == store.DriverSQLite && !strings.HasPrefix(c.DSN, "file:") {
+		if _, err := os.Stat(c.DSN); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("no database at %s: set --data-dir or --db-dsn (or --config) as for serve", c.DSN)
+			}
+			return nil, fmt.Errorf("database %s: %w (the AuthorizedKeysCommandUser must be able to read it)", c.DSN, err)
+		}
+	}
+	db, err := store.Open(ctx, c.Driver, c.DSN, store.Options{MaxOpenConns: 1})
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", c.Driver, err)
+	}
+	return db, nil
+}
+
+// openSSHTunnel keeps the tunnel user's authorized_keys in step with the
+// database in the openssh tunnel mode: hooks after each approval and
+// revocation, a Sync at start, and a periodic Sync that repairs a missed
+// hook and picks up changes made through other instances.
+type openSSHTunnel struct {
+	keys *tunnel.AuthorizedKeysFile
+	db   enroll.Store
+	log  *slog.Logger
+	// mu orders hooks and syncs of this process (the manager's file lock
+	// orders processes too); a sync reads the database under that lock, so
+	// a hook for a change committed after the read always comes later.
+	mu sync.Mutex
+}
+
+func newOpenSSHTunnel(o serveOptions, db enroll.Store, log *slog.Logger) (*openSSHTunnel, error) {
+	path, owner, err := tunnel.ResolveAuthorizedKeysPath(o.AuthorizedKeysFile, o.TunnelUser)
+	if err != nil {
+		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
+	}
+	if owner == nil {
+		log.Warn("the tunnel user does not exist; sshd will not log anyone in as it", "tunnel_user", o.TunnelUser)
+	}
+	keys, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, NBDTarget: o.NBDTarget, Owner: owner, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
+	}
+	return &openSSHTunnel{keys: keys, db: db, log: log.With("authorized_keys", path)}, nil
+}
+
+// sync rewrites our lines from the approved enrollments in the database.
+func (t *openSSHTunnel) sync(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	res, err := t.keys.SyncFunc(func() ([]enroll.Enrollment, error) {
+		return t.db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+	})
+	if err != nil {
+		return fmt.Errorf("authorized_keys sync: %w", err)
+	}
+	if res.Changed() {
+		t.log.Info("authorized_keys synced with the database", "added", len(res.Added), "removed", len(res.Removed), "kept", res.Kept)
+	}
+	t.endSessions(res.Removed)
+	return nil
+}
+
+// run syncs every interval until ctx ends.
+func (t *openSSHTunnel) run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		if err := t.sync(ctx); err != nil && ctx.Err() == nil {
+			t.log.Error("periodic authorized_keys sync failed", "err", err)
+		}
+	}
+}
+
+// onApprove authorizes the key of a just-approved enrollment (the
+// transaction has committed). A failure is logged loudly; the next sync
+// and the AuthorizedKeysCommand cover it.
+func (t *openSSHTunnel) onApprove(e *enroll.Enrollment) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	removed, err := t.keys.Add(e)
+	if err != nil {
+		t.log.Error("APPROVED BUT NOT WRITTEN to authorized_keys: the VMA cannot log in until the next sync (or use the AuthorizedKeysCommand)",
+			"enrollment_id", e.ID, "vma_name", e.VMAName, "err", err)
+		return
+	}
+	t.log.Info("authorized_keys: key added", "enrollment_id", e.ID, "vma_name", e.VMAName, "superseded", len(removed))
+	t.endSessions(removed)
+}
+
+// onRevoke removes the key of a just-revoked enrollment and ends its live
+// session where it can be found.
+func (t *openSSHTunnel) onRevoke(e *enroll.Enrollment) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	removed, err := t.keys.Remove(e.ID)
+	if err != nil {
+		t.log.Error("REVOKED BUT STILL IN authorized_keys: the key can log in until the next sync removes it (the AuthorizedKeysCommand refuses it already)",
+			"enrollment_id", e.ID, "vma_name", e.VMAName, "err", err)
+		return
+	}
+	t.log.Info("authorized_keys: key removed", "enrollment_id", e.ID, "vma_name", e.VMAName, "lines", len(removed))
+	t.endSessions(removed)
+}
+
+func (t *openSSHTunnel) endSessions(removed []tunnel.AuthorizedKeyEntry) {
+	if len(removed) == 0 {
+		return
+	}
+	pids, err := t.keys.EndSessions(removed)
+	if err != nil {
+		t.log.Warn("could not end the live sshd session of a removed key; it stays up until it disconnects", "err", err)
+	}
+	for _, e := range removed {
+		t.log.Info("authorized_keys: de-authorized", "enrollment_id", e.EnrollmentID, "vma_name", e.VMAName, "tunnel_port", e.ListenPort, "sessions_ended", len(pids))
+	}
+}
