@@ -87,6 +87,9 @@ func (t *tunnelConn) close(reason string) {
 	t.once.Do(func() {
 		t.reason = reason
 		close(t.closed)
+		// The reverse port first: once the VMA sees its connection end, the
+		// port must already be gone.
+		t.fwd.closeAll()
 		t.conn.Close()
 	})
 }
