@@ -107,6 +107,7 @@ omactl then needs --server https://….`,
 	f.Float64("rate-limit", 5, "public requests per second per client IP")
 	f.Int("rate-burst", 20, "burst of public requests per client IP")
 	f.Float64("code-failures-per-minute", 5, "rejected pairing codes allowed per minute per client IP")
+	f.Int("code-failure-burst", 5, "rejected (or concurrent) pairing-code attempts allowed at once per client IP")
 	f.Bool("no-migrate", false, "do not apply database migrations at start")
 	addAdminUIFlags(f)
 	return cmd
@@ -130,6 +131,7 @@ type serveOptions struct {
 	RateLimit                             float64
 	RateBurst                             int
 	CodeFailures                          float64
+	CodeFailureBurst                      int
 	NoMigrate                             bool
 	adminUIOptions
 }
@@ -140,28 +142,29 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		return serveOptions{}, err
 	}
 	o := serveOptions{
-		common:         c,
-		AdminListen:    v.GetString("admin-listen"),
-		PublicListen:   v.GetString("public-listen"),
-		PublicHost:     v.GetString("public-host"),
-		PublicPort:     v.GetInt("public-port"),
-		TLSCert:        v.GetString("tls-cert"),
-		TLSKey:         v.GetString("tls-key"),
-		TunnelMode:     v.GetString("tunnel-mode"),
-		TunnelHost:     v.GetString("tunnel-host"),
-		TunnelUser:     v.GetString("tunnel-user"),
-		SSHHostKey:     v.GetString("ssh-host-key"),
-		NBDTarget:      v.GetString("nbd-target"),
-		VMANBDListen:   v.GetString("vma-nbd-listen"),
-		VMAAPITarget:   v.GetString("vma-api-target"),
-		AuditKeyFile:   v.GetString("audit-key-file"),
-		CodeTTL:        v.GetDuration("code-ttl"),
-		VerifyWindow:   v.GetDuration("verify-window"),
-		ApprovalWindow: v.GetDuration("approval-window"),
-		RateLimit:      v.GetFloat64("rate-limit"),
-		RateBurst:      v.GetInt("rate-burst"),
-		CodeFailures:   v.GetFloat64("code-failures-per-minute"),
-		NoMigrate:      v.GetBool("no-migrate"),
+		common:           c,
+		AdminListen:      v.GetString("admin-listen"),
+		PublicListen:     v.GetString("public-listen"),
+		PublicHost:       v.GetString("public-host"),
+		PublicPort:       v.GetInt("public-port"),
+		TLSCert:          v.GetString("tls-cert"),
+		TLSKey:           v.GetString("tls-key"),
+		TunnelMode:       v.GetString("tunnel-mode"),
+		TunnelHost:       v.GetString("tunnel-host"),
+		TunnelUser:       v.GetString("tunnel-user"),
+		SSHHostKey:       v.GetString("ssh-host-key"),
+		NBDTarget:        v.GetString("nbd-target"),
+		VMANBDListen:     v.GetString("vma-nbd-listen"),
+		VMAAPITarget:     v.GetString("vma-api-target"),
+		AuditKeyFile:     v.GetString("audit-key-file"),
+		CodeTTL:          v.GetDuration("code-ttl"),
+		VerifyWindow:     v.GetDuration("verify-window"),
+		ApprovalWindow:   v.GetDuration("approval-window"),
+		RateLimit:        v.GetFloat64("rate-limit"),
+		RateBurst:        v.GetInt("rate-burst"),
+		CodeFailures:     v.GetFloat64("code-failures-per-minute"),
+		CodeFailureBurst: v.GetInt("code-failure-burst"),
+		NoMigrate:        v.GetBool("no-migrate"),
 	}
 	o.SSHPort = v.GetInt("ssh-port")
 	o.AuthorizedKeysFile = v.GetString("authorized-keys-file")
@@ -315,7 +318,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		TLS: cert, TrustedProxies: o.TrustedProxies,
 		Tunnel: server.TunnelConfig{Host: o.TunnelHost, Port: tunnelPort, User: o.TunnelUser, HostKey: hostKey,
 			NBDListen: o.VMANBDListen, NBDTarget: o.NBDTarget, VMAAPITarget: o.VMAAPITarget},
-		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures,
+		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures, CodeFailureBurst: o.CodeFailureBurst,
 		TunnelState: tunnelState, AdminTLS: adminTLS,
 	}, svc, db, log)
 	if err != nil {
