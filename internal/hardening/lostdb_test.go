@@ -252,14 +252,30 @@ approving:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	retried := 0
+	retried, inDoubt := 0, 0
 	for i, r := range results {
 		if strings.Contains(r.stderr, "retrying") {
 			retried++
 		}
-		if r.code != 0 {
-			t.Errorf("vma-lostdb-%02d did not complete after the database came back: %s", i, r)
+		if r.code == 0 {
+			continue
 		}
+		// The one failure the protocol cannot avoid: the database died
+		// while committing this VMA's enroll or verify, the commit took,
+		// the answer was 503, and the retry finds the code used (exit 5) or
+		// the challenge answered (exit 1: the poll token is given once).
+		// Its enrollment is committed, not lost; SECURITY.md lists it.
+		o, _ := r.outcome()
+		if (r.code == 5 || (r.code == 1 && strings.Contains(r.stdout, "the challenge can be answered once"))) &&
+			strings.Contains(r.stderr, "database unavailable") && o.Status != "" {
+			inDoubt++
+			t.Logf("vma-lostdb-%02d: its request was committed as the database died, the retry was refused (exit %d): %s", i, r.code, lastLine(r.stderr))
+			continue
+		}
+		t.Errorf("vma-lostdb-%02d did not complete after the database came back: %s", i, r)
+	}
+	if inDoubt > 2 {
+		t.Errorf("%d VMAs lost their answer to the outage; at most the one or two in flight at the kill may", inDoubt)
 	}
 	t.Logf("%d of %d vma-enroll processes reported retrying while the database was down", retried, n)
 	if retried == 0 {
