@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,8 +37,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := string(enroll.ErrorCode(err))
 	msg := enroll.ErrorMessage(err)
 	var he *httpError
-	if errors.As(err, &he) {
+	switch {
+	case errors.As(err, &he):
 		code, msg = he.code, he.msg
+	case code == string(enroll.CodeInternal) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// The server is shutting down (or the database did not answer in
+		// time): a retry elsewhere or later will do.
+		code, msg = string(enroll.CodeUnavailable), "the server is shutting down or the database did not answer in time; try again"
 	}
 	status := api.HTTPStatus(code)
 	if status >= 500 {
