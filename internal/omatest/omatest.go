@@ -7,7 +7,11 @@ package omatest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"database/sql"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -24,6 +28,50 @@ type Options struct {
 	// ApprovalWindow is how long a verified enrollment may wait for
 	// approval before it expires (30m).
 	ApprovalWindow time.Duration
+	// Now is the service's clock (time.Now when nil). With a clock the
+	// test sets (see Clock), every time the server stores is known in
+	// advance.
+	Now func() time.Time
+	// Rand is the service's randomness (crypto/rand when nil). With a
+	// seeded source (see SeededRand) the enrollment ids, pairing codes
+	// and tokens are the same on every run. Start serialises its reads.
+	Rand io.Reader
+}
+
+// Clock is a clock a test sets and a server reads, for Options.Now.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock standing at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the time the clock was last set to.
+func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
+
+// SeededRand returns a deterministic randomness source for Options.Rand:
+// the ChaCha8 stream keyed by seed (its first 32 bytes).
+func SeededRand(seed string) io.Reader {
+	var s [32]byte
+	copy(s[:], seed)
+	return rand.NewChaCha8(s)
+}
+
+// lockedReader serialises the reads of a source that is not safe for
+// concurrent use.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
 }
 
 // OMA is a running oma-server over its own SQLite store.
@@ -39,6 +87,7 @@ type OMA struct {
 	Token string
 
 	mu      sync.Mutex
+	raw     *sql.DB
 	srv     *server.Server
 	cancel  context.CancelFunc
 	stopped chan struct{}
@@ -74,6 +123,12 @@ func Start(t testing.TB, opts Options) *OMA {
 		Svc:     enroll.New(db, enroll.Config{PollInterval: 20 * time.Millisecond, ApprovalWindow: opts.ApprovalWindow}, auditKey, nil),
 		DataDir: dir,
 		HostKey: sshkey.AuthorizedKey(pub, "oma-test"),
+	}
+	if opts.Now != nil {
+		o.Svc.Now = opts.Now
+	}
+	if opts.Rand != nil {
+		o.Svc.Rand = &lockedReader{r: opts.Rand}
 	}
 	tok, err := o.Svc.CreateAdminToken(ctx, "admin")
 	if err != nil {
@@ -169,25 +224,99 @@ func (o *OMA) Code() string {
 	return pc.Code.Reveal()
 }
 
+// VMA is an enrolling VMA, for StartEnroll. Zero fields take defaults.
+type VMA struct {
+	Name      string
+	Version   string             // 2.4.1
+	SourceIP  string             // 192.0.2.10
+	UserAgent string             // vma-enroll/test
+	Key       ed25519.PrivateKey // a new key
+}
+
+// Enrolling is a VMA that enrolled with a pairing code and has yet to
+// prove that it holds its key.
+type Enrolling struct {
+	o         *OMA
+	ID        string
+	meta      enroll.Meta
+	key       ed25519.PrivateKey
+	challenge []byte
+}
+
+// StartEnroll enrolls v with a new pairing code through the service, the
+// way vma-enroll would; Verify then answers the challenge.
+func (o *OMA) StartEnroll(v VMA) *Enrolling {
+	o.t.Helper()
+	if v.Version == "" {
+		v.Version = "2.4.1"
+	}
+	if v.SourceIP == "" {
+		v.SourceIP = "192.0.2.10"
+	}
+	if v.UserAgent == "" {
+		v.UserAgent = "vma-enroll/test"
+	}
+	if v.Key == nil {
+		_, priv, err := sshkey.Generate(nil)
+		if err != nil {
+			o.t.Fatal(err)
+		}
+		v.Key = priv
+	}
+	pub := v.Key.Public().(ed25519.PublicKey)
+	meta := enroll.Meta{SourceIP: v.SourceIP, UserAgent: v.UserAgent}
+	er, err := o.Svc.Enroll(context.Background(), enroll.EnrollRequest{PairingCode: o.Code(), PublicKey: sshkey.AuthorizedKey(pub, ""), Name: v.Name, Version: v.Version}, meta)
+	if err != nil {
+		o.t.Fatalf("enroll %s: %v", v.Name, err)
+	}
+	return &Enrolling{o: o, ID: er.EnrollmentID, meta: meta, key: v.Key, challenge: er.Challenge}
+}
+
+// Verify signs the challenge: the enrollment then awaits approval. It
+// returns the enrollment id.
+func (e *Enrolling) Verify() string {
+	e.o.t.Helper()
+	if _, err := e.o.Svc.Verify(context.Background(), e.ID, enroll.SignChallenge(e.key, e.ID, e.challenge), e.meta); err != nil {
+		e.o.t.Fatalf("verify %s: %v", e.ID, err)
+	}
+	return e.ID
+}
+
 // Enroll enrolls and verifies a VMA named name through the service, the
 // way vma-enroll would, and returns the enrollment id: it then awaits
 // approval.
 func (o *OMA) Enroll(name string) string {
 	o.t.Helper()
-	ctx := context.Background()
-	pub, priv, err := sshkey.Generate(nil)
+	return o.StartEnroll(VMA{Name: name}).Verify()
+}
+
+// Exec runs a statement on the server's database behind its back, as
+// someone with write access to the file could (to tamper with the audit
+// trail, or to store what the server would refuse), and returns the
+// number of rows it changed.
+func (o *OMA) Exec(query string, args ...any) int64 {
+	o.t.Helper()
+	o.mu.Lock()
+	if o.raw == nil {
+		raw, err := sql.Open("sqlite", "file:"+filepath.Join(o.DataDir, "oma.db")+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			o.mu.Unlock()
+			o.t.Fatal(err)
+		}
+		o.raw = raw
+		o.t.Cleanup(func() { raw.Close() })
+	}
+	raw := o.raw
+	o.mu.Unlock()
+	res, err := raw.Exec(query, args...)
+	if err != nil {
+		o.t.Fatalf("exec %q: %v", query, err)
+	}
+	n, err := res.RowsAffected()
 	if err != nil {
 		o.t.Fatal(err)
 	}
-	vma := enroll.Meta{SourceIP: "192.0.2.10", UserAgent: "vma-enroll/test"}
-	er, err := o.Svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: o.Code(), PublicKey: sshkey.AuthorizedKey(pub, ""), Name: name, Version: "2.4.1"}, vma)
-	if err != nil {
-		o.t.Fatalf("enroll %s: %v", name, err)
-	}
-	if _, err := o.Svc.Verify(ctx, er.EnrollmentID, enroll.SignChallenge(priv, er.EnrollmentID, er.Challenge), vma); err != nil {
-		o.t.Fatalf("verify %s: %v", name, err)
-	}
-	return er.EnrollmentID
+	return n
 }
 
 // Approve approves an enrollment as the admin.

@@ -31,8 +31,14 @@ type auditOptions struct {
 	Interval     time.Duration
 }
 
-// auditPage is the page size asked of the server (its maximum).
-const auditPage = enroll.MaxAuditLimit
+// auditPage is the number of events asked of the server at a time: the
+// Factory's AuditPage, else the server's maximum.
+func (f *Factory) auditPage() int {
+	if f.AuditPage > 0 {
+		return min(f.AuditPage, enroll.MaxAuditLimit)
+	}
+	return enroll.MaxAuditLimit
+}
 
 func newAuditCmd(f *Factory) *cobra.Command {
 	opts := &auditOptions{}
@@ -154,9 +160,9 @@ func runAudit(cmd *cobra.Command, f *Factory, opts *auditOptions) error {
 	flt.Descending = true
 	events := []api.AuditEvent{}
 	for {
-		flt.Limit = auditPage
+		flt.Limit = f.auditPage()
 		if opts.Limit > 0 {
-			flt.Limit = min(auditPage, opts.Limit-len(events))
+			flt.Limit = min(flt.Limit, opts.Limit-len(events))
 		}
 		page, err := c.Audit(ctx, flt)
 		if err != nil {
@@ -238,7 +244,7 @@ func (f *Factory) followAudit(ctx context.Context, c *client.Client, flt client.
 		case <-tick.C:
 		}
 		for {
-			flt.Limit = auditPage
+			flt.Limit = f.auditPage()
 			page, err := c.Audit(ctx, flt)
 			if ctx.Err() != nil {
 				return nil

@@ -2,7 +2,8 @@ package omactl
 
 import (
 	"encoding/json"
-	"net/http/httptest"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -10,15 +11,9 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 )
-
-func startFake(t *testing.T) (*fakeAPI, *httptest.Server) {
-	t.Helper()
-	a := newFakeAPI()
-	srv := httptest.NewServer(a)
-	t.Cleanup(srv.Close)
-	return a, srv
-}
 
 func mustOK(t *testing.T, r result) {
 	t.Helper()
@@ -27,96 +22,194 @@ func mustOK(t *testing.T, r result) {
 	}
 }
 
-func TestTables(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-	}{
-		{"pairing-code", []string{"pairing-code", "--ttl", "10m"}},
-		{"pending", []string{"pending"}},
-		{"active", []string{"active"}},
-		{"audit", []string{"audit"}},
-		{"audit-verify", []string{"audit", "verify"}},
-		{"approve", []string{"approve", "0b9d3c4e-1111", "--notes", "fingerprint checked"}},
-		{"reject", []string{"reject", "0b9d3c4e-2222-4aaa-8bbb-000000000002", "--reason", "not ours"}},
-		{"revoke", []string{"revoke", "7e6f5a4b", "--reason", "decommissioned"}},
+// uniquePrefix is the shortest prefix of id that no other of ids has.
+func uniquePrefix(t *testing.T, id string, ids ...string) string {
+	t.Helper()
+	for n := MinIDPrefix; n <= len(id); n++ {
+		unique := true
+		for _, o := range ids {
+			if o != id && strings.HasPrefix(o, id[:n]) {
+				unique = false
+			}
+		}
+		if unique {
+			return id[:n]
+		}
 	}
+	t.Fatalf("%s has no unique prefix among %v", id, ids)
+	return ""
+}
+
+// TestOutput compares what each command prints, as a table for people and
+// as JSON or YAML for scripts, with the golden files in testdata (go test
+// -update rewrites them).
+func TestOutput(t *testing.T) {
+	tests := []struct {
+		name    string
+		changes bool // the command changes the world: it gets its own
+		args    func(t *testing.T, w *world) []string
+	}{
+		{"pairing-code", true, func(*testing.T, *world) []string { return []string{"pairing-code", "--ttl", "10m"} }},
+		{"pending", false, func(*testing.T, *world) []string { return []string{"pending"} }},
+		{"active", false, func(*testing.T, *world) []string { return []string{"active"} }},
+		{"audit", false, func(*testing.T, *world) []string { return []string{"audit"} }},
+		{"audit-enrollment", false, func(*testing.T, *world) []string { return []string{"audit", "--enrollment", "vma-ber-03"} }},
+		{"audit-verify", false, func(*testing.T, *world) []string { return []string{"audit", "verify"} }},
+		{"approve", true, func(t *testing.T, w *world) []string {
+			return []string{"approve", uniquePrefix(t, w.pending1, w.pending1, w.pending2), "--notes", "fingerprint checked"}
+		}},
+		{"reject", true, func(t *testing.T, w *world) []string { return []string{"reject", w.pending2, "--reason", "not ours"} }},
+		{"revoke", true, func(t *testing.T, w *world) []string {
+			return []string{"revoke", w.approved[:MinIDPrefix], "--reason", "decommissioned"}
+		}},
+
+		{"pairing-code.json", true, func(*testing.T, *world) []string {
+			return []string{"pairing-code", "--note", "ticket 4712", "-o", "json"}
+		}},
+		{"pending.json", false, func(*testing.T, *world) []string { return []string{"pending", "-o", "json"} }},
+		{"active.json", false, func(*testing.T, *world) []string { return []string{"active", "-o", "json"} }},
+		{"audit.json", false, func(*testing.T, *world) []string { return []string{"audit", "--limit", "4", "-o", "json"} }},
+		{"audit-verify.json", false, func(*testing.T, *world) []string { return []string{"audit", "verify", "-o", "json"} }},
+		{"approve.yaml", true, func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01", "-o", "yaml"} }},
+		{"pending.yaml", false, func(*testing.T, *world) []string { return []string{"pending", "-o", "yaml"} }},
+		{"revoke.json", true, func(*testing.T, *world) []string { return []string{"revoke", "vma-fra-01", "-o", "json"} }},
+	}
+	shared := newWorld(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, srv := startFake(t)
-			r := runCmd(t, srv, "", false, tt.args...)
+			t.Parallel()
+			w := shared
+			if tt.changes {
+				w = newWorld(t)
+			}
+			r := runCmd(t, w.OMA, "", false, tt.args(t, w)...)
 			mustOK(t, r)
-			golden(t, tt.name, r.stdout)
-			if strings.ContainsAny(r.stdout, "\x1b\x07") {
+			golden(t, tt.name, w.normalize(r.stdout))
+			if strings.ContainsAny(r.stdout, "\x1b\u202e") {
 				t.Errorf("terminal control characters reached stdout:\n%q", r.stdout)
+			}
+			if r.stderr != "" {
+				t.Errorf("stderr: %q", r.stderr)
 			}
 		})
 	}
 }
 
-func TestJSONOutput(t *testing.T) {
-	_, srv := startFake(t)
-	for _, args := range [][]string{{"pending"}, {"active"}, {"audit"}} {
-		r := runCmd(t, srv, "", false, append(args, "-o", "json")...)
-		mustOK(t, r)
-		var list []map[string]any
-		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
-			t.Fatalf("%v: stdout is not one JSON array: %v\n%s", args, err, r.stdout)
-		}
-		if len(list) == 0 {
-			t.Errorf("%v: empty list", args)
-		}
-	}
-	r := runCmd(t, srv, "", false, "-o", "json", "pairing-code")
-	mustOK(t, r)
-	var pc api.PairingCodeResponse
-	dec := json.NewDecoder(strings.NewReader(r.stdout))
+// decodeStrict decodes the one JSON document on stdout into v, refusing
+// fields v does not have.
+func decodeStrict(t *testing.T, stdout string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(stdout))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&pc); err != nil || pc.PairingCode == "" || pc.JoinCommand == "" {
-		t.Fatalf("pairing-code -o json = %q: %v", r.stdout, err)
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("stdout is not one %T: %v\n%s", v, err, stdout)
 	}
 	if dec.More() {
-		t.Fatal("more than one JSON document on stdout")
+		t.Fatalf("more than one JSON document on stdout:\n%s", stdout)
+	}
+}
+
+func TestJSONOutput(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+
+	var pending []api.Enrollment
+	decodeStrict(t, runCmd(t, w.OMA, "", false, "pending", "-o", "json").stdout, &pending)
+	if len(pending) != 2 || pending[0].ID != w.pending1 || pending[1].ID != w.pending2 || pending[0].Status != "awaiting_approval" {
+		t.Fatalf("pending -o json = %+v, want %s and %s awaiting approval", pending, w.pending1, w.pending2)
+	}
+	if pending[1].VMAName != hostileName {
+		t.Errorf("JSON carries the name %q, want it as stored (escaped by JSON)", pending[1].VMAName)
+	}
+	var active []api.Connection
+	decodeStrict(t, runCmd(t, w.OMA, "", false, "active", "-o", "json").stdout, &active)
+	if len(active) != 2 || active[0].EnrollmentID != w.approved || active[0].ConnectionStatus != "connected" || active[1].EnrollmentID != w.ham || active[1].ConnectionStatus != "disconnected" {
+		t.Fatalf("active -o json = %+v", active)
+	}
+	var pc api.PairingCodeResponse
+	decodeStrict(t, runCmd(t, w.OMA, "", false, "-o", "json", "pairing-code").stdout, &pc)
+	if pc.PairingCode == "" || pc.OMAFingerprint != w.Fingerprint() || !strings.Contains(pc.JoinCommand, "--code "+pc.PairingCode) || !pc.ExpiresAt.Equal(now.Add(enroll.Defaults().CodeTTL)) {
+		t.Fatalf("pairing-code -o json = %+v", pc)
 	}
 
-	// The audit comes back oldest first although it was fetched newest first in pages.
-	r = runCmd(t, srv, "", false, "audit", "-o", "json")
+	// The audit comes back oldest first although it is fetched newest first.
+	all := w.Events("")
+	n := int64(len(all))
 	var evs []api.AuditEvent
-	json.Unmarshal([]byte(r.stdout), &evs)
-	if len(evs) != 4 || evs[0].ID != 1 || evs[3].ID != 4 {
-		t.Fatalf("audit order: %+v", evs)
+	decodeStrict(t, runCmd(t, w.OMA, "", false, "audit", "-o", "json").stdout, &evs)
+	if int64(len(evs)) != n || evs[0].ID != 1 || evs[n-1].ID != n {
+		t.Fatalf("audit -o json: %d events, ids %d..%d; want %d, 1..%d", len(evs), evs[0].ID, evs[len(evs)-1].ID, n, n)
 	}
-	r = runCmd(t, srv, "", false, "audit", "-o", "json", "--limit", "3")
-	json.Unmarshal([]byte(r.stdout), &evs)
-	if len(evs) != 3 || evs[0].ID != 2 || evs[2].ID != 4 {
-		t.Fatalf("audit --limit 3 = ids %v, want the newest three (2,3,4)", evs)
+	evs = nil
+	decodeStrict(t, runCmd(t, w.OMA, "", false, "audit", "-o", "json", "--limit", "3").stdout, &evs)
+	if len(evs) != 3 || evs[0].ID != n-2 || evs[2].ID != n {
+		t.Fatalf("audit --limit 3 = %+v, want the newest three (%d..%d)", evs, n-2, n)
 	}
 
 	// An empty list is [] in JSON, not null, and nothing on stdout in a table.
-	a, srv2 := startFake(t)
-	a.connections = nil
-	r = runCmd(t, srv2, "", false, "active", "-o", "json")
-	if strings.TrimSpace(r.stdout) != "[]" {
-		t.Fatalf("empty active -o json = %q", r.stdout)
+	empty := omatest.Start(t, omatest.Options{})
+	r := runCmd(t, empty, "", false, "active", "-o", "json")
+	if r.code != 0 || r.stdout != "[]\n" {
+		t.Fatalf("empty active -o json: exit %d, stdout %q", r.code, r.stdout)
 	}
-	r = runCmd(t, srv2, "", false, "active")
-	if r.stdout != "" || !strings.Contains(r.stderr, "No VMA") {
-		t.Fatalf("empty active table: stdout %q stderr %q", r.stdout, r.stderr)
+	r = runCmd(t, empty, "", false, "active")
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "No VMA is approved.") {
+		t.Fatalf("empty active table: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCmd(t, empty, "", false, "pending", "-o", "yaml")
+	if r.code != 0 || r.stdout != "[]\n" {
+		t.Fatalf("empty pending -o yaml: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// TestAuditPages pages through the trail: the server returns at most
+// AuditPage events per request (here 3 of 23), and omactl follows its
+// cursor until it has what was asked for.
+func TestAuditPages(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	n := int64(len(w.Events("")))
+	if n < 20 {
+		t.Fatalf("the world has only %d events", n)
+	}
+	for _, tt := range []struct {
+		args []string
+		want int64 // the newest want events
+	}{
+		{[]string{"--limit", "0"}, n},
+		{nil, n}, // the default limit, 100
+		{[]string{"--limit", "10"}, 10},
+		{[]string{"--limit", "9"}, 9},
+		{[]string{"--since", "2d", "--limit", "0"}, n - 10}, // events 11 and later are at most 26h old
+	} {
+		var evs []api.AuditEvent
+		r := runWith(t, w.OMA, "", false, func(f *Factory) { f.AuditPage = 3 }, append([]string{"audit", "-o", "json"}, tt.args...)...)
+		mustOK(t, r)
+		decodeStrict(t, r.stdout, &evs)
+		if int64(len(evs)) != tt.want {
+			t.Fatalf("audit %v: %d events, want %d", tt.args, len(evs), tt.want)
+		}
+		for i, ev := range evs {
+			if want := n - tt.want + 1 + int64(i); ev.ID != want {
+				t.Fatalf("audit %v: event %d has id %d, want %d (oldest first, no gap, no repeat)", tt.args, i, ev.ID, want)
+			}
+		}
 	}
 }
 
 func TestYAMLOutput(t *testing.T) {
-	_, srv := startFake(t)
-	r := runCmd(t, srv, "", false, "pending", "-o", "yaml")
+	t.Parallel()
+	w := newWorld(t)
+	r := runCmd(t, w.OMA, "", false, "pending", "-o", "yaml")
 	mustOK(t, r)
 	var list []map[string]any
 	if err := yaml.Unmarshal([]byte(r.stdout), &list); err != nil {
 		t.Fatalf("not YAML: %v\n%s", err, r.stdout)
 	}
-	if len(list) != 2 || list[0]["vma_name"] != "vma-fra-01" || list[0]["id"] == nil {
+	if len(list) != 2 || list[0]["vma_name"] != "vma-fra-01" || list[0]["id"] != w.pending1 || list[1]["vma_name"] != hostileName {
 		t.Fatalf("yaml = %v", list)
 	}
-	if !strings.HasPrefix(r.stdout, "- id: 0b9d3c4e-1111") {
+	if !strings.HasPrefix(r.stdout, "- id: "+w.pending1+"\n  vma_name: vma-fra-01\n") {
 		t.Fatalf("yaml is not block style with JSON field order:\n%s", r.stdout)
 	}
 	if !strings.Contains(r.stdout, `approved_by: ""`) {
@@ -125,118 +218,229 @@ func TestYAMLOutput(t *testing.T) {
 }
 
 func TestResolve(t *testing.T) {
-	tests := []struct {
-		args     []string
-		wantPath string // the request that must have been made
-		wantErr  string
-	}{
-		// a name with an approved and a pending enrollment: approve picks the pending one
-		{[]string{"approve", "vma-fra-01"}, "POST /api/v1/admin/vma/approve/0b9d3c4e-1111-4aaa-8bbb-000000000001", ""},
-		// ... revoke picks the approved one
-		{[]string{"revoke", "vma-fra-01"}, "DELETE /api/v1/admin/vma/revoke/7e6f5a4b-3333-4ccc-9ddd-000000000003", ""},
-		{[]string{"approve", "0B9D3C4E-1111-4AAA-8BBB-000000000001"}, "POST /api/v1/admin/vma/approve/0b9d3c4e-1111-4aaa-8bbb-000000000001", ""},
-		{[]string{"approve", "0b9d3c4e"}, "", "matches 2 enrollments"},
-		{[]string{"approve", "0b9d3c4e-2"}, "POST /api/v1/admin/vma/approve/0b9d3c4e-2222-4aaa-8bbb-000000000002", ""},
-		{[]string{"approve", "0b9d"}, "", "no enrollment has the id, id prefix or VMA name"},
-		{[]string{"approve", "nobody"}, "", "no enrollment has the id"},
-		{[]string{"approve", "vma-ber-03"}, "POST /api/v1/admin/vma/approve/9a8b7c6d-4444-4eee-afff-000000000004", "it is rejected"},
+	type want struct {
+		changes map[string]enroll.Status // the enrollments (world fields) that change, and to what
+		err     string                   // or the error; then nothing changes
 	}
+	to := func(kv ...string) map[string]enroll.Status {
+		m := map[string]enroll.Status{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = enroll.Status(kv[i+1])
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		args func(t *testing.T, w *world) []string
+		want want
+	}{
+		// vma-fra-01 has an approved and a pending enrollment: approve
+		// and reject pick the pending one, revoke the approved one.
+		// Approving the new one revokes the old one (superseded).
+		{"approve name picks the pending one", func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01"} }, want{changes: to("pending1", "approved", "approved", "revoked")}},
+		{"reject name picks the pending one", func(*testing.T, *world) []string { return []string{"reject", "vma-fra-01"} }, want{changes: to("pending1", "rejected")}},
+		{"revoke name picks the approved one", func(*testing.T, *world) []string { return []string{"revoke", "vma-fra-01"} }, want{changes: to("approved", "revoked")}},
+		{"approve full id in capitals", func(t *testing.T, w *world) []string { return []string{"approve", strings.ToUpper(w.pending2)} }, want{changes: to("pending2", "approved")}},
+		{"revoke 8-character prefix", func(t *testing.T, w *world) []string { return []string{"revoke", w.ham[:MinIDPrefix]} }, want{changes: to("ham", "revoked")}},
+		{"approve unique longer prefix", func(t *testing.T, w *world) []string {
+			return []string{"approve", uniquePrefix(t, w.pending2, w.pending1, w.pending2)}
+		}, want{changes: to("pending2", "approved")}},
+		{"approve ambiguous prefix", func(t *testing.T, w *world) []string { return []string{"approve", sharedPrefix} }, want{err: `id prefix "` + sharedPrefix + `" matches 2 enrollments`}},
+		{"approve short prefix", func(*testing.T, *world) []string { return []string{"approve", sharedPrefix[:4]} }, want{err: `no enrollment has the id, id prefix or VMA name "0b9d"`}},
+		{"approve unknown name", func(*testing.T, *world) []string { return []string{"approve", "nobody"} }, want{err: `no enrollment has the id, id prefix or VMA name "nobody"`}},
+		{"approve rejected", func(*testing.T, *world) []string { return []string{"approve", "vma-ber-03"} }, want{err: "it is rejected"}},
+		{"revoke rejected", func(*testing.T, *world) []string { return []string{"revoke", "vma-ber-03"} }, want{err: "it is rejected"}},
+	}
+	// The cases that must change nothing share a world.
+	shared := newWorld(t)
 	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			a, srv := startFake(t)
-			r := runCmd(t, srv, "", false, tt.args...)
-			if tt.wantErr != "" {
-				if r.code != 1 || !strings.Contains(r.stderr, tt.wantErr) {
-					t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, tt.wantErr)
+		t.Run(tt.name, func(t *testing.T) {
+			w := shared
+			if tt.want.err == "" {
+				t.Parallel()
+				w = newWorld(t)
+			}
+			before := map[string]enroll.Status{}
+			for _, e := range w.Enrollments() {
+				before[e.ID] = e.Status
+			}
+			r := runCmd(t, w.OMA, "", false, tt.args(t, w)...)
+			if tt.want.err != "" {
+				if r.code != 1 || !strings.Contains(r.stderr, tt.want.err) || r.stdout != "" {
+					t.Fatalf("exit %d, stdout %q, stderr %q; want 1 and %q", r.code, r.stdout, r.stderr, tt.want.err)
 				}
 			} else {
 				mustOK(t, r)
+				ids := map[string]string{"approved": w.approved, "ham": w.ham, "rejected": w.rejected, "pending1": w.pending1, "pending2": w.pending2}
+				for field, st := range tt.want.changes {
+					before[ids[field]] = st
+				}
 			}
-			if tt.wantPath != "" && !strings.Contains(strings.Join(a.requests, "\n"), tt.wantPath) {
-				t.Fatalf("requests %v do not include %q", a.requests, tt.wantPath)
+			for _, e := range w.Enrollments() {
+				if e.Status != before[e.ID] {
+					t.Errorf("%s (%s) is %s, want %s", e.ID, e.VMAName, e.Status, before[e.ID])
+				}
 			}
 		})
 	}
 
-	// Ambiguity lists the candidates.
-	a, srv := startFake(t)
-	a.enrollments[2].Status = "awaiting_approval"
-	r := runCmd(t, srv, "", false, "approve", "vma-fra-01")
-	if r.code != 1 || !strings.Contains(r.stderr, "0b9d3c4e-1111-4aaa-8bbb-000000000001") || !strings.Contains(r.stderr, "7e6f5a4b-3333-4ccc-9ddd-000000000003") {
-		t.Fatalf("ambiguous name: exit %d\n%s", r.code, r.stderr)
-	}
+	// An ambiguous id prefix or name lists the candidates.
+	t.Run("candidates", func(t *testing.T) {
+		t.Parallel()
+		w := newWorld(t)
+		r := runCmd(t, w.OMA, "", false, "reject", sharedPrefix)
+		if r.code != 1 || !strings.Contains(r.stderr, w.pending1+"  vma-fra-01") || !strings.Contains(r.stderr, w.pending2+"  vma-muc-02?[31m?") {
+			t.Fatalf("ambiguous prefix: exit %d\n%s", r.code, r.stderr)
+		}
+		// A second VMA enrolling as vma-fra-01: two are pending under the name.
+		other := w.StartEnroll(omatest.VMA{Name: "vma-fra-01", Key: vmaKey("vma-fra-01 other")}).Verify()
+		r = runCmd(t, w.OMA, "", false, "approve", "vma-fra-01")
+		want := fmt.Sprintf(`VMA name "vma-fra-01" matches 2 enrollments; give the enrollment id (or at least its first 8 characters):
+  %s  vma-fra-01            awaiting_approval   created 2025-06-01 11:56:00 (4m ago)
+  %s  vma-fra-01            awaiting_approval   created 2025-06-01 12:00:00 (just now)
+`, w.pending1, other)
+		if r.code != 1 || !strings.HasSuffix(r.stderr, want) {
+			t.Fatalf("ambiguous name: exit %d, stderr:\n%s\nwant it to end with:\n%s", r.code, r.stderr, want)
+		}
+		if w.status(t, w.pending1) != enroll.StatusAwaitingApproval || w.status(t, other) != enroll.StatusAwaitingApproval {
+			t.Fatal("an ambiguous name changed an enrollment")
+		}
+	})
 }
 
 func TestConfirm(t *testing.T) {
+	t.Parallel()
 	// On a terminal a "no" changes nothing.
-	a, srv := startFake(t)
-	r := runCmd(t, srv, "n\n", true, "revoke", "vma-fra-01")
-	if r.code != 1 || !strings.Contains(r.stderr, "[y/N]") || !strings.Contains(r.stderr, "cancelled") {
+	w := newWorld(t)
+	r := runCmd(t, w.OMA, "n\n", true, "revoke", "vma-fra-01")
+	question := "Revoke enrollment " + w.approved + " (vma-fra-01)? Its key stops working at once. [y/N] "
+	if r.code != 1 || !strings.HasPrefix(r.stderr, question) || !strings.Contains(r.stderr, "cancelled: nothing was changed") || r.stdout != "" {
 		t.Fatalf("revoke answered n: exit %d, stderr %q", r.code, r.stderr)
 	}
-	for _, req := range a.requests {
-		if strings.HasPrefix(req, "DELETE") {
-			t.Fatalf("revoked although the answer was no: %v", a.requests)
-		}
+	if st := w.status(t, w.approved); st != enroll.StatusApproved {
+		t.Fatalf("revoked although the answer was no: %s", st)
 	}
-	r = runCmd(t, srv, "yes\n", true, "revoke", "vma-fra-01")
-	mustOK(t, r)
-	// --yes does not ask; no terminal does not ask.
-	_, srv = startFake(t)
-	r = runCmd(t, srv, "", true, "reject", "vma-fra-01", "--yes")
-	mustOK(t, r)
-	if strings.Contains(r.stderr, "[y/N]") {
-		t.Fatal("asked despite --yes")
+	if evs := w.Events(enroll.EventRevocation); len(evs) != 0 {
+		t.Fatalf("a revocation was audited although the answer was no: %+v", evs)
 	}
-	_, srv = startFake(t)
-	r = runCmd(t, srv, "", false, "reject", "vma-fra-01")
+	// An empty answer (Enter) is no too.
+	if r := runCmd(t, w.OMA, "\n", true, "reject", "vma-fra-01"); r.code != 1 || w.status(t, w.pending1) != enroll.StatusAwaitingApproval {
+		t.Fatalf("reject answered with Enter: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = runCmd(t, w.OMA, "yes\n", true, "revoke", "vma-fra-01")
 	mustOK(t, r)
+	if st := w.status(t, w.approved); st != enroll.StatusRevoked {
+		t.Fatalf("answered yes, status %s", st)
+	}
+
+	// --yes does not ask; without a terminal nothing asks.
+	r = runCmd(t, w.OMA, "", true, "reject", "vma-fra-01", "--yes")
+	mustOK(t, r)
+	if strings.Contains(r.stderr, "[y/N]") || w.status(t, w.pending1) != enroll.StatusRejected {
+		t.Fatalf("reject --yes on a terminal: stderr %q, status %s", r.stderr, w.status(t, w.pending1))
+	}
+	r = runCmd(t, w.OMA, "", false, "reject", w.pending2)
+	mustOK(t, r)
+	if strings.Contains(r.stderr, "[y/N]") || w.status(t, w.pending2) != enroll.StatusRejected {
+		t.Fatalf("reject without a terminal: stderr %q, status %s", r.stderr, w.status(t, w.pending2))
+	}
+	// approve is not destructive: it does not ask.
+	other := w.StartEnroll(omatest.VMA{Name: "vma-new"}).Verify()
+	r = runCmd(t, w.OMA, "", true, "approve", "vma-new")
+	mustOK(t, r)
+	if strings.Contains(r.stderr, "[y/N]") || w.status(t, other) != enroll.StatusApproved {
+		t.Fatalf("approve on a terminal: stderr %q, status %s", r.stderr, w.status(t, other))
+	}
 }
 
 func TestErrorsAndExitCodes(t *testing.T) {
-	a, srv := startFake(t)
-	a.chain = api.ChainReport{OK: false, Checked: 2, HeadID: 4, BreakID: 3, Reason: "mac mismatch"}
-	r := runCmd(t, srv, "", false, "audit", "verify")
-	if r.code != 1 || !strings.Contains(r.stdout, "BROKEN") || !strings.Contains(r.stdout, "#3") {
-		t.Fatalf("broken chain: exit %d stdout %q", r.code, r.stdout)
+	t.Parallel()
+	w := newWorld(t)
+
+	// Someone with write access to the database edits event #3.
+	if w.Exec("UPDATE vma_connection_audit SET source_ip = '10.6.6.6' WHERE id = 3") != 1 {
+		t.Fatal("the edit changed nothing")
 	}
-	r = runCmd(t, srv, "", false, "audit", "verify", "-o", "json")
+	r := runCmd(t, w.OMA, "", false, "audit", "verify")
+	if r.code != 1 || !strings.HasPrefix(r.stdout, "BROKEN: the audit chain breaks at event #3: ") || !strings.Contains(r.stderr, "audit chain broken at event #3") {
+		t.Fatalf("broken chain: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCmd(t, w.OMA, "", false, "audit", "verify", "-o", "json")
 	var rep api.ChainReport
-	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &rep) != nil || rep.BreakID != 3 {
-		t.Fatalf("broken chain json: exit %d stdout %q", r.code, r.stdout)
+	if r.code != 1 {
+		t.Fatalf("broken chain json: exit %d", r.code)
+	}
+	decodeStrict(t, r.stdout, &rep)
+	if rep.OK || rep.BreakID != 3 || rep.Reason == "" {
+		t.Fatalf("broken chain json = %+v", rep)
 	}
 
-	r = runCmd(t, nil, "", false, "--server", srv.URL, "--token", "wrong", "pending")
-	if r.code != 1 || !strings.Contains(r.stderr, "admin token was refused") || r.stdout != "" {
+	// A refused token, a missing token file, no server.
+	r = runCmd(t, nil, "", false, "--server", w.AdminURL(), "--token", "oat_wrong", "pending")
+	if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "the admin token was refused (") || !strings.Contains(r.stderr, "check --token (or OMACTL_TOKEN)") {
 		t.Fatalf("bad token: exit %d stderr %q", r.code, r.stderr)
 	}
-	r = runCmd(t, nil, "", false, "--server", srv.URL, "--token-file", "/nonexistent/admin.token", "pending")
+	tokenFile := t.TempDir() + "/admin.token"
+	writeFile(t, tokenFile, "oat_wrong\n")
+	r = runCmd(t, nil, "", false, "--server", w.AdminURL(), "--token-file", tokenFile, "approve", "vma-fra-01")
+	if r.code != 1 || !strings.Contains(r.stderr, "the admin token was refused") || !strings.Contains(r.stderr, "check --token-file "+tokenFile) || w.status(t, w.pending1) != enroll.StatusAwaitingApproval {
+		t.Fatalf("bad token file: exit %d stderr %q", r.code, r.stderr)
+	}
+	r = runCmd(t, nil, "", false, "--server", w.AdminURL(), "--token-file", "/nonexistent/admin.token", "pending")
 	if r.code != 1 || !strings.Contains(r.stderr, "/nonexistent/admin.token does not exist") {
 		t.Fatalf("missing token file: exit %d stderr %q", r.code, r.stderr)
 	}
-	r = runCmd(t, nil, "", false, "--server", "http://127.0.0.1:1", "--token", "x", "pending")
-	if r.code != 1 || !strings.Contains(r.stderr, "cannot reach oma-server at http://127.0.0.1:1") {
-		t.Fatalf("no server: exit %d stderr %q", r.code, r.stderr)
+
+	// 404: a well-formed id the server does not know.
+	r = runCmd(t, w.OMA, "", false, "approve", "00000000-0000-4000-8000-000000000000")
+	if r.code != 1 || !strings.Contains(r.stderr, "no enrollment with id 00000000-0000-4000-8000-000000000000 (see 'omactl pending' and 'omactl active')") {
+		t.Fatalf("unknown id: exit %d stderr %q", r.code, r.stderr)
 	}
-	r = runCmd(t, srv, "", false, "approve", "7e6f5a4b-3333-4ccc-9ddd-000000000003")
-	if r.code != 1 || !strings.Contains(r.stderr, "it is approved") {
-		t.Fatalf("wrong state: exit %d stderr %q", r.code, r.stderr)
+	// 409: the enrollment is not in the state the verb needs.
+	for _, args := range [][]string{
+		{"approve", w.approved},
+		{"reject", w.approved},
+		{"revoke", w.pending1},
+	} {
+		r = runCmd(t, w.OMA, "", false, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "cannot "+args[0]+" enrollment ") {
+			t.Errorf("%v: exit %d stderr %q", args, r.code, r.stderr)
+		}
+	}
+	if r = runCmd(t, w.OMA, "", false, "approve", w.approved); !strings.Contains(r.stderr, "it is approved") {
+		t.Errorf("approve of an approved enrollment: %q", r.stderr)
 	}
 
 	for _, args := range [][]string{
 		{"approve"},
 		{"approve", "a", "b"},
+		{"approve", " "},
 		{"pending", "-o", "xml"},
 		{"pending", "--bogus"},
 		{"nosuchcommand"},
 		{"pairing-code", "--ttl", "25h"},
 		{"audit", "--since", "yesterday"},
 		{"audit", "--type", "nope"},
+		{"audit", "--limit", "-1"},
 	} {
-		r := runCmd(t, srv, "", false, args...)
+		r := runCmd(t, w.OMA, "", false, args...)
 		if r.code != 2 {
 			t.Errorf("%v: exit %d, want 2 (usage); stderr %q", args, r.code, r.stderr)
 		}
+	}
+
+	// The server is down.
+	w.Stop()
+	r = runCmd(t, w.OMA, "", false, "pending")
+	if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "cannot reach oma-server at "+w.AdminURL()) {
+		t.Fatalf("no server: exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,10 +1,12 @@
 package omactl
 
 import (
-	"encoding/json"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
 	"flag"
-	"net/http"
-	"net/http/httptest"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,162 +14,173 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// now is the fixed clock of the tests.
+// now is the fixed clock of the tests: the servers of the command tests
+// stand at it once their history is built, and omactl reads it for
+// relative times.
 var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-func ptr[T any](v T) *T { return &v }
+// hostileName is the stored name of vma-muc-02: it ends in a terminal
+// escape sequence (red) and a bidi control (right-to-left override).
+const hostileName = "vma-muc-02\x1b[31m\u202e"
 
-func at(d time.Duration) time.Time { return now.Add(d) }
+// sharedPrefix starts the ids of the two enrollments of a world that
+// share their first 8 characters (see idRand).
+const sharedPrefix = "0b9d3c4e"
 
-// fakeAPI is an in-memory admin listener answering like oma-server.
-type fakeAPI struct {
-	mu          sync.Mutex
-	enrollments []api.Enrollment
-	connections []api.Connection
-	events      []api.AuditEvent
-	chain       api.ChainReport
-	requests    []string
-	token       string
+// idRand is the randomness of the test servers: a seeded stream, and
+// while prefix is set every read starts with it. An enrollment id is one
+// read of its own, so the ids made meanwhile share their first characters,
+// as two ids with a colliding prefix would.
+type idRand struct {
+	mu     sync.Mutex
+	r      io.Reader
+	prefix []byte
 }
 
-func newFakeAPI() *fakeAPI {
-	return &fakeAPI{
-		token: "admintok",
-		enrollments: []api.Enrollment{
-			{ID: "0b9d3c4e-1111-4aaa-8bbb-000000000001", VMAName: "vma-fra-01", VMAVersion: "2.4.1", VMAFingerprint: "SHA256:q0vZ0pYkS6ZJ2d2g1b2u0Yl8cYl0x9wX0l8c4m3s7dA", VMAIPAddress: "203.0.113.7", Status: "awaiting_approval", VerifiedAt: ptr(at(-3 * time.Minute)), ExpiresAt: ptr(at(27 * time.Minute)), CreatedAt: at(-4 * time.Minute), UpdatedAt: at(-3 * time.Minute)},
-			{ID: "0b9d3c4e-2222-4aaa-8bbb-000000000002", VMAName: "vma-muc-02\x1b[31m", VMAVersion: "2.4.0", VMAFingerprint: "SHA256:Zk3nQ4p8mU1tY7cR2eW9aS5dF6gH0jK1lZ2xC3vB4nM", VMAIPAddress: "198.51.100.23", Status: "awaiting_approval", VerifiedAt: ptr(at(-50 * time.Second)), ExpiresAt: ptr(at(29 * time.Minute)), CreatedAt: at(-time.Minute), UpdatedAt: at(-50 * time.Second)},
-			{ID: "7e6f5a4b-3333-4ccc-9ddd-000000000003", VMAName: "vma-fra-01", VMAVersion: "2.3.9", VMAFingerprint: "SHA256:oldoldoldoldoldoldoldoldoldoldoldoldoldold0", VMAIPAddress: "203.0.113.7", Status: "approved", ApprovedBy: "admin", ApprovedAt: ptr(at(-72 * time.Hour)), TunnelPort: ptr(9081), CreatedAt: at(-73 * time.Hour), UpdatedAt: at(-72 * time.Hour)},
-			{ID: "9a8b7c6d-4444-4eee-afff-000000000004", VMAName: "vma-ber-03", VMAVersion: "2.4.1", VMAFingerprint: "SHA256:ber3ber3ber3ber3ber3ber3ber3ber3ber3ber3ber", VMAIPAddress: "192.0.2.10", Status: "rejected", RejectedBy: "admin", RejectionReason: "unknown site", CreatedAt: at(-26 * time.Hour), UpdatedAt: at(-25 * time.Hour)},
-		},
-		connections: []api.Connection{
-			{EnrollmentID: "7e6f5a4b-3333-4ccc-9ddd-000000000003", VMAName: "vma-fra-01", VMAFingerprint: "SHA256:oldoldoldoldoldoldoldoldoldoldoldoldoldold0", SSHUser: "vma_tunnel", ConnectionStatus: "connected", TunnelPort: ptr(9081), LastSeenAt: ptr(at(-10 * time.Second)), ConnectedAt: ptr(at(-5 * time.Hour))},
-			{EnrollmentID: "5c5c5c5c-5555-4555-8555-000000000005", VMAName: "vma-ham-04", VMAFingerprint: "SHA256:hamhamhamhamhamhamhamhamhamhamhamhamhamham0", SSHUser: "vma_tunnel", ConnectionStatus: "disconnected", TunnelPort: ptr(9082), LastSeenAt: ptr(at(-50 * time.Hour))},
-		},
-		events: []api.AuditEvent{
-			{ID: 1, EventType: "pairing_code_generated", ApprovedBy: "admin", EventDetails: map[string]any{"note": "ticket 4711", "expires_at": "2025-06-01T11:57:00Z"}, CreatedAt: at(-13 * time.Minute)},
-			{ID: 2, EnrollmentID: ptr("0b9d3c4e-1111-4aaa-8bbb-000000000001"), EventType: "enrollment", VMAName: "vma-fra-01", VMAFingerprint: "SHA256:q0v", SourceIP: "203.0.113.7", UserAgent: "vma-enroll/dev", EventDetails: map[string]any{"vma_version": "2.4.1"}, CreatedAt: at(-4 * time.Minute)},
-			{ID: 3, EnrollmentID: ptr("0b9d3c4e-1111-4aaa-8bbb-000000000001"), EventType: "verification", VMAName: "vma-fra-01", SourceIP: "203.0.113.7", CreatedAt: at(-3 * time.Minute)},
-			{ID: 4, EventType: "enrollment_failed", SourceIP: "198.51.100.99", EventDetails: map[string]any{"reason": "used\x1b]0;pwned\x07"}, CreatedAt: at(-2 * time.Minute)},
-		},
-		chain: api.ChainReport{OK: true, Checked: 4, HeadID: 4},
-	}
+func (r *idRand) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, err := r.r.Read(p)
+	copy(p[:n], r.prefix)
+	return n, err
 }
 
-func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.requests = append(a.requests, r.Method+" "+r.URL.RequestURI())
-	if r.Header.Get("Authorization") != "Bearer "+a.token {
-		writeTestJSON(w, 401, api.ErrorBody{Error: api.ErrorDetail{Code: "unauthorized", Message: "admin token not recognised or revoked"}})
-		return
-	}
-	q := r.URL.Query()
-	find := func(id string) *api.Enrollment {
-		for i := range a.enrollments {
-			if a.enrollments[i].ID == id {
-				return &a.enrollments[i]
-			}
-		}
-		return nil
-	}
-	transition := func(prefix, from, to string, apply func(e *api.Enrollment)) {
-		e := find(strings.TrimPrefix(r.URL.Path, prefix))
-		if e == nil {
-			writeTestJSON(w, 404, api.ErrorBody{Error: api.ErrorDetail{Code: "not_found", Message: "enrollment not found"}})
-			return
-		}
-		if e.Status != from {
-			writeTestJSON(w, 409, api.ErrorBody{Error: api.ErrorDetail{Code: "wrong_state", Message: "cannot change enrollment " + e.ID + ": it is " + e.Status}})
-			return
-		}
-		e.Status = to
-		e.UpdatedAt = now
-		apply(e)
-		writeTestJSON(w, 200, e)
-	}
-	switch {
-	case r.Method == "POST" && r.URL.Path == api.PathPairingCode:
-		var in api.PairingCodeRequest
-		json.NewDecoder(r.Body).Decode(&in)
-		writeTestJSON(w, 201, api.PairingCodeResponse{
-			PairingCode:    "7KQ2-M9XD-4RTB",
-			ExpiresAt:      at(time.Duration(in.TTLSeconds) * time.Second),
-			OMAFingerprint: "sha256:5f1c0e9a4b7d2c8e3f6a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e",
-			JoinCommand:    "vma-enroll --oma oma.example.com:443 --code 7KQ2-M9XD-4RTB --fingerprint sha256:5f1c0e9a4b7d2c8e3f6a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e",
-		})
-	case r.URL.Path == api.PathPending:
-		out := []api.Enrollment{}
-		for _, e := range a.enrollments {
-			if e.Status == "awaiting_approval" {
-				out = append(out, e)
-			}
-		}
-		writeTestJSON(w, 200, api.EnrollmentList{Enrollments: out})
-	case r.URL.Path == api.PathEnrollments:
-		out := []api.Enrollment{}
-		for _, e := range a.enrollments {
-			if (q.Get("vma_name") == "" || e.VMAName == q.Get("vma_name")) &&
-				(q.Get("id_prefix") == "" || strings.HasPrefix(e.ID, q.Get("id_prefix"))) &&
-				(q.Get("status") == "" || e.Status == q.Get("status")) {
-				out = append(out, e)
-			}
-		}
-		writeTestJSON(w, 200, api.EnrollmentList{Enrollments: out})
-	case r.URL.Path == api.PathActive:
-		writeTestJSON(w, 200, api.ConnectionList{Connections: a.connections})
-	case strings.HasPrefix(r.URL.Path, api.PathApprove):
-		var in api.ApproveRequest
-		json.NewDecoder(r.Body).Decode(&in)
-		transition(api.PathApprove, "awaiting_approval", "approved", func(e *api.Enrollment) {
-			e.ApprovedBy, e.ApprovedAt, e.ApprovalNotes, e.TunnelPort = "admin", ptr(now), in.Notes, ptr(9083)
-		})
-	case strings.HasPrefix(r.URL.Path, api.PathReject):
-		var in api.ReasonRequest
-		json.NewDecoder(r.Body).Decode(&in)
-		transition(api.PathReject, "awaiting_approval", "rejected", func(e *api.Enrollment) {
-			e.RejectedBy, e.RejectionReason = "admin", in.Reason
-		})
-	case r.Method == "DELETE" && strings.HasPrefix(r.URL.Path, api.PathRevoke):
-		var in api.ReasonRequest
-		json.NewDecoder(r.Body).Decode(&in)
-		transition(api.PathRevoke, "approved", "revoked", func(e *api.Enrollment) {
-			e.RevokedBy, e.RevokedAt, e.RevocationReason = "admin", ptr(now), in.Reason
-		})
-	case r.URL.Path == api.PathAuditVerify:
-		writeTestJSON(w, 200, a.chain)
-	case r.URL.Path == api.PathAudit:
-		evs := append([]api.AuditEvent(nil), a.events...)
-		if q.Get("order") == "desc" {
-			for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
-				evs[i], evs[j] = evs[j], evs[i]
-			}
-		}
-		// two events per page, to exercise the cursor
-		start := 0
-		if c := q.Get("cursor"); c != "" {
-			start = int(c[0] - '0')
-		}
-		end := min(start+2, len(evs))
-		next := ""
-		if end < len(evs) {
-			next = string(rune('0' + end))
-		}
-		writeTestJSON(w, 200, api.AuditList{Events: evs[start:end], NextCursor: next})
-	default:
-		writeTestJSON(w, 404, api.ErrorBody{Error: api.ErrorDetail{Code: "not_found", Message: "no such path"}})
-	}
+func (r *idRand) setPrefix(b []byte) { r.mu.Lock(); defer r.mu.Unlock(); r.prefix = b }
+
+// world is the oma-server of a command test with a history built at known
+// times from a seeded randomness source, so that every id, pairing code,
+// key fingerprint and time omactl prints is the same on every run:
+//
+//	approved  vma-fra-01 2.3.9, approved 3 days ago (port 9081), tunnel connected for 5h
+//	ham       vma-ham-04, approved 2 days ago (port 9082), tunnel disconnected since
+//	rejected  vma-ber-03, rejected yesterday
+//	pending1  vma-fra-01 2.4.1 (a new appliance under the old name), awaiting approval,
+//	          its id starting with sharedPrefix
+//	pending2  vma-muc-02, awaiting approval, its id also starting with sharedPrefix;
+//	          its stored name (hostileName) carries terminal controls
+//
+// with an unused pairing code and a failed enrollment (an unknown code) in
+// the audit trail.
+type world struct {
+	*omatest.OMA
+	clock *omatest.Clock
+	rand  *idRand
+
+	approved, ham, rejected, pending1, pending2 string
 }
 
-func writeTestJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+var (
+	adminMeta = enroll.Meta{Actor: "admin", SourceIP: "127.0.0.1", UserAgent: "omactl/test"}
+	vmaMeta   = enroll.Meta{SourceIP: "203.0.113.7", UserAgent: "oma-tunnel"}
+)
+
+// vmaKey is the SSH key of a test VMA, the same on every run.
+func vmaKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	w := &world{clock: omatest.NewClock(now.Add(-80 * time.Hour)), rand: &idRand{r: omatest.SeededRand("omactl command tests")}}
+	w.OMA = omatest.Start(t, omatest.Options{Now: w.clock.Now, Rand: w.rand})
+	at := func(d time.Duration) { w.clock.Set(now.Add(d)) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	at(-(72*time.Hour + 15*time.Minute))
+	e := w.StartEnroll(omatest.VMA{Name: "vma-fra-01", Version: "2.3.9", SourceIP: "203.0.113.7", Key: vmaKey("vma-fra-01 old")})
+	at(-(72*time.Hour + 10*time.Minute))
+	w.approved = e.Verify()
+	at(-72 * time.Hour)
+	w.Approve(w.approved)
+
+	at(-(51*time.Hour + 10*time.Minute))
+	e = w.StartEnroll(omatest.VMA{Name: "vma-ham-04", Version: "2.4.0", SourceIP: "192.0.2.44", Key: vmaKey("vma-ham-04")})
+	at(-(51*time.Hour + 5*time.Minute))
+	w.ham = e.Verify()
+	at(-51 * time.Hour)
+	w.Approve(w.ham)
+	must(w.Svc.TunnelConnected(ctx, w.ham, "192.0.2.44:50122", enroll.Meta{SourceIP: "192.0.2.44", UserAgent: "oma-tunnel"}))
+	at(-50 * time.Hour)
+	must(w.Svc.TunnelDisconnected(ctx, w.ham, "connection lost", true, enroll.Meta{SourceIP: "192.0.2.44", UserAgent: "oma-tunnel"}))
+
+	at(-26 * time.Hour)
+	e = w.StartEnroll(omatest.VMA{Name: "vma-ber-03", Version: "2.4.1", SourceIP: "192.0.2.10", Key: vmaKey("vma-ber-03")})
+	at(-(25*time.Hour + 58*time.Minute))
+	w.rejected = e.Verify()
+	at(-(25*time.Hour + 45*time.Minute))
+	_, err := w.Svc.Reject(ctx, w.rejected, "unknown site", adminMeta)
+	must(err)
+
+	at(-5 * time.Hour)
+	must(w.Svc.TunnelConnected(ctx, w.approved, "203.0.113.7:41022", vmaMeta))
+
+	at(-13 * time.Minute)
+	_, err = w.Svc.CreatePairingCode(ctx, 10*time.Minute, "ticket 4711", adminMeta)
+	must(err)
+
+	w.rand.setPrefix([]byte{0x0b, 0x9d, 0x3c, 0x4e})
+	at(-4 * time.Minute)
+	e = w.StartEnroll(omatest.VMA{Name: "vma-fra-01", Version: "2.4.1", SourceIP: "203.0.113.7", Key: vmaKey("vma-fra-01 new")})
+	at(-3 * time.Minute)
+	w.pending1 = e.Verify()
+
+	at(-2 * time.Minute)
+	_, err = w.Svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: "7KQ2-M9XD-4RTB", PublicKey: sshkey.AuthorizedKey(vmaKey("vma-x").Public().(ed25519.PublicKey), ""), Name: "vma-x", Version: "1.0"},
+		enroll.Meta{SourceIP: "198.51.100.99", UserAgent: "curl/8.5.0"})
+	if !errors.Is(err, enroll.ErrPairingCodeRejected) {
+		t.Fatalf("enroll with an unknown code: %v, want %v", err, enroll.ErrPairingCodeRejected)
+	}
+
+	at(-time.Minute)
+	e = w.StartEnroll(omatest.VMA{Name: "vma-muc-02", Version: "2.4.0", SourceIP: "198.51.100.23", Key: vmaKey("vma-muc-02")})
+	// The server accepts no control characters in a name; this one is
+	// stored behind its back (as an older version or someone with write
+	// access to the database could), to show that omactl does not pass it
+	// on to the terminal.
+	if w.Exec("UPDATE vma_enrollments SET vma_name = ? WHERE id = ?", hostileName, e.ID) != 1 {
+		t.Fatal("renaming vma-muc-02 changed nothing")
+	}
+	at(-50 * time.Second)
+	w.pending2 = e.Verify()
+	w.rand.setPrefix(nil)
+
+	at(-10 * time.Second)
+	must(w.Svc.TunnelSeen(ctx, w.approved))
+	at(0)
+	return w
+}
+
+// status is the stored status of enrollment id.
+func (w *world) status(t *testing.T, id string) enroll.Status {
+	t.Helper()
+	e, err := w.Svc.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Status
+}
+
+// normalize replaces what differs from run to run in omactl's output: the
+// address of the public listener (a free port) and the fingerprint of its
+// TLS certificate (generated by each server).
+func (w *world) normalize(s string) string {
+	s = strings.ReplaceAll(s, w.Public(), "127.0.0.1:PUBLIC-PORT")
+	return strings.ReplaceAll(s, w.Fingerprint(), "sha256:OMA-TLS-FINGERPRINT")
 }
 
 type result struct {
@@ -175,8 +188,15 @@ type result struct {
 	code           int
 }
 
-// runCmd runs omactl with args against srv (nil: no server flag).
-func runCmd(t *testing.T, srv *httptest.Server, stdin string, tty bool, args ...string) result {
+// runCmd runs omactl with args against oma's admin listener and token (nil:
+// no server flags), with stdin and a terminal or not, at the time now.
+func runCmd(t *testing.T, oma *omatest.OMA, stdin string, tty bool, args ...string) result {
+	t.Helper()
+	return runWith(t, oma, stdin, tty, nil, args...)
+}
+
+// runWith is runCmd with setup changing the factory first.
+func runWith(t *testing.T, oma *omatest.OMA, stdin string, tty bool, setup func(f *Factory), args ...string) result {
 	t.Helper()
 	ios, in, out, errOut := cmdutil.Test()
 	in.WriteString(stdin)
@@ -185,9 +205,12 @@ func runCmd(t *testing.T, srv *httptest.Server, stdin string, tty bool, args ...
 	f.Now = func() time.Time { return now }
 	f.Loc = time.UTC
 	f.ConfigFile = ""
+	if setup != nil {
+		setup(f)
+	}
 	root := NewRootCmd(f)
-	if srv != nil {
-		args = append([]string{"--server", srv.URL, "--token", "admintok"}, args...)
+	if oma != nil {
+		args = append([]string{"--server", oma.AdminURL(), "--token", oma.Token}, args...)
 	}
 	root.SetArgs(args)
 	code := cmdutil.Run(root, ios)

@@ -27,6 +27,10 @@ type Factory struct {
 	ConfigFile string
 	// CompletionTimeout bounds the server calls of shell completion.
 	CompletionTimeout time.Duration
+	// AuditPage is how many audit events 'omactl audit' asks the server
+	// for at a time; 0 (and anything larger) means the server's maximum.
+	// Tests set a small one to page through a short trail.
+	AuditPage int
 
 	// Config is filled by the root command before any subcommand runs.
 	Config Config
