@@ -168,8 +168,13 @@ func (t *table) flush() error { return t.tw.Flush() }
 
 // clean makes a stored string safe for the admin's terminal: no escape
 // sequences, no control characters, no tabs to break the columns.
+// Cells longer than 80 bytes are cut with "..." so that a cut is visible.
 func clean(s string) string {
-	return strings.ReplaceAll(enroll.Printable(s), "\t", " ")
+	const max = 80
+	if len(s) > max {
+		return strings.ReplaceAll(enroll.Sanitize(s, max-3), "\t", " ") + "..."
+	}
+	return strings.ReplaceAll(enroll.Sanitize(s, max), "\t", " ")
 }
 
 // cleanLong is clean with room for a whole message.
