@@ -267,25 +267,8 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	}
 	log.Info("tunnel connected")
 
-	go e.keepalive(dbctx, tc, log)
-	go func() {
-		for req := range reqs {
-			e.globalRequest(dbctx, tc, req, port, meta, log)
-		}
-	}()
-	go func() {
-		for nch := range chans {
-			e.newChannel(dbctx, tc, nch, meta, log)
-		}
-	}()
-	waitErr := make(chan struct{})
-	go func() { conn.Wait(); close(waitErr) }()
-	select {
-	case <-waitErr:
-		tc.close("closed by the VMA")
-	case <-tc.closed:
-		<-waitErr
-	}
+	e.serveConn(dbctx, tc, reqs, chans, port, meta, log)
+	tc.close("closed by the VMA") // no-op when closed for another reason
 	tc.fwd.closeAll()
 	last := e.remove(tc)
 	if err := e.svc.TunnelDisconnected(dbctx, id, tc.reason, last, meta); err != nil {
@@ -306,28 +289,53 @@ func (e *Endpoint) remove(tc *tunnelConn) bool {
 	return false
 }
 
-// keepalive probes the VMA and refreshes last_seen_at.
-func (e *Endpoint) keepalive(ctx context.Context, tc *tunnelConn, log *slog.Logger) {
-	t := time.NewTicker(e.cfg.KeepaliveEvery)
-	defer t.Stop()
+// serveConn runs one tunnel in the connection's own goroutine: its global
+// requests, its channel requests and the server's keepalives, until the
+// connection ends (the library then closes both channels). One loop
+// instead of a goroutine each keeps an idle tunnel small (bench row 4).
+// A keepalive waits for its reply in a short-lived goroutine, so a peer
+// that stops answering is noticed: three unanswered probes close it.
+func (e *Endpoint) serveConn(ctx context.Context, tc *tunnelConn, reqs <-chan *ssh.Request, chans <-chan ssh.NewChannel, port int, meta enroll.Meta, log *slog.Logger) {
+	tick := time.NewTicker(e.cfg.KeepaliveEvery)
+	defer tick.Stop()
+	var probe chan error // the keepalive in flight, if any
 	missed := 0
-	for {
+	for reqs != nil || chans != nil {
 		select {
-		case <-tc.closed:
-			return
-		case <-t.C:
-		}
-		if _, _, err := tc.conn.SendRequest("keepalive@openssh.com", true, nil); err != nil {
-			missed++
-			if missed >= 3 {
-				tc.close("keepalive timeout")
-				return
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				continue
 			}
-			continue
-		}
-		missed = 0
-		if err := e.svc.TunnelSeen(ctx, tc.id); err != nil {
-			log.Warn("record keepalive", "err", err)
+			e.globalRequest(ctx, tc, req, port, meta, log)
+		case nch, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			e.newChannel(ctx, tc, nch, meta, log)
+		case <-tick.C:
+			if probe != nil {
+				if missed++; missed >= 3 {
+					tc.close("keepalive timeout")
+				}
+				continue
+			}
+			probe = make(chan error, 1)
+			go func(out chan<- error) {
+				_, _, err := tc.conn.SendRequest("keepalive@openssh.com", true, nil)
+				out <- err
+			}(probe)
+		case err := <-probe:
+			probe = nil
+			if err != nil {
+				tc.close("keepalive failed")
+				continue
+			}
+			missed = 0
+			if err := e.svc.TunnelSeen(ctx, tc.id); err != nil {
+				log.Warn("record keepalive", "err", err)
+			}
 		}
 	}
 }

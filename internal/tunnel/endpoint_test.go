@@ -97,6 +97,9 @@ type oma struct {
 
 var auditKey = bytes.Repeat([]byte{9}, 32)
 
+// keepaliveEvery is the endpoint's keepalive period in these tests.
+const keepaliveEvery = 200 * time.Millisecond
+
 // freePorts finds n consecutive free loopback ports for a tunnel port pool,
 // so tests never depend on the default 9081-9999 being free.
 func freePorts(t *testing.T, n int) [2]int {
@@ -140,7 +143,7 @@ func startOMA(t *testing.T, db *store.DB, hostKeyDir string, pool [2]int, nbd, v
 	}
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
 	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: pool[0], PortMax: pool[1]}, auditKey, nil)
-	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond}, svc, nil)
+	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: keepaliveEvery}, svc, nil)
 	srv, err := server.New(server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", TLS: cert,
 		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
@@ -538,5 +541,76 @@ func TestDatabaseOutageIsNotARefusal(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "unable to authenticate") {
 		t.Fatalf("a database outage looked like a key refusal: %v", err)
+	}
+}
+
+// A VMA whose connection goes silent (no bytes come back, nothing closes)
+// is dropped after three unanswered keepalives and marked disconnected.
+func TestSilentTunnelIsDroppedByKeepalives(t *testing.T) {
+	db, _ := openStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	v := o.enrollVMA("vma-silent", nil)
+	kp, err := sshkey.LoadOrGenerate(v.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := ssh.NewSignerFromKey(kp.Private)
+
+	// A relay that can stop carrying the server's bytes to the VMA.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var silent atomic.Bool
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", o.srv.PublicAddr())
+		if err != nil {
+			c.Close()
+			return
+		}
+		go io.Copy(up, c)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				return
+			}
+			if !silent.Load() {
+				c.Write(buf[:n])
+			}
+		}
+	}()
+	cl, err := ssh.Dial("tcp", l.Addr().String(), &ssh.ClientConfig{User: "vma_tunnel",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !o.ep.Connected(v.id) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !o.ep.Connected(v.id) {
+		t.Fatal("the tunnel never showed as connected")
+	}
+	silent.Store(true)
+	start := time.Now()
+	for o.ep.Connected(v.id) && time.Since(start) < 10*time.Second {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o.ep.Connected(v.id) {
+		t.Fatal("a silent tunnel was still held 10s later")
+	}
+	if d := time.Since(start); d < 2*keepaliveEvery {
+		t.Fatalf("dropped after %s, before three keepalives could go unanswered", d)
+	}
+	evs, _ := o.svc.Audit(context.Background(), enroll.AuditFilter{EventType: enroll.EventDisconnection, EnrollmentID: v.id})
+	if len(evs) != 1 || evs[0].Details()["reason"] != "keepalive timeout" {
+		t.Fatalf("disconnection events = %+v", evs)
 	}
 }
