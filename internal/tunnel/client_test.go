@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,24 +41,23 @@ type omaInstance struct {
 // tunnel port pool is one free port, not the default 9081-9999: other test
 // runs on the same machine may hold 9081.
 type omaSetup struct {
-	keys       string // host key and TLS certificate directory
-	public     string // public listener (SSH + HTTPS)
-	nbd        string // NBD target on the OMA
-	vmaAPI     string // VMA API target on the VMA
-	nbdLocal   string // VMA-side listen address of the NBD forward
-	tunnelPort int
+	keys      string // host key and TLS certificate directory
+	public    string // public listener (SSH + HTTPS)
+	nbd       string // NBD target on the OMA
+	vmaAPI    string // VMA API target on the VMA
+	nbdLocal  string // VMA-side listen address of the NBD forward
+	pool      [2]int // tunnel port pool
+	keepalive time.Duration
 }
 
 // newSetup picks fresh addresses around the given targets.
 func newSetup(t *testing.T, nbd, vmaAPI string) omaSetup {
 	t.Helper()
-	_, p, _ := net.SplitHostPort(freeAddr(t))
-	port, _ := strconv.Atoi(p)
-	return omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: nbd, vmaAPI: vmaAPI, nbdLocal: freeAddr(t), tunnelPort: port}
+	return omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: nbd, vmaAPI: vmaAPI, nbdLocal: freeAddr(t), pool: freePorts(t, 1)}
 }
 
-// runOMA starts the server and the endpoint like startOMA, with s's
-// addresses and tunnel port, and returns it with a stop function.
+// runOMA starts the server and the endpoint with s's addresses, tunnel port
+// pool and keepalive period, and returns it with a stop function.
 func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 	t.Helper()
 	keys, public, nbd, vmaAPI, nbdLocal := s.keys, s.public, s.nbd, s.vmaAPI, s.nbdLocal
@@ -72,8 +70,8 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 		t.Fatal(err)
 	}
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
-	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: s.tunnelPort, PortMax: s.tunnelPort}, auditKey, nil)
-	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond}, svc, nil)
+	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: s.pool[0], PortMax: s.pool[1]}, auditKey, nil)
+	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: s.keepalive}, svc, nil)
 	srv, err := server.New(server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: public, TLS: cert,
 		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
@@ -446,7 +444,7 @@ func TestClientSurvivesOneRefusal(t *testing.T) {
 	db, _ := openStore(t, "sqlite")
 	setup := newSetup(t, echoServer(t, "nbd:"), echoServer(t, "vma-api:"))
 	o := runOMA(t, db, setup)
-	tport := fmt.Sprintf("127.0.0.1:%d", setup.tunnelPort)
+	tport := fmt.Sprintf("127.0.0.1:%d", setup.pool[0])
 	dir := t.TempDir()
 	kp, err := sshkey.LoadOrGenerate(dir, "vma-late")
 	if err != nil {
@@ -471,7 +469,7 @@ func TestClientSurvivesOneRefusal(t *testing.T) {
 	}
 	hostKey, _ := ssh.NewSignerFromKey(hkp.Private)
 	// The tunnel object the approval will hand out (the pool has one port).
-	v := &vma{dir: dir, id: er.EnrollmentID, port: setup.tunnelPort, tun: api.Tunnel{
+	v := &vma{dir: dir, id: er.EnrollmentID, port: setup.pool[0], tun: api.Tunnel{
 		User: "vma_tunnel", HostKey: string(ssh.MarshalAuthorizedKey(hostKey.PublicKey())),
 		LocalForwards:  []api.Forward{{Listen: setup.nbdLocal, Target: o.nbd}},
 		RemoteForwards: []api.Forward{{Listen: tport, Target: o.vmaAPI}},

@@ -3,10 +3,7 @@ package tunnel_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -131,50 +128,12 @@ func freePorts(t *testing.T, n int) [2]int {
 	return [2]int{}
 }
 
+// startOMA starts an in-process OMA (server + embedded endpoint) on fresh
+// loopback addresses; see runOMA.
 func startOMA(t *testing.T, db *store.DB, hostKeyDir string, pool [2]int, nbd, vmaAPI, nbdLocal string) *oma {
 	t.Helper()
-	cert, err := server.LoadOrCreateCertificate("", "", hostKeyDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := sshkey.LoadOrGenerateFile(filepath.Join(hostKeyDir, "ssh_host_ed25519_key"), "oma")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := ssh.NewSignerFromKey(kp.Private)
-	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: pool[0], PortMax: pool[1]}, auditKey, nil)
-	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: keepaliveEvery}, svc, nil)
-	srv, err := server.New(server.Config{
-		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", TLS: cert,
-		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
-			NBDListen: nbdLocal, NBDTarget: nbd, VMAAPITarget: vmaAPI},
-		RatePerSecond: 1000, RateBurst: 1000,
-	}, svc, db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.SetHooks(nil, func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") })
-	ctx, cancel := context.WithCancel(context.Background())
-	epDone, srvDone := make(chan struct{}), make(chan struct{})
-	go func() { ep.Run(ctx); close(epDone) }()
-	go func() { srv.Run(ctx, ep.Listener(ctx, time.Second)); close(srvDone) }()
-	<-srv.Ready()
-	t.Cleanup(func() { cancel(); <-srvDone; <-epDone })
-	tok, err := svc.CreateAdminToken(context.Background(), fmt.Sprintf("admin%d", seq.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := srv.Fingerprint()
-	return &oma{t: t, svc: svc, srv: srv, ep: ep, token: tok.Reveal(), nbd: nbd, vmaAPI: vmaAPI, nbdLocal: nbdLocal,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-			InsecureSkipVerify: true,
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
-				if "sha256:"+hex.EncodeToString(sum[:]) != fp {
-					return fmt.Errorf("pin mismatch")
-				}
-				return nil
-			}}}}}
+	return runOMA(t, db, omaSetup{keys: hostKeyDir, public: "127.0.0.1:0", nbd: nbd, vmaAPI: vmaAPI,
+		nbdLocal: nbdLocal, pool: pool, keepalive: keepaliveEvery}).oma
 }
 
 func (o *oma) call(method, url, token string, in, out any) int {
