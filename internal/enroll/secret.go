@@ -1,7 +1,6 @@
 package enroll
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -131,6 +130,3 @@ func NewID(rnd io.Reader) (string, error) {
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], nil
 }
-
-// DefaultRand is the randomness source of production code.
-var DefaultRand io.Reader = rand.Reader

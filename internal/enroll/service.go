@@ -7,6 +7,7 @@ package enroll
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -92,7 +93,7 @@ func New(store Store, cfg Config, auditKey []byte, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{Store: store, Config: cfg, AuditKey: auditKey, Now: time.Now, Rand: DefaultRand, Log: log}
+	return &Service{Store: store, Config: cfg, AuditKey: auditKey, Now: time.Now, Rand: rand.Reader, Log: log}
 }
 
 func (s *Service) now() time.Time {
@@ -108,7 +109,7 @@ func (s *Service) rand() io.Reader {
 	if s.Rand != nil {
 		return s.Rand
 	}
-	return DefaultRand
+	return rand.Reader
 }
 
 // op is one transaction attempt: its clock reading and the audit rows it wrote.

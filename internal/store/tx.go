@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	crand "crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -234,7 +235,7 @@ func (t *tx) UpsertConnection(ctx context.Context, c *enroll.Connection) error {
 	id := c.ID
 	if id == "" {
 		var err error
-		if id, err = enroll.NewID(enroll.DefaultRand); err != nil {
+		if id, err = enroll.NewID(crand.Reader); err != nil {
 			return err
 		}
 	}
