@@ -568,7 +568,13 @@ func TestSilentTunnelIsDroppedByKeepalives(t *testing.T) {
 	if d := time.Since(start); d < 2*keepaliveEvery {
 		t.Fatalf("dropped after %s, before three keepalives could go unanswered", d)
 	}
-	evs, _ := o.svc.Audit(context.Background(), enroll.AuditFilter{EventType: enroll.EventDisconnection, EnrollmentID: v.id})
+	// The endpoint forgets the tunnel first and then commits its
+	// disconnection event, so the event can trail Connected by a moment.
+	var evs []enroll.AuditEvent
+	eventuallyT(t, 5*time.Second, "the disconnection event", func() bool {
+		evs, _ = o.svc.Audit(context.Background(), enroll.AuditFilter{EventType: enroll.EventDisconnection, EnrollmentID: v.id})
+		return len(evs) > 0
+	})
 	if len(evs) != 1 || evs[0].Details()["reason"] != "keepalive timeout" {
 		t.Fatalf("disconnection events = %+v", evs)
 	}
