@@ -234,6 +234,11 @@ func TestSSHDConfigCommand(t *testing.T) {
 		if _, err := os.Stat(sshd); err != nil || os.Geteuid() != 0 {
 			t.Skip("needs /usr/sbin/sshd and root; TestOpenSSH* in internal/tunnel run the block in a real sshd")
 		}
+		// sshd -t wants its privilege separation directory, which the
+		// package creates at boot only.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			t.Fatalf("create /run/sshd: %v", err)
+		}
 		dir := t.TempDir()
 		kp, err := sshkey.LoadOrGenerateFile(filepath.Join(dir, "hostkey"), "t")
 		if err != nil {
