@@ -29,6 +29,7 @@ type Config struct {
 	Enrollments int           // per throughput measurement
 	Approvals   int           // approval-to-VMA samples
 	Tunnels     int           // idle tunnels for the memory figure
+	Revokes     int           // of those, revoked one at a time for the revoke-to-drop figure
 	SSHDTunnels int           // idle tunnels to OpenSSH sshd, the memory figure's reference
 	TunnelRuns  int           // approval-to-tunnel samples
 	ScaleVMAs   int           // enrolled VMAs for the admin query figure

@@ -35,15 +35,18 @@ func pss(pid int) (int64, error) {
 }
 
 // idleTunnels opens n idle tunnels (each with its reverse forward) to the
-// embedded endpoint and returns the server's PSS growth per tunnel.
-func idleTunnels(s *server, n int) (perTunnel int64, err error) {
+// embedded endpoint and returns the server's PSS growth per tunnel. Then it
+// revokes up to revokes of them, one at a time, and returns for each the
+// time from the revoke call to the tunnel's end as its client sees it.
+func idleTunnels(s *server, n, revokes int) (perTunnel int64, dropped durations, err error) {
 	codes, err := s.codes(n)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	ks := keys(n)
 	c := &http2Client{Client: keepAliveClient(16)}
 	type vma struct {
+		id   string
 		key  vmaKey
 		port int
 	}
@@ -57,16 +60,16 @@ func idleTunnels(s *server, n int) (perTunnel int64, err error) {
 		if err := s.admin_("POST", api.PathApprove+id, nil, &e); err != nil {
 			return err
 		}
-		vmas[i] = vma{key: ks[i], port: *e.TunnelPort}
+		vmas[i] = vma{id: id, key: ks[i], port: *e.TunnelPort}
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	runtimeSettle()
 	before, err := pss(s.cmd.Process.Pid)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	clients := make([]*ssh.Client, 0, n)
 	defer func() {
@@ -77,26 +80,51 @@ func idleTunnels(s *server, n int) (perTunnel int64, err error) {
 	for _, v := range vmas {
 		signer, err := ssh.NewSignerFromKey(v.key.priv)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		cl, err := ssh.Dial("tcp", s.public, &ssh.ClientConfig{
 			User: "vma_tunnel", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second,
 		})
 		if err != nil {
-			return 0, fmt.Errorf("tunnel %d: %w", len(clients), err)
+			return 0, nil, fmt.Errorf("tunnel %d: %w", len(clients), err)
 		}
 		clients = append(clients, cl)
 		if _, err := cl.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(v.port))); err != nil {
-			return 0, fmt.Errorf("reverse forward %d: %w", v.port, err)
+			return 0, nil, fmt.Errorf("reverse forward %d: %w", v.port, err)
 		}
 	}
 	runtimeSettle()
 	after, err := pss(s.cmd.Process.Pid)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return (after - before) / int64(n), nil
+	perTunnel = (after - before) / int64(n)
+	for i := range min(revokes, n) {
+		d, err := revokeAndWait(s, vmas[i].id, clients[i])
+		if err != nil {
+			return 0, nil, err
+		}
+		dropped = append(dropped, d)
+	}
+	return perTunnel, dropped, nil
+}
+
+// revokeAndWait revokes id and returns how long its live tunnel cl
+// lasted after the revoke call began.
+func revokeAndWait(s *server, id string, cl *ssh.Client) (time.Duration, error) {
+	closed := make(chan struct{})
+	go func() { cl.Wait(); close(closed) }()
+	start := time.Now()
+	if err := s.admin_("DELETE", api.PathRevoke+id, nil, nil); err != nil {
+		return 0, fmt.Errorf("revoke %s: %w", id, err)
+	}
+	select {
+	case <-closed:
+		return time.Since(start), nil
+	case <-time.After(30 * time.Second):
+		return 0, fmt.Errorf("the tunnel of %s was still up 30s after its revocation", id)
+	}
 }
 
 // runtimeSettle lets the server's goroutines and the GC quiesce.

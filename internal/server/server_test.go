@@ -288,7 +288,9 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 			t.Fatalf("approve answer %+v", ap)
 		}
 		got := <-done
-		if lag := time.Since(approvedAt); lag > 2*time.Second {
+		// Woken by the approval, not by the end of its 30s wait (how
+		// fast: make bench, row 2).
+		if lag := time.Since(approvedAt); lag > 10*time.Second {
 			t.Fatalf("long poll returned %s after the approval", lag)
 		}
 		res := decodeInto[api.ResultResponse](t, got.r)
@@ -516,8 +518,9 @@ func TestLongPollSeesApprovalFromAnotherInstance(t *testing.T) {
 	start := time.Now()
 	expect(t, b.adminDo("POST", api.PathApprove+id, nil), 200, "")
 	r := <-done
-	if lag := time.Since(start); lag > time.Second {
-		t.Fatalf("long poll on A returned %s after approval on B, want < 1s", lag)
+	// Woken by A's re-reads of the database, not by the end of its 30s wait.
+	if lag := time.Since(start); lag > 10*time.Second {
+		t.Fatalf("long poll on A returned %s after approval on B", lag)
 	}
 	if st := decodeInto[api.ResultResponse](t, r).Status; st != "approved" {
 		t.Fatalf("status %q", st)
