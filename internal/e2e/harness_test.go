@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,6 +91,7 @@ type server struct {
 	dataDir   string
 	dsn       string
 	admin     string // host:port of the admin listener
+	adminTLS  bool   // the admin listener serves HTTPS (--admin-tls)
 	public    string // host:port of the public listener
 	tokenFile string
 	extra     []string
@@ -117,6 +120,7 @@ func startServer(t *testing.T, b backend, extra ...string) *server {
 		s.dsn = freshMySQL(t)
 	}
 	s.extra = extra
+	s.adminTLS = slices.Contains(extra, "--admin-tls")
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		s.admin, s.public = freePort(t), freePort(t)
@@ -169,14 +173,16 @@ func (s *server) start() error {
 	s.done = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(30 * time.Second)
-	hc := &http.Client{Timeout: time.Second}
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // only /health
+	}}
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
 			return fmt.Errorf("oma-server exited: %v", s.cmd.ProcessState)
 		default:
 		}
-		resp, err := hc.Get("http://" + s.admin + "/health")
+		resp, err := hc.Get(s.adminURL() + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -220,10 +226,16 @@ func (r res) String() string {
 
 func runBin(t *testing.T, name string, args ...string) res {
 	t.Helper()
+	return runBinEnv(t, nil, name, args...)
+}
+
+// runBinEnv is runBin with extra environment variables (KEY=value).
+func runBinEnv(t *testing.T, env []string, name string, args ...string) res {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin(name), args...)
-	cmd.Env = childEnv()
+	cmd.Env = childEnv(env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -238,10 +250,18 @@ func runBin(t *testing.T, name string, args ...string) res {
 	return res{out.String(), errOut.String(), code}
 }
 
+// adminURL is the base URL of the admin listener.
+func (s *server) adminURL() string {
+	if s.adminTLS {
+		return "https://" + s.admin
+	}
+	return "http://" + s.admin
+}
+
 // omactl runs omactl against s.
 func (s *server) omactl(args ...string) res {
 	s.t.Helper()
-	return runBin(s.t, "omactl", append([]string{"--server", "http://" + s.admin, "--token-file", s.tokenFile}, args...)...)
+	return runBin(s.t, "omactl", append([]string{"--server", s.adminURL(), "--token-file", s.tokenFile}, args...)...)
 }
 
 // omactlJSON runs omactl -o json, requires exit 0 and decodes stdout.

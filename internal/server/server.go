@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -174,6 +175,23 @@ func (s *Server) SetUI(h http.Handler) { s.ui = h }
 // Fingerprint is the SPKI fingerprint of the public certificate.
 func (s *Server) Fingerprint() string { return s.fingerprint }
 
+// AdminFingerprint is the SPKI fingerprint of the admin listener's
+// certificate, or "" when the admin listener speaks plain HTTP.
+func (s *Server) AdminFingerprint() string {
+	if s.cfg.AdminTLS == nil || len(s.cfg.AdminTLS.Certificates) == 0 {
+		return ""
+	}
+	c := s.cfg.AdminTLS.Certificates[0]
+	leaf := c.Leaf
+	if leaf == nil && len(c.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(c.Certificate[0])
+	}
+	if leaf == nil {
+		return ""
+	}
+	return SPKIFingerprint(leaf)
+}
+
 // Ready is closed once both listeners are bound.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
@@ -258,6 +276,9 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	go func() { errc <- publicSrv.Serve(s.publicLn) }()
 	s.log.Info("oma-server listening", "admin", adminLn.Addr().String(), "admin_tls", s.cfg.AdminTLS != nil, "public", rawPublic.Addr().String(),
 		"oma_fingerprint", s.fingerprint, "join_address", s.cfg.JoinAddress)
+	if fp := s.AdminFingerprint(); fp != "" {
+		s.log.Info("the admin listener serves HTTPS; omactl trusts its certificate with --fingerprint", "admin_fingerprint", fp)
+	}
 	close(s.ready)
 
 	expCtx, stopExpirer := context.WithCancel(ctx)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/client"
 )
 
 // Defaults of the global settings (DESIGN.md §7).
@@ -39,6 +40,9 @@ type Config struct {
 	Token     string `mapstructure:"token"`
 	TokenFile string `mapstructure:"token_file"`
 	Output    string `mapstructure:"output"`
+	// Fingerprint pins the admin listener's certificate (admin TLS with
+	// a self-signed certificate).
+	Fingerprint string `mapstructure:"fingerprint"`
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
 }
@@ -58,6 +62,7 @@ var settings = []setting{
 	{cmdutil.Setting{Key: "token", Flag: "token", Env: EnvPrefix + "TOKEN"}, ""},
 	{cmdutil.Setting{Key: "token_file", Flag: "token-file", Env: EnvPrefix + "TOKEN_FILE"}, DefaultTokenFile},
 	{cmdutil.Setting{Key: "output", Flag: "output", Env: EnvPrefix + "OUTPUT"}, "table"},
+	{cmdutil.Setting{Key: "fingerprint", Flag: "fingerprint", Env: EnvPrefix + "FINGERPRINT"}, ""},
 }
 
 // Settings lists omactl's configuration keys (for docs/configuration.md).
@@ -74,7 +79,8 @@ func addConfigFlags(flags *pflag.FlagSet, cf *configFlags) {
 	flags.String("token", "", "admin bearer token; prefer --token-file, which keeps it out of the process list ($OMACTL_TOKEN)")
 	flags.String("token-file", DefaultTokenFile, "file holding the admin token ($OMACTL_TOKEN_FILE)")
 	flags.StringP("output", "o", "table", "output format: table, json or yaml ($OMACTL_OUTPUT)")
-	flags.StringVar(&cf.configFile, "config", "", "YAML config file with keys server, token, token_file, output (default ~/.config/omactl/config.yaml when it exists) ($OMACTL_CONFIG)")
+	flags.String("fingerprint", "", "trust the https:// admin listener whose certificate has this fingerprint (sha256:…, logged by oma-server as admin_fingerprint) instead of the system CAs ($OMACTL_FINGERPRINT)")
+	flags.StringVar(&cf.configFile, "config", "", "YAML config file with keys server, token, token_file, output, fingerprint (default ~/.config/omactl/config.yaml when it exists) ($OMACTL_CONFIG)")
 }
 
 // loadConfig merges flags, environment, config file and defaults, in that
@@ -126,7 +132,21 @@ func loadConfig(flags *pflag.FlagSet, cf *configFlags, defaultFile string) (Conf
 	}
 	cfg.Server = strings.TrimSpace(cfg.Server)
 	if cfg.Server != "" && !strings.Contains(cfg.Server, "://") {
-		cfg.Server = "http://" + cfg.Server
+		scheme := "http://"
+		if cfg.Fingerprint != "" {
+			scheme = "https://" // a pinned certificate means TLS
+		}
+		cfg.Server = scheme + cfg.Server
+	}
+	if cfg.Fingerprint = strings.TrimSpace(cfg.Fingerprint); cfg.Fingerprint != "" {
+		fp, err := client.NormalizeFingerprint(cfg.Fingerprint)
+		if err != nil {
+			return Config{}, cmdutil.FlagErrorf("--fingerprint: %v", err)
+		}
+		if !strings.HasPrefix(cfg.Server, "https://") {
+			return Config{}, cmdutil.FlagErrorf("--fingerprint pins a TLS certificate, but --server %s is not https://", cfg.Server)
+		}
+		cfg.Fingerprint = fp
 	}
 	return cfg, nil
 }

@@ -2,6 +2,7 @@ package omactl
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 
@@ -23,6 +24,17 @@ func (f *Factory) explain(err error) error {
 		return err
 	}
 	server := f.Config.Server
+	var fm *client.FingerprintMismatchError
+	if errors.As(err, &fm) {
+		return fmt.Errorf("the admin listener at %s presents a certificate with fingerprint %s, not the --fingerprint %s: "+
+			"either its certificate changed (oma-server logs admin_fingerprint when it starts) or something is in between; do not send the token there until you know which",
+			server, fm.Got, fm.Want)
+	}
+	if cause := tlsCause(err); cause != nil {
+		return fmt.Errorf("the admin listener at %s presents a certificate this machine does not trust (%v). "+
+			"For oma-server's own self-signed certificate, pass --fingerprint with the admin_fingerprint that oma-server logs when it starts (or OMACTL_FINGERPRINT); "+
+			"for a private CA, point SSL_CERT_FILE at its PEM bundle", server, cause)
+	}
 	var ne *client.NetworkError
 	if errors.As(err, &ne) {
 		return fmt.Errorf("cannot reach oma-server at %s: %v. Is oma-server running? Check --server or OMACTL_SERVER", server, ne.Err)
@@ -63,4 +75,14 @@ func (f *Factory) explain(err error) error {
 	default:
 		return errors.New(msg)
 	}
+}
+
+// tlsCause returns the failed check of the server's certificate (unknown
+// authority, wrong name, expired) behind err, or nil.
+func tlsCause(err error) error {
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) {
+		return ve.Err
+	}
+	return nil
 }

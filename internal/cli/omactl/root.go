@@ -130,9 +130,10 @@ func (f *Factory) Client() (*client.Client, error) {
 		return nil, err
 	}
 	c, err := client.New(client.Config{
-		BaseURL:   f.Config.Server,
-		Token:     tok,
-		UserAgent: "omactl/" + cmdutil.Version,
+		BaseURL:     f.Config.Server,
+		Token:       tok,
+		Fingerprint: f.Config.Fingerprint,
+		UserAgent:   "omactl/" + cmdutil.Version,
 	})
 	if err != nil {
 		return nil, cmdutil.FlagErrorf("--server: %v", err)
