@@ -82,8 +82,20 @@ func controlRune(r rune) bool {
 // strings holding one are double-quoted, as a \u escape: the document
 // means the same (they can only occur inside strings).
 func escapeControls(b []byte) []byte {
+	// Every controlRune is 0x7f or starts with a byte above it: plain
+	// ASCII output (the usual case) is returned after one quick scan.
+	start := -1
+	for i, c := range b {
+		if c >= 0x7f {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return b
+	}
 	var out []byte
-	for i := 0; i < len(b); {
+	for i := start; i < len(b); {
 		r, n := utf8.DecodeRune(b[i:])
 		if controlRune(r) {
 			if out == nil {
