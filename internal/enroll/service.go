@@ -471,18 +471,26 @@ func (s *Service) Get(ctx context.Context, id string) (*Enrollment, error) {
 	return s.Store.GetEnrollment(ctx, id)
 }
 
+// decisionInput checks an admin decision's enrollment id and free text
+// (notes or reason), and first expires the enrollment when its time is up,
+// so that a late decision meets the expired state.
+func (s *Service) decisionInput(ctx context.Context, id, field, text string) (string, error) {
+	id, err := NormalizeID(id)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateText(field, text, 1024); err != nil {
+		return "", err
+	}
+	return id, s.expireIfDue(ctx, id)
+}
+
 // Approve authorizes a verified enrollment: it allocates the VMA's tunnel
 // port, records the actor and notes, revokes an earlier approved enrollment
 // of the same VMA name, and audits it, all in one transaction.
 func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*Enrollment, error) {
-	id, err := NormalizeID(id)
+	id, err := s.decisionInput(ctx, id, "notes", notes)
 	if err != nil {
-		return nil, err
-	}
-	if err := ValidateText("notes", notes, 1024); err != nil {
-		return nil, err
-	}
-	if err := s.expireIfDue(ctx, id); err != nil {
 		return nil, err
 	}
 	var out *Enrollment
@@ -565,14 +573,8 @@ func (o *op) allocatePort() (int, error) {
 // Reject refuses an enrollment that is awaiting approval (or still awaiting
 // verification) and records the reason.
 func (s *Service) Reject(ctx context.Context, id, reason string, meta Meta) (*Enrollment, error) {
-	id, err := NormalizeID(id)
+	id, err := s.decisionInput(ctx, id, "reason", reason)
 	if err != nil {
-		return nil, err
-	}
-	if err := ValidateText("reason", reason, 1024); err != nil {
-		return nil, err
-	}
-	if err := s.expireIfDue(ctx, id); err != nil {
 		return nil, err
 	}
 	var out *Enrollment
