@@ -3,6 +3,7 @@
 GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 30s
+ROWS      ?=
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -61,8 +62,8 @@ run: build ## run a development server: SQLite in ./.oma-dev, public :8443, admi
 	$(BIN)/oma-server serve --data-dir $(DEV_DIR) --db-driver sqlite \
 		--admin-listen 127.0.0.1:8082 --public-listen :8443 --public-host 127.0.0.1
 
-bench: ## measure the server against its floor and its peers (prints a markdown table; minutes)
-	OMA_TEST_MYSQL_DSN="$(OMA_TEST_MYSQL_DSN)" $(GO) run ./internal/bench/omabench
+bench: ## measure the server against its floor and its peers (prints a markdown table; minutes; ROWS=5 or ROWS=2,7 for some rows)
+	OMA_TEST_MYSQL_DSN="$(OMA_TEST_MYSQL_DSN)" $(GO) run ./internal/bench/omabench -rows "$(ROWS)"
 
 bench-smoke: ## a short run that checks the benchmark harness works
 	$(GO) run ./internal/bench/omabench -smoke

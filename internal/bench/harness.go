@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,8 +37,14 @@ type Config struct {
 	ScaleEvents int           // audit events for the admin query figure
 	KeyGens     int           // key generations per side
 	Clients     []int         // concurrency levels
+	Rows        []int         // the table rows to measure (1-7); all when empty
 	Timeout     time.Duration // per measurement
 	Log         io.Writer     // progress
+}
+
+// wants reports whether row n of the table is to be measured.
+func (c Config) wants(n int) bool {
+	return len(c.Rows) == 0 || slices.Contains(c.Rows, n)
 }
 
 // Bins are the built binaries.

@@ -56,6 +56,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
+	if !cfg.wants(6) {
+		return rep, nil
+	}
 	logf("key generation")
 	ours, theirs, err := keygen(cfg.KeyGens, filepath.Join(work, "keys"))
 	if err != nil {
@@ -100,6 +103,9 @@ func runStore(ctx context.Context, cfg Config, bins Bins, driver, work string, r
 
 	// 1. Enrollment throughput beside its floor.
 	for _, c := range cfg.Clients {
+		if !cfg.wants(1) {
+			break
+		}
 		n := max(cfg.Enrollments, c*4)
 		logf("%s: throughput with %d clients (%d enrollments)", driver, c, n)
 		srvRate, srvLat, err := throughputServer(s, c, n)
@@ -127,41 +133,51 @@ func runStore(ctx context.Context, cfg Config, bins Bins, driver, work string, r
 	}
 
 	// 2. Approval to VMA.
-	logf("%s: approval to VMA (%d)", driver, cfg.Approvals)
-	lat, err := approvalToVMA(s, cfg.Approvals)
-	if err != nil {
-		return fmt.Errorf("approval to VMA: %w", err)
+	if cfg.wants(2) {
+		logf("%s: approval to VMA (%d)", driver, cfg.Approvals)
+		lat, err := approvalToVMA(s, cfg.Approvals)
+		if err != nil {
+			return fmt.Errorf("approval to VMA: %w", err)
+		}
+		rep.add(Row{"2. approve → VMA sees it (" + driver + ")", fmt.Sprintf("%d waiting long polls", cfg.Approvals),
+			fmt.Sprintf("p50 %s, p99 %s, max %s", ms(lat.pct(50)), ms(lat.pct(99)), ms(lat.pct(100))),
+			"seed design: 30 s polling, 15 s on average", ratio(float64(lat.pct(99)), float64(15*time.Second)) + " (p99 / 15 s)", "p99 ≤ 1 s"})
 	}
-	rep.add(Row{"2. approve → VMA sees it (" + driver + ")", fmt.Sprintf("%d waiting long polls", cfg.Approvals),
-		fmt.Sprintf("p50 %s, p99 %s, max %s", ms(lat.pct(50)), ms(lat.pct(99)), ms(lat.pct(100))),
-		"seed design: 30 s polling, 15 s on average", ratio(float64(lat.pct(99)), float64(15*time.Second)) + " (p99 / 15 s)", "p99 ≤ 1 s"})
 
 	// 3. Approval to tunnel.
-	logf("%s: approval to tunnel (%d)", driver, cfg.TunnelRuns)
-	tl, err := approvalToTunnel(ctx, bins, s, cfg.TunnelRuns, filepath.Join(dir, "vmas"))
-	if err != nil {
-		return fmt.Errorf("approval to tunnel: %w", err)
+	if cfg.wants(3) {
+		logf("%s: approval to tunnel (%d)", driver, cfg.TunnelRuns)
+		tl, err := approvalToTunnel(ctx, bins, s, cfg.TunnelRuns, filepath.Join(dir, "vmas"))
+		if err != nil {
+			return fmt.Errorf("approval to tunnel: %w", err)
+		}
+		rep.add(Row{"3. approve → tunnel up (" + driver + ")", fmt.Sprintf("%d real vma-enroll runs, then `vma-enroll tunnel`", cfg.TunnelRuns),
+			fmt.Sprintf("p50 %s, p99 %s", ms(tl.pct(50)), ms(tl.pct(99))), "target 2 s", ratio(float64(tl.pct(99)), float64(2*time.Second)) + " (p99 / 2 s)", "p99 ≤ 2 s"})
 	}
-	rep.add(Row{"3. approve → tunnel up (" + driver + ")", fmt.Sprintf("%d real vma-enroll runs, then `vma-enroll tunnel`", cfg.TunnelRuns),
-		fmt.Sprintf("p50 %s, p99 %s", ms(tl.pct(50)), ms(tl.pct(99))), "target 2 s", ratio(float64(tl.pct(99)), float64(2*time.Second)) + " (p99 / 2 s)", "p99 ≤ 2 s"})
 
-	// 4. Tunnel memory (embedded endpoint), measured once, on SQLite.
-	if driver == "sqlite" {
+	// 4. Tunnel memory (embedded endpoint), and 7, revocation, measured
+	// once, on SQLite.
+	if driver == "sqlite" && (cfg.wants(4) || cfg.wants(7)) {
 		logf("idle tunnels (%d)", cfg.Tunnels)
 		per, dropped, err := idleTunnels(s, cfg.Tunnels, cfg.Revokes)
 		if err != nil {
 			return fmt.Errorf("idle tunnels: %w", err)
 		}
-		logf("idle tunnels to OpenSSH sshd (%d)", cfg.SSHDTunnels)
-		ref, r := sshdReference(ctx, bins, cfg.SSHDTunnels, filepath.Join(dir, "sshd"), float64(per), logf)
-		rep.add(Row{"4. memory per idle tunnel", fmt.Sprintf("%d tunnels with reverse forward, embedded endpoint, PSS growth", cfg.Tunnels),
-			fmt.Sprintf("%.1f KiB", float64(per)/1024), ref, r, "≤ 64 KiB"})
+		if cfg.wants(4) {
+			logf("idle tunnels to OpenSSH sshd (%d)", cfg.SSHDTunnels)
+			ref, r := sshdReference(ctx, bins, cfg.SSHDTunnels, filepath.Join(dir, "sshd"), float64(per), logf)
+			rep.add(Row{"4. memory per idle tunnel", fmt.Sprintf("%d tunnels with reverse forward, embedded endpoint, PSS growth", cfg.Tunnels),
+				fmt.Sprintf("%.1f KiB", float64(per)/1024), ref, r, "≤ 64 KiB"})
+		}
 		rep.add(Row{"7. revoke → tunnel dropped", fmt.Sprintf("%d live tunnels revoked one at a time (same instance), until the client sees the end", len(dropped)),
 			fmt.Sprintf("p50 %s, p99 %s, max %s", ms(dropped.pct(50)), ms(dropped.pct(99)), ms(dropped.pct(100))),
 			"DESIGN.md §6: within a second", ratio(float64(dropped.pct(99)), float64(time.Second)) + " (p99 / 1 s)", "p99 ≤ 1 s"})
 	}
 
 	// 5. Admin queries at scale, on a fresh seeded database and server.
+	if !cfg.wants(5) {
+		return nil
+	}
 	logf("%s: seeding %d VMAs and %d audit events", driver, cfg.ScaleVMAs, cfg.ScaleEvents)
 	sdir := filepath.Join(dir, "scale")
 	os.MkdirAll(sdir, 0o700)

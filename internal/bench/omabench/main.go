@@ -8,16 +8,27 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 
 	"github.com/oma-enroll/oma-enroll/internal/bench"
 )
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a ten-second run that only checks the harness works")
+	rows := flag.String("rows", "", "measure only these rows of the table, e.g. 5 or 2,7 (default all)")
 	flag.Parse()
 	cfg := bench.Defaults()
 	if *smoke {
 		cfg = bench.Smoke()
+	}
+	for _, f := range strings.FieldsFunc(*rows, func(r rune) bool { return r == ',' || r == ' ' }) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 7 {
+			fmt.Fprintf(os.Stderr, "omabench: -rows %q: give row numbers 1 to 7, e.g. -rows 5 or -rows 2,7\n", *rows)
+			os.Exit(2)
+		}
+		cfg.Rows = append(cfg.Rows, n)
 	}
 	cfg.MySQLDSN = os.Getenv("OMA_TEST_MYSQL_DSN")
 	cfg.Log = os.Stderr
