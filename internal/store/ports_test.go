@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,18 @@ func TestUpsertConnection(t *testing.T) {
 		if got.ID != first.ID || !got.CreatedAt.Equal(first.CreatedAt) || got.ConnectionStatus != enroll.ConnConnected ||
 			got.RemoteAddr != upd.RemoteAddr || got.ConnectedAt == nil || !got.ConnectedAt.Equal(now) || !got.UpdatedAt.Equal(now) {
 			t.Errorf("after upsert = %+v, want id %s and created_at kept, status connected at %v", got, first.ID, now)
+		}
+		// The list (scanned by hand, SQLite times as text) reads what
+		// the transaction's reader (sqlx, the driver's times) reads.
+		var one *enroll.Connection
+		if err := s.InTx(ctx, func(tx enroll.Tx) (err error) {
+			one, err = tx.GetConnection(ctx, v.id)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, *one) || got.UpdatedAt.Location() != time.UTC || got.RevokedAt != nil {
+			t.Errorf("ListConnections row %+v\nGetConnection      %+v", got, *one)
 		}
 	})
 }

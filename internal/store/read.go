@@ -125,20 +125,47 @@ func (s *DB) ListEnrollments(ctx context.Context, f enroll.EnrollmentFilter) ([]
 }
 
 // ListConnections returns the connection state of every approved VMA,
-// ordered by VMA name. The tunnel port is the enrollment's.
+// ordered by VMA name. The tunnel port is the enrollment's. The list can
+// be long (a row per VMA), so it is scanned by hand, with SQLite's times
+// read as text (see dbTime).
 func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
-	out := []enroll.Connection{}
-	err := s.r.SelectContext(ctx, &out, `SELECT c.id, c.enrollment_id, e.vma_name, e.vma_fingerprint,
-		c.ssh_user, c.connection_status, e.tunnel_port, c.remote_addr, c.last_seen_at,
-		c.connected_at, c.revoked_at, c.revoked_by, c.created_at, c.updated_at
+	tcol := func(c string) string {
+		if s.dialect == dialectSQLite {
+			return "CAST(" + c + " AS TEXT)"
+		}
+		return c
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT c.id, c.enrollment_id, e.vma_name, e.vma_fingerprint,
+		c.ssh_user, c.connection_status, e.tunnel_port, c.remote_addr, `+tcol("c.last_seen_at")+`,
+		`+tcol("c.connected_at")+`, `+tcol("c.revoked_at")+`, c.revoked_by, `+tcol("c.created_at")+`, `+tcol("c.updated_at")+`
 		FROM vma_active_connections c JOIN vma_enrollments e ON e.id = c.enrollment_id
 		WHERE e.status = ?
 		ORDER BY e.vma_name, e.id`, string(enroll.StatusApproved))
 	if err != nil {
 		return nil, mapErr(fmt.Errorf("list connections: %w", err))
 	}
-	for i := range out {
-		fixConnection(&out[i])
+	defer rows.Close()
+	out := []enroll.Connection{}
+	for rows.Next() {
+		var (
+			c                                enroll.Connection
+			port                             sql.NullInt64
+			last, conn, revoked, created, up dbTime
+		)
+		if err := rows.Scan(&c.ID, &c.EnrollmentID, &c.VMAName, &c.VMAFingerprint, &c.SSHUser, &c.ConnectionStatus,
+			&port, &c.RemoteAddr, &last, &conn, &revoked, &c.RevokedBy, &created, &up); err != nil {
+			return nil, mapErr(fmt.Errorf("list connections: %w", err))
+		}
+		if port.Valid {
+			p := int(port.Int64)
+			c.TunnelPort = &p
+		}
+		c.LastSeenAt, c.ConnectedAt, c.RevokedAt = last.ptr(), conn.ptr(), revoked.ptr()
+		c.CreatedAt, c.UpdatedAt = created.t, up.t
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(fmt.Errorf("list connections: %w", err))
 	}
 	return out, nil
 }
