@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOmactlAdminTLS runs oma-server with --admin-tls (its self-signed
@@ -13,10 +14,13 @@ import (
 // working with the admin_fingerprint that oma-server logs.
 func TestOmactlAdminTLS(t *testing.T) {
 	s := startServer(t, backend{name: "sqlite"}, "--admin-tls")
-	m := regexp.MustCompile(`admin_fingerprint=(sha256:[0-9a-f]{64})`).FindStringSubmatch(s.log.String())
-	if m == nil {
-		t.Fatalf("oma-server did not log admin_fingerprint:\n%s", s.log.String())
-	}
+	// The line is logged just after the listeners start serving, so it
+	// may trail the first healthy answer.
+	var m []string
+	eventually(t, 10*time.Second, "admin_fingerprint in the oma-server log", func() bool {
+		m = regexp.MustCompile(`admin_fingerprint=(sha256:[0-9a-f]{64})`).FindStringSubmatch(s.log.String())
+		return m != nil
+	})
 	fp := m[1]
 
 	r := s.omactl("pending")
