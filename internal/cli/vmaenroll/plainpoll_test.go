@@ -148,3 +148,21 @@ func TestPlainPollingFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestNoBurstBeforeTheTimeout: in the last second before --timeout, too
+// short for a long poll, vma-enroll still paces its checks (it once sent
+// them back to back until the rate limiter answered 429).
+func TestNoBurstBeforeTheTimeout(t *testing.T) {
+	oma := omatest.Start(t, omatest.Options{})
+	proxy := newPollProxy(t, oma, func(w string) string { return w })
+	r := runVE(t, "", false, "--oma", strings.TrimPrefix(proxy.URL, "https://"), "--code", oma.Code(),
+		"--fingerprint", proxy.fingerprint(), "--config-dir", t.TempDir(), "--timeout", "2500ms", "-o", "json")
+	if r.code != ExitTimeout || readResult(t, r).Status != StatusTimeout {
+		t.Fatalf("exit %d, want %d (timeout)\nstdout %s\nstderr:\n%s", r.code, ExitTimeout, r.stdout, r.stderr)
+	}
+	// A 2s long poll, then at most a plain check or two in the last half
+	// second.
+	if calls := proxy.results(); len(calls) > 4 {
+		t.Fatalf("%d result calls in a 2.5 s wait, want a long poll and a check or two", len(calls))
+	}
+}

@@ -108,8 +108,9 @@ func (e *enroller) poll(ctx context.Context, deadline time.Time, p *progress) (*
 		default:
 			return res, nil
 		}
-		if took := e.f.Now().Sub(began); !longPoll || took < wait/2 {
-			// The server did not hold the request: pace plain polls.
+		if took := e.f.Now().Sub(began); !longPoll || wait == 0 || took < wait/2 {
+			// A plain poll (asked for, or too close to the deadline for a
+			// long one), or the server did not hold the request: pace them.
 			pause := min(e.cfg.PollInterval-took, deadline.Sub(e.f.Now()))
 			if !sleep(ctx, pause) {
 				return nil, ctx.Err()
