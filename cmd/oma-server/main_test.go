@@ -9,13 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,67 +21,31 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
-var binary string
+// binDir holds oma-server, built once for all tests.
+var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "oma-server-bin")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "oma-server")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build oma-server: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testbin.Main(m, &binDir, "oma-server"))
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the process writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func binary() string { return filepath.Join(binDir, "oma-server") }
 
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testbin.Buffer
 }
 
 func start(t *testing.T, dataDir, admin, public string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"serve", "--data-dir", dataDir, "--admin-listen", admin, "--public-listen", public,
 		"--public-host", "127.0.0.1", "--tunnel-mode", "none", "--log-format", "json"}, extra...)
-	cmd := exec.Command(binary, args...)
-	stderr := &syncBuffer{}
+	cmd := exec.Command(binary(), args...)
+	stderr := &testbin.Buffer{}
 	cmd.Stderr = stderr
-	cmd.Env = append(os.Environ(), "OMA_CONFIG=")
+	cmd.Env = testbin.Env()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,19 +56,10 @@ func start(t *testing.T, dataDir, admin, public string, extra ...string) *proc {
 			cmd.Wait()
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		res, err := http.Get("http://" + admin + "/health")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return p
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testbin.WaitHealthy("http://"+admin+"/health", "", nil); err != nil {
+		t.Fatalf("oma-server did not become healthy (%v); stderr:\n%s", err, stderr.String())
 	}
-	t.Fatalf("oma-server did not become healthy; stderr:\n%s", stderr.String())
-	return nil
+	return p
 }
 
 func (p *proc) stop(t *testing.T) {
@@ -167,7 +120,7 @@ func call(t *testing.T, c *http.Client, method, url, token string, in, out any) 
 // and checks that the certificate, the admin token and the data survived.
 func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
 	dataDir := t.TempDir()
-	admin, public := freePort(t), freePort(t)
+	admin, public := testbin.FreeAddr(t), testbin.FreeAddr(t)
 	p := start(t, dataDir, admin, public)
 
 	tokBytes, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -255,8 +208,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"serve", "--db-driver", "postgres"},
 		{"frobnicate"},
 	} {
-		cmd := exec.Command(binary, args...)
-		cmd.Env = append(os.Environ(), "OMA_CONFIG=")
+		cmd := exec.Command(binary(), args...)
+		cmd.Env = testbin.Env()
 		out, err := cmd.CombinedOutput()
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() != 2 {

@@ -1,24 +1,18 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/testdb"
 )
 
@@ -52,38 +46,6 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 // freshMySQL creates an empty database for one test and returns its DSN.
 func freshMySQL(t *testing.T) string { return testdb.MySQL(t) }
 
-// childEnv is the environment of the binaries: ours minus every setting
-// that could change their behaviour.
-func childEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "OMA_") || strings.HasPrefix(k, "OMACTL_") || strings.HasPrefix(k, "VMA_ENROLL_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(append(env, "NO_COLOR=1"), extra...)
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // server is a running oma-server process.
 type server struct {
 	t         *testing.T
@@ -96,19 +58,8 @@ type server struct {
 	tokenFile string
 	extra     []string
 	cmd       *exec.Cmd
-	log       *syncBuffer
+	log       *testbin.Buffer
 	done      chan struct{}
-}
-
-// freePort finds a free loopback port (listen on :0, close, reuse).
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startServer runs oma-server on b with extra flags and waits until its
@@ -123,7 +74,7 @@ func startServer(t *testing.T, b backend, extra ...string) *server {
 	s.adminTLS = slices.Contains(extra, "--admin-tls")
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s.admin, s.public = freePort(t), freePort(t)
+		s.admin, s.public = testbin.FreeAddr(t), testbin.FreeAddr(t)
 		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.stop)
 			return s
@@ -162,39 +113,21 @@ func (s *server) start() error {
 	}
 	args = append(args, extra...)
 	if s.log == nil {
-		s.log = &syncBuffer{}
+		s.log = &testbin.Buffer{}
 	}
 	s.cmd = exec.Command(bin("oma-server"), args...)
-	s.cmd.Env = childEnv()
+	s.cmd.Env = testbin.Env()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
 	s.done = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // only /health
-	}}
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("oma-server exited: %v", s.cmd.ProcessState)
-		default:
-		}
-		resp, err := hc.Get(s.adminURL() + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				if _, err := os.Stat(s.tokenFile); err == nil {
-					return nil
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testbin.WaitHealthy(s.adminURL()+"/health", s.tokenFile, s.done); err != nil {
+		s.kill()
+		return fmt.Errorf("%w (%v)", err, s.cmd.ProcessState)
 	}
-	s.kill()
-	return errors.New("no healthy answer within 30s")
+	return nil
 }
 
 func (s *server) kill() {
@@ -203,12 +136,7 @@ func (s *server) kill() {
 }
 
 func (s *server) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.kill()
-	}
+	testbin.Stop(s.cmd, s.done, 10*time.Second)
 	if s.t.Failed() {
 		s.t.Logf("oma-server log:\n%s", s.log.String())
 	}
@@ -232,22 +160,8 @@ func runBin(t *testing.T, name string, args ...string) res {
 // runBinEnv is runBin with extra environment variables (KEY=value).
 func runBinEnv(t *testing.T, env []string, name string, args ...string) res {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin(name), args...)
-	cmd.Env = childEnv(env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("%s: %v", name, err)
-		}
-		code = ee.ExitCode()
-	}
-	return res{out.String(), errOut.String(), code}
+	stdout, stderr, code := testbin.Run(t, env, bin(name), args...)
+	return res{stdout, stderr, code}
 }
 
 // adminURL is the base URL of the admin listener.
@@ -284,38 +198,25 @@ func (s *server) omactlJSON(v any, args ...string) {
 type vma struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
-	done   chan struct{}
+	stdout *testbin.Buffer
+	stderr *testbin.Buffer
+	done   <-chan struct{}
 	dir    string
 }
 
 // startVMA starts vma-enroll with args (the config dir is added).
 func startVMA(t *testing.T, dir string, args ...string) *vma {
 	t.Helper()
-	v := &vma{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{}), dir: dir}
+	v := &vma{t: t, stdout: &testbin.Buffer{}, stderr: &testbin.Buffer{}, dir: dir}
 	v.cmd = exec.Command(bin("vma-enroll"), append(args, "--config-dir", dir)...)
-	v.cmd.Env = childEnv()
+	v.cmd.Env = testbin.Env()
 	v.cmd.Stdout, v.cmd.Stderr = v.stdout, v.stderr
-	// Its own process group, so that a kill reaches children (ssh) too,
-	// and Wait does not hang on pipes a child still holds.
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	v.cmd.WaitDelay = 5 * time.Second
-	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { v.cmd.Wait(); close(v.done) }()
-	t.Cleanup(func() {
-		v.killGroup()
-		<-v.done
-	})
+	v.done = testbin.StartGroup(t, v.cmd)
 	return v
 }
 
 // killGroup kills vma-enroll and whatever it started.
-func (v *vma) killGroup() {
-	syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
-}
+func (v *vma) killGroup() { testbin.KillGroup(v.cmd) }
 
 // wait waits for the process to end and returns its result.
 func (v *vma) wait(timeout time.Duration) res {

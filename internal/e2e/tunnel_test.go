@@ -14,26 +14,8 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
-
-// echoServer accepts connections on addr and echoes what it reads.
-func echoServer(t *testing.T, addr string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-}
 
 // TestTunnelEmbedded checks the files vma-enroll writes against the real
 // OpenSSH client and oma-server's embedded endpoint: the tunnel comes up
@@ -51,9 +33,9 @@ func TestTunnelEmbedded(t *testing.T) {
 }
 
 func testTunnel(t *testing.T, b backend) {
-	vmaAPI := freePort(t)    // the "VMA API" the OMA reaches through the tunnel
-	nbdListen := freePort(t) // VMA-local end of the NBD forward
-	_, tport, _ := net.SplitHostPort(freePort(t))
+	vmaAPI := testbin.FreeAddr(t)    // the "VMA API" the OMA reaches through the tunnel
+	nbdListen := testbin.FreeAddr(t) // VMA-local end of the NBD forward
+	tport := strconv.Itoa(testbin.FreePort(t))
 	s := startServer(t, b, "--tunnel-mode", "embedded",
 		"--vma-api-target", vmaAPI, "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
 	pc := s.pairingCode()
@@ -82,7 +64,7 @@ func testTunnel(t *testing.T, b backend) {
 	if got := st.Tunnel.LocalForwards[0].Listen; got != nbdListen {
 		t.Errorf("the tunnel's NBD listen address is %s, not --vma-nbd-listen %s", got, nbdListen)
 	}
-	echoServer(t, st.Tunnel.RemoteForwards[0].Target)
+	testbin.Serve(t, st.Tunnel.RemoteForwards[0].Target, func(c net.Conn) { io.Copy(c, c) }) // echo
 	kh, _ := os.ReadFile(filepath.Join(dir, "known_hosts"))
 	if !strings.Contains(string(kh), "[127.0.0.1]:"+strings.Split(s.public, ":")[1]+" ssh-ed25519 ") {
 		t.Fatalf("known_hosts does not pin the OMA's host key:\n%s", kh)

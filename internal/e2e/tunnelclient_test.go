@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // prefixEcho listens on a free loopback port and answers each connection
@@ -21,25 +23,10 @@ import (
 // returns the address.
 func prefixEcho(t *testing.T, prefix string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(append([]byte(prefix), b...))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testbin.Serve(t, "127.0.0.1:0", func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		c.Write(append([]byte(prefix), b...))
+	})
 }
 
 // through sends msg to addr, half-closes and returns the whole answer.
@@ -155,8 +142,8 @@ func TestTunnelNativeClient(t *testing.T) {
 func testNativeTunnel(t *testing.T, b backend) {
 	nbdTarget := prefixEcho(t, "nbd:")  // the OMA's NBD server
 	vmaAPI := prefixEcho(t, "vma-api:") // the VMA API
-	nbdListen := freePort(t)            // VMA-local end of the NBD forward
-	_, tport, _ := net.SplitHostPort(freePort(t))
+	nbdListen := testbin.FreeAddr(t)    // VMA-local end of the NBD forward
+	tport := strconv.Itoa(testbin.FreePort(t))
 	s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", nbdTarget,
 		"--vma-api-target", vmaAPI, "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
 	pc := s.pairingCode()

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/testdb"
 )
 
@@ -189,24 +189,6 @@ func diffDump(before, after map[string][]string) string {
 		}
 	}
 	return b.String()
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // pinnedClient trusts exactly the certificate whose SPKI hash is fp and
@@ -483,7 +465,7 @@ type env struct {
 	raw    *sql.DB
 	driver string
 	dsn    string
-	log    *syncBuffer
+	log    *testbin.Buffer
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -516,7 +498,7 @@ func startEnv(t *testing.T, o envOpts) *env {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	logBuf := &syncBuffer{}
+	logBuf := &testbin.Buffer{}
 	log := slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if o.svc.PollInterval == 0 {
 		o.svc.PollInterval = 50 * time.Millisecond

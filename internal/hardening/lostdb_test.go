@@ -3,11 +3,11 @@ package hardening_test
 import (
 	"database/sql"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // privateMariaDB is a mariadbd of the test's own, on a free port with a
@@ -27,7 +28,7 @@ type privateMariaDB struct {
 	port    string
 	cmd     *exec.Cmd
 	done    chan struct{}
-	log     *syncBuffer
+	log     *testbin.Buffer
 }
 
 // findBinary looks for one of names on PATH and in the sbin directories.
@@ -65,7 +66,7 @@ func startPrivateMariaDB(t *testing.T) *privateMariaDB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	m := &privateMariaDB{t: t, daemon: daemon, datadir: filepath.Join(dir, "data"), log: &syncBuffer{}}
+	m := &privateMariaDB{t: t, daemon: daemon, datadir: filepath.Join(dir, "data"), log: &testbin.Buffer{}}
 	args := []string{"--no-defaults", "--datadir=" + m.datadir, "--auth-root-authentication-method=normal", "--skip-test-db"}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
@@ -74,7 +75,7 @@ func startPrivateMariaDB(t *testing.T) *privateMariaDB {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", install, err, out)
 	}
-	_, m.port, _ = net.SplitHostPort(freePort(t))
+	m.port = strconv.Itoa(testbin.FreePort(t))
 	m.start()
 	t.Cleanup(func() {
 		m.kill()

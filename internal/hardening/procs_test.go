@@ -1,24 +1,21 @@
 package hardening_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // omaProc is a running oma-server process.
@@ -32,7 +29,7 @@ type omaProc struct {
 	tokenFile string // where the admin token is read from
 	args      []string
 	cmd       *exec.Cmd
-	log       *syncBuffer
+	log       *testbin.Buffer
 	done      chan struct{}
 }
 
@@ -59,17 +56,6 @@ func sharedAuditKey(t *testing.T) string {
 	return p
 }
 
-// freePort finds a free loopback port (listen on :0, close, reuse).
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startOMA starts oma-server and waits until its admin /health answers.
 func startOMA(t *testing.T, o procOpts) *omaProc {
 	t.Helper()
@@ -82,7 +68,7 @@ func startOMA(t *testing.T, o procOpts) *omaProc {
 	if o.name == "" {
 		o.name = "oma-server"
 	}
-	p := &omaProc{t: t, name: o.name, driver: o.driver, dsn: o.dsn, dataDir: t.TempDir(), log: &syncBuffer{}}
+	p := &omaProc{t: t, name: o.name, driver: o.driver, dsn: o.dsn, dataDir: t.TempDir(), log: &testbin.Buffer{}}
 	if p.driver == "sqlite" && p.dsn == "" {
 		p.dsn = filepath.Join(p.dataDir, "oma.db")
 	}
@@ -104,7 +90,7 @@ func startOMA(t *testing.T, o procOpts) *omaProc {
 	p.args = append(p.args, o.extra...)
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		admin, public := freePort(t), freePort(t)
+		admin, public := testbin.FreeAddr(t), testbin.FreeAddr(t)
 		if err = p.start(admin, public); err == nil {
 			t.Cleanup(p.stop)
 			return p
@@ -117,36 +103,27 @@ func startOMA(t *testing.T, o procOpts) *omaProc {
 func (p *omaProc) start(admin, public string) error {
 	args := append(append([]string{}, p.args...), "--admin-listen", admin, "--public-listen", public)
 	p.cmd = exec.Command(bin("oma-server"), args...)
-	p.cmd.Env = childEnv()
+	p.cmd.Env = testbin.Env()
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		return err
 	}
 	p.done = make(chan struct{})
 	go func() { p.cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return fmt.Errorf("exited: %v", p.cmd.ProcessState)
-		default:
-		}
-		if res, err := hc.Get("http://" + admin + "/health"); err == nil {
-			res.Body.Close()
-			if tok, err := os.ReadFile(p.tokenFile); err == nil && res.StatusCode == 200 {
-				fp, err := fetchFingerprint(public)
-				if err != nil {
-					return err
-				}
-				p.apiClient = newAPIClient(admin, public, strings.TrimSpace(string(tok)), fp)
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testbin.WaitHealthy("http://"+admin+"/health", p.tokenFile, p.done); err != nil {
+		p.kill()
+		return fmt.Errorf("%w (%v)", err, p.cmd.ProcessState)
 	}
-	p.kill()
-	return errors.New("no healthy answer within 30s")
+	tok, err := os.ReadFile(p.tokenFile)
+	if err != nil {
+		return err
+	}
+	fp, err := fetchFingerprint(public)
+	if err != nil {
+		return err
+	}
+	p.apiClient = newAPIClient(admin, public, strings.TrimSpace(string(tok)), fp)
+	return nil
 }
 
 // restart starts the process again on the same ports, data and database
@@ -181,12 +158,7 @@ func (p *omaProc) kill() {
 }
 
 func (p *omaProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.kill()
-	}
+	testbin.Stop(p.cmd, p.done, 15*time.Second)
 	if p.t.Failed() {
 		p.t.Logf("%s log (last 6 KiB):\n%s", p.name, tail(p.log.String(), 6<<10))
 	}
@@ -194,20 +166,6 @@ func (p *omaProc) stop() {
 
 func (p *omaProc) adminAddr() string  { return strings.TrimPrefix(p.admin, "http://") }
 func (p *omaProc) publicAddr() string { return strings.TrimPrefix(p.public, "https://") }
-
-// childEnv is the environment of the binaries: ours minus every setting
-// that could change their behaviour.
-func childEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "OMA_") || strings.HasPrefix(k, "OMACTL_") || strings.HasPrefix(k, "VMA_ENROLL_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(append(env, "NO_COLOR=1"), extra...)
-}
 
 // result is a finished process.
 type result struct {
@@ -222,22 +180,8 @@ func (r result) String() string {
 // runBin runs one of the binaries to completion.
 func runBin(t *testing.T, name string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin(name), args...)
-	cmd.Env = childEnv()
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("%s: %v", name, err)
-		}
-		code = ee.ExitCode()
-	}
-	return result{out.String(), errOut.String(), code}
+	stdout, stderr, code := testbin.Run(t, nil, bin(name), args...)
+	return result{stdout, stderr, code}
 }
 
 // omactl runs omactl against an admin listener with a token.
@@ -251,31 +195,22 @@ type vmaProc struct {
 	name   string
 	dir    string
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
-	done   chan struct{}
+	stdout *testbin.Buffer
+	stderr *testbin.Buffer
+	done   <-chan struct{}
 }
 
 // startVMA starts vma-enroll against the public address of an OMA with a
 // pairing code; extra flags are appended.
 func startVMA(t *testing.T, public, fp, code, name string, extra ...string) *vmaProc {
 	t.Helper()
-	v := &vmaProc{name: name, dir: t.TempDir(), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	v := &vmaProc{name: name, dir: t.TempDir(), stdout: &testbin.Buffer{}, stderr: &testbin.Buffer{}}
 	args := append([]string{"--oma", public, "--code", code, "--fingerprint", fp, "--name", name,
 		"--config-dir", v.dir, "-o", "json"}, extra...)
 	v.cmd = exec.Command(bin("vma-enroll"), args...)
-	v.cmd.Env = childEnv()
+	v.cmd.Env = testbin.Env()
 	v.cmd.Stdout, v.cmd.Stderr = v.stdout, v.stderr
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	v.cmd.WaitDelay = 5 * time.Second
-	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { v.cmd.Wait(); close(v.done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
-		<-v.done
-	})
+	v.done = testbin.StartGroup(t, v.cmd)
 	return v
 }
 
@@ -285,7 +220,7 @@ func (v *vmaProc) wait(timeout time.Duration) result {
 	select {
 	case <-v.done:
 	case <-time.After(timeout):
-		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+		testbin.KillGroup(v.cmd)
 		<-v.done
 		return result{v.stdout.String(), v.stderr.String() + "\n(killed: still running after " + timeout.String() + ")", -1}
 	}

@@ -1,6 +1,7 @@
 // Package omatest starts a real oma-server in-process for the tests of the
 // command-line programs: the real handlers, the real enrollment service and
-// a real SQLite store, listening on 127.0.0.1 (STYLE.md 24). Only tests
+// a real SQLite store, listening on 127.0.0.1 (STYLE.md 24); and it opens
+// migrated stores for the tests that build their own server. Only tests
 // import it; no binary links it.
 package omatest
 
@@ -21,6 +22,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testdb"
 )
 
 // Options tune the server of one test. Zero values take the defaults.
@@ -104,15 +106,7 @@ func Start(t testing.TB, opts Options) *OMA {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	dsn := filepath.Join(dir, "oma.db")
-	if err := store.MigrateUp(ctx, store.DriverSQLite, dsn); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	db, err := store.Open(ctx, store.DriverSQLite, dsn, store.Options{})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := Store(t, store.DriverSQLite, filepath.Join(dir, "oma.db"))
 	pub, _, err := sshkey.Generate(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +132,30 @@ func Start(t testing.TB, opts Options) *OMA {
 	o.start("127.0.0.1:0", "127.0.0.1:0")
 	t.Cleanup(o.Stop)
 	return o
+}
+
+// OpenStore opens a migrated store on a fresh database of driver (see
+// testdb.DSN), closed when the test ends, and returns it with its DSN.
+func OpenStore(t testing.TB, driver string) (*store.DB, string) {
+	t.Helper()
+	dsn := testdb.DSN(t, driver)
+	return Store(t, driver, dsn), dsn
+}
+
+// Store migrates the database of driver at dsn and opens a store on it,
+// closed when the test ends.
+func Store(t testing.TB, driver, dsn string) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	if err := store.MigrateUp(ctx, driver, dsn); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	db, err := store.Open(ctx, driver, dsn, store.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // Admin is the admin listener's address, host:port.

@@ -21,29 +21,13 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
-	"github.com/oma-enroll/oma-enroll/internal/testdb"
 )
 
 var dbSeq atomic.Int64
-
-// openStore opens a migrated store of driver: a temp SQLite file, or a
-// fresh database on the MariaDB of OMA_TEST_MYSQL_DSN.
-func openStore(t *testing.T, driver string) (*store.DB, string) {
-	t.Helper()
-	dsn := testdb.DSN(t, driver)
-	if err := store.MigrateUp(context.Background(), driver, dsn); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	db, err := store.Open(context.Background(), driver, dsn, store.Options{})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db, dsn
-}
 
 func forEachStore(t *testing.T, fn func(t *testing.T, driver string)) {
 	for _, d := range []string{"sqlite", "mysql"} {
@@ -232,7 +216,7 @@ func (e *env) enrollAndVerify(v *vma) (id, pollToken string) {
 
 func TestEnrollmentFlowOverHTTP(t *testing.T) {
 	forEachStore(t, func(t *testing.T, driver string) {
-		db, _ := openStore(t, driver)
+		db, _ := omatest.OpenStore(t, driver)
 		e := startServer(t, db, nil)
 
 		// Pairing code answer carries the fingerprint and a join command.
@@ -368,7 +352,7 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 
 func TestRejectAndErrors(t *testing.T) {
 	forEachStore(t, func(t *testing.T, driver string) {
-		db, _ := openStore(t, driver)
+		db, _ := omatest.OpenStore(t, driver)
 		e := startServer(t, db, nil)
 		v := newVMA(t, "vma-02")
 		id, tok := e.enrollAndVerify(v)
@@ -433,7 +417,7 @@ func mustJSON(v any) string {
 }
 
 func TestPublicListenerServesOnlyEnrollment(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	e := startServer(t, db, nil)
 	paths := []string{
 		api.PathPairingCode, api.PathPending, api.PathApprove + "x", api.PathReject + "x", api.PathActive,
@@ -474,7 +458,7 @@ func TestPublicListenerServesOnlyEnrollment(t *testing.T) {
 }
 
 func TestPairingCodeBruteForceIsThrottled(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	e := startServer(t, db, func(c *server.Config) {
 		c.CodeFailuresPerMinute, c.CodeFailureBurst = 5, 5
 	})
@@ -502,7 +486,7 @@ func TestPairingCodeBruteForceIsThrottled(t *testing.T) {
 }
 
 func TestLongPollSeesApprovalFromAnotherInstance(t *testing.T) {
-	db, dsn := openStore(t, "mysql")
+	db, dsn := omatest.OpenStore(t, "mysql")
 	a := startServer(t, db, nil)
 	db2, err := store.Open(context.Background(), "mysql", dsn, store.Options{})
 	if err != nil {
@@ -528,7 +512,7 @@ func TestLongPollSeesApprovalFromAnotherInstance(t *testing.T) {
 }
 
 func TestGracefulShutdownEndsLongPolls(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	e := startServer(t, db, nil)
 	id, tok := e.enrollAndVerify(newVMA(t, "shutdown"))
 	done := make(chan resp, 1)
@@ -561,7 +545,7 @@ func TestClientIPFromTrustedProxyOnly(t *testing.T) {
 		{"garbage header: the proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "not-an-ip", "127.0.0.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, _ := openStore(t, "sqlite")
+			db, _ := omatest.OpenStore(t, "sqlite")
 			e := startServer(t, db, func(c *server.Config) { c.TrustedProxies = tc.trusted })
 			v := newVMA(t, "proxied")
 			body, _ := json.Marshal(api.EnrollRequest{PairingCode: e.pairingCode(), VMAPublicKey: v.pub, VMAName: v.name})
@@ -590,7 +574,7 @@ func TestClientIPFromTrustedProxyOnly(t *testing.T) {
 }
 
 func TestMalformedCodesCountAsFailures(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	e := startServer(t, db, func(c *server.Config) { c.CodeFailuresPerMinute, c.CodeFailureBurst = 1, 3 })
 	v := newVMA(t, "typo")
 	for i := 0; i < 3; i++ {

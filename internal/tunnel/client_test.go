@@ -24,9 +24,11 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
@@ -53,7 +55,7 @@ type omaSetup struct {
 // newSetup picks fresh addresses around the given targets.
 func newSetup(t *testing.T, nbd, vmaAPI string) omaSetup {
 	t.Helper()
-	return omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: nbd, vmaAPI: vmaAPI, nbdLocal: freeAddr(t), pool: freePorts(t, 1)}
+	return omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: nbd, vmaAPI: vmaAPI, nbdLocal: testbin.FreeAddr(t), pool: freePorts(t, 1)}
 }
 
 // runOMA starts the server and the endpoint with s's addresses, tunnel port
@@ -121,25 +123,10 @@ func pinnedClient(fp string) *http.Client {
 // peer half-closes, so it proves that half-closes travel through.
 func copyEcho(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(b)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return testbin.Serve(t, "127.0.0.1:0", func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		c.Write(b)
+	})
 }
 
 // events collects a client's events for assertions.
@@ -310,7 +297,7 @@ func connectionOf(t *testing.T, o *oma, id string) enroll.Connection {
 }
 
 func TestClientCarriesBothWays(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	nbd := copyEcho(t)
 	o := runOMA(t, db, newSetup(t, nbd, echoServer(t, "vma-api:")))
 	v := o.enrollVMA("vma-native", nil)
@@ -376,7 +363,7 @@ func eventuallyT(t *testing.T, timeout time.Duration, what string, cond func() b
 }
 
 func TestClientRefusesAnotherHostKey(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, newSetup(t, echoServer(t, "nbd:"), echoServer(t, "api:")))
 	v := o.enrollVMA("vma-mitm", nil)
 	pub, _, _ := sshkey.Generate(nil)
@@ -405,7 +392,7 @@ func TestClientRefusesAnotherHostKey(t *testing.T) {
 }
 
 func TestClientGivesUpAfterRevocation(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, newSetup(t, echoServer(t, "nbd:"), echoServer(t, "api:")))
 	v := o.enrollVMA("vma-revoked", nil)
 	rc := startClient(t, o.oma, v, nil)
@@ -441,7 +428,7 @@ func TestClientGivesUpAfterRevocation(t *testing.T) {
 // once (here: not approved yet) is tried again, and the tunnel comes up
 // when the second attempt is accepted.
 func TestClientSurvivesOneRefusal(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	setup := newSetup(t, echoServer(t, "nbd:"), echoServer(t, "vma-api:"))
 	o := runOMA(t, db, setup)
 	tport := fmt.Sprintf("127.0.0.1:%d", setup.pool[0])
@@ -491,9 +478,9 @@ func TestClientSurvivesOneRefusal(t *testing.T) {
 }
 
 func TestClientReconnectsAfterServerRestart(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	setup := newSetup(t, echoServer(t, "nbd:"), echoServer(t, "vma-api:"))
-	setup.public = freeAddr(t) // the same address after the restart
+	setup.public = testbin.FreeAddr(t) // the same address after the restart
 	nbdLocal := setup.nbdLocal
 	first := runOMA(t, db, setup)
 	v := first.enrollVMA("vma-restart", nil)
@@ -596,7 +583,7 @@ func (b *blackhole) swallow() {
 }
 
 func TestClientKeepaliveDetectsSilentDrop(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, newSetup(t, echoServer(t, "nbd:"), echoServer(t, "vma-api:")))
 	v := o.enrollVMA("vma-silent", nil)
 	bh := newBlackhole(t, o.srv.PublicAddr())
@@ -661,7 +648,7 @@ func TestClientBackoff(t *testing.T) {
 	} {
 		ev := newEvents()
 		c, err := tunnel.NewClient(tunnel.ClientConfig{
-			Addr: freeAddr(t), HostKey: hk, Signer: signer, // nothing listens there
+			Addr: testbin.FreeAddr(t), HostKey: hk, Signer: signer, // nothing listens there
 			LocalForwards: []api.Forward{{Listen: "127.0.0.1:10808", Target: "127.0.0.1:10809"}},
 			MinBackoff:    100 * time.Millisecond, MaxBackoff: 400 * time.Millisecond,
 			Jitter: func() float64 { return tc.jitter }, OnEvent: ev.add,
@@ -695,7 +682,7 @@ func TestClientBackoff(t *testing.T) {
 }
 
 func TestClientForwardFailure(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, newSetup(t, echoServer(t, "nbd:"), echoServer(t, "vma-api:")))
 	v := o.enrollVMA("vma-busy", nil)
 	// Something else holds the VMA-side NBD port.

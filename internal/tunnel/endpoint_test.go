@@ -22,62 +22,27 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
-	"github.com/oma-enroll/oma-enroll/internal/testdb"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
 var seq atomic.Int64
 
-func openStore(t *testing.T, driver string) (*store.DB, string) {
-	t.Helper()
-	dsn := testdb.DSN(t, driver)
-	if err := store.MigrateUp(context.Background(), driver, dsn); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	db, err := store.Open(context.Background(), driver, dsn, store.Options{})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db, dsn
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // echoServer answers every connection with a prefix and the bytes it got.
 func echoServer(t *testing.T, prefix string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 256)
-				n, _ := c.Read(buf)
-				c.Write(append([]byte(prefix), buf[:n]...))
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return testbin.Serve(t, "127.0.0.1:0", func(c net.Conn) { echoOnce(c, prefix) })
+}
+
+// echoOnce reads once from c and answers with prefix and what it read.
+func echoOnce(c net.Conn, prefix string) {
+	buf := make([]byte, 256)
+	n, _ := c.Read(buf)
+	c.Write(append([]byte(prefix), buf[:n]...))
 }
 
 type oma struct {
@@ -297,11 +262,11 @@ func requireSSH(t *testing.T) {
 
 func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
 	requireSSH(t)
-	db, _ := openStore(t, "sqlite")
+	db, _ := omatest.OpenStore(t, "sqlite")
 	nbd := echoServer(t, "nbd:")
 	vmaAPI := echoServer(t, "vma-api:")
 	pool := freePorts(t, 4)
-	o := startOMA(t, db, t.TempDir(), pool, nbd, vmaAPI, freeAddr(t))
+	o := startOMA(t, db, t.TempDir(), pool, nbd, vmaAPI, testbin.FreeAddr(t))
 	v := o.enrollVMA("vma-a", nil)
 	if v.port != pool[0] {
 		t.Fatalf("first tunnel port %d, want the first of the pool, %d", v.port, pool[0])
@@ -388,8 +353,8 @@ func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
 
 func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
 	requireSSH(t)
-	db, _ := openStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 	a := o.enrollVMA("vma-one", nil)
 	b := o.enrollVMA("vma-two", nil)
 	if a.port == b.port {
@@ -399,7 +364,7 @@ func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
 	// Both VMAs run on this one machine here: give B its own NBD listen port.
 	cfgPath := filepath.Join(b.dir, "ssh_config")
 	cfg, _ := os.ReadFile(cfgPath)
-	os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), o.nbdLocal, freeAddr(t), 1)), 0o600)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), o.nbdLocal, testbin.FreeAddr(t), 1)), 0o600)
 	// B may not listen on A's port.
 	if out, err := bareSSH(t, b, "-o", "ExitOnForwardFailure=yes", "-N", "-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:1", a.port), "oma"); err == nil {
 		t.Fatalf("VMA two listened on VMA one's port: %s", out)
@@ -408,8 +373,8 @@ func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
 }
 
 func TestPublicPortRejectsOtherProtocols(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 	addr := o.srv.PublicAddr()
 	// Garbage is closed at once.
 	c, err := net.Dial("tcp", addr)
@@ -439,9 +404,9 @@ func TestPublicPortRejectsOtherProtocols(t *testing.T) {
 
 func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
 	requireSSH(t)
-	db, dsn := openStore(t, "mysql")
+	db, dsn := omatest.OpenStore(t, "mysql")
 	keys := t.TempDir()
-	nbd, api2, local := echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t)
+	nbd, api2, local := echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t)
 	pool := freePorts(t, 4)
 	a := startOMA(t, db, keys, pool, nbd, api2, local)
 	db2, err := store.Open(context.Background(), "mysql", dsn, store.Options{})
@@ -449,7 +414,7 @@ func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	b := startOMA(t, db2, keys, pool, nbd, api2, freeAddr(t))
+	b := startOMA(t, db2, keys, pool, nbd, api2, testbin.FreeAddr(t))
 	v := a.enrollVMA("vma-multi", b)
 	_, done := startTunnel(t, a, v)
 	// A re-reads its live tunnels every RecheckEvery (500 ms); the bound
@@ -470,8 +435,8 @@ func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
 // than refusing the key, so the VMA retries instead of concluding that it
 // was revoked.
 func TestDatabaseOutageIsNotARefusal(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), freePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 	v := o.enrollVMA("vma-outage", nil)
 	kp, err := sshkey.LoadOrGenerate(v.dir, "")
 	if err != nil {
@@ -502,8 +467,8 @@ func TestDatabaseOutageIsNotARefusal(t *testing.T) {
 // A VMA whose connection goes silent (no bytes come back, nothing closes)
 // is dropped after three unanswered keepalives and marked disconnected.
 func TestSilentTunnelIsDroppedByKeepalives(t *testing.T) {
-	db, _ := openStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), freePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), freeAddr(t))
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := startOMA(t, db, t.TempDir(), freePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 	v := o.enrollVMA("vma-silent", nil)
 	kp, err := sshkey.LoadOrGenerate(v.dir, "")
 	if err != nil {

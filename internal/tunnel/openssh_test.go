@@ -33,8 +33,9 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
@@ -97,11 +98,11 @@ func osshTestUser(t *testing.T) *user.User {
 // AuthorizedKeysCommand (root-owned, not group/world writable, up to /).
 func osshBinary(t *testing.T) string {
 	t.Helper()
-	tmp := filepath.Join(t.TempDir(), "oma-server")
-	if out, err := exec.Command("go", "build", "-o", tmp, "github.com/oma-enroll/oma-enroll/cmd/oma-server").CombinedOutput(); err != nil {
-		t.Fatalf("build oma-server: %v\n%s", err, out)
+	tmp := t.TempDir()
+	if err := testbin.Build(tmp, "oma-server"); err != nil {
+		t.Fatal(err)
 	}
-	data, err := os.ReadFile(tmp)
+	data, err := os.ReadFile(filepath.Join(tmp, "oma-server"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,58 +145,13 @@ func osshRootChain(p string) bool {
 	}
 }
 
-// osshBuf is a bytes.Buffer safe for a process writing while tests read.
-type osshBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *osshBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *osshBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func osshFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // osshEcho answers each connection with prefix and the bytes it got.
 func osshEcho(t *testing.T, prefix string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				buf := make([]byte, 256)
-				n, _ := c.Read(buf)
-				c.Write(append([]byte(prefix), buf[:n]...))
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return testbin.Serve(t, "127.0.0.1:0", func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		echoOnce(c, prefix)
+	})
 }
 
 // osshRoundTrip sends msg to addr and returns everything it answers.
@@ -216,7 +172,7 @@ type osshd struct {
 	port       int
 	hostKeyPub string // path of the host key's .pub
 	knownHosts string
-	log        *osshBuf
+	log        *testbin.Buffer
 }
 
 // osshStartSSHD starts sshd with a base configuration plus match (the block
@@ -228,7 +184,7 @@ func osshStartSSHD(t *testing.T, sshdPath, match string) *osshd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := osshFreePort(t)
+	port := testbin.FreePort(t)
 	cfg := filepath.Join(dir, "sshd_config")
 	base := strings.Join([]string{
 		"# test sshd for the openssh tunnel mode",
@@ -249,7 +205,7 @@ func osshStartSSHD(t *testing.T, sshdPath, match string) *osshd {
 	if out, err := exec.Command(sshdPath, "-t", "-f", cfg, "-p", strconv.Itoa(port)).CombinedOutput(); err != nil {
 		t.Fatalf("sshd -t rejects the configuration: %v\n%s\n--- config:\n%s%s", err, out, base, match)
 	}
-	d := &osshd{port: port, hostKeyPub: hk.PublicPath, knownHosts: filepath.Join(dir, "known_hosts"), log: &osshBuf{}}
+	d := &osshd{port: port, hostKeyPub: hk.PublicPath, knownHosts: filepath.Join(dir, "known_hosts"), log: &testbin.Buffer{}}
 	pub, _ := os.ReadFile(hk.PublicPath)
 	if err := os.WriteFile(d.knownHosts, []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, pub)), 0o600); err != nil {
 		t.Fatal(err)
@@ -319,14 +275,14 @@ func (d *osshd) run(t *testing.T, key string, extra []string, command ...string)
 // osshBg is an ssh process running in the background.
 type osshBg struct {
 	cmd  *exec.Cmd
-	out  *osshBuf
+	out  *testbin.Buffer
 	done chan error
 }
 
 func (d *osshd) start(t *testing.T, key string, extra ...string) *osshBg {
 	t.Helper()
 	cmd := exec.Command("ssh", d.sshArgs(key, append([]string{"-N"}, extra...)...)...)
-	b := &osshBg{cmd: cmd, out: &osshBuf{}, done: make(chan error, 1)}
+	b := &osshBg{cmd: cmd, out: &testbin.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = b.out, b.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -373,7 +329,7 @@ func checkRestrictedTunnel(t *testing.T, v osshVMAEnv) *osshBg {
 	// The VMA's own tunnel works: -L to the NBD target carries bytes, -R on
 	// its tunnel port reaches the VMA API. (This also shows the key logs
 	// in, so the refusals below are sshd's restrictions, not a failed login.)
-	lNBD := osshFreePort(t)
+	lNBD := testbin.FreePort(t)
 	tun := d.start(t, v.key,
 		"-L", fmt.Sprintf("127.0.0.1:%d:%s", lNBD, v.nbd),
 		"-R", fmt.Sprintf("127.0.0.1:%d:%s", v.tunnelPort, v.vmaAPI))
@@ -412,7 +368,7 @@ func checkRestrictedTunnel(t *testing.T, v osshVMAEnv) *osshBg {
 		t.Error("the command created its marker file")
 	}
 	// -R on another port is refused.
-	otherPort := osshFreePort(t)
+	otherPort := testbin.FreePort(t)
 	if out, err := d.run(t, v.key, []string{"-N", "-R", fmt.Sprintf("127.0.0.1:%d:%s", otherPort, v.vmaAPI)}); err == nil ||
 		!strings.Contains(out, "remote port forwarding failed") {
 		t.Errorf("-R on port %d (not the VMA's) was not refused: %v\n%s", otherPort, err, out)
@@ -425,7 +381,7 @@ func checkRestrictedTunnel(t *testing.T, v osshVMAEnv) *osshBg {
 	}
 	// -L to another target is refused: the local end accepts, sshd refuses
 	// the channel, the connection ends without the service's answer.
-	lOther := osshFreePort(t)
+	lOther := testbin.FreePort(t)
 	bad := d.start(t, v.key, "-L", fmt.Sprintf("127.0.0.1:%d:%s", lOther, v.other))
 	bad.waitFor(t, "-L to another target listening locally", func() bool {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lOther))
@@ -477,7 +433,7 @@ func osshSSHDConfig(t *testing.T, bin string, args ...string) string {
 	cmd := exec.Command(bin, append([]string{"sshd-config"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	cmd.Env = osshCleanEnv()
+	cmd.Env = testbin.Env()
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("oma-server sshd-config %v: %v\n%s", args, err, stderr.String())
@@ -486,17 +442,6 @@ func osshSSHDConfig(t *testing.T, bin string, args ...string) string {
 		t.Fatalf("no Match block:\n%s", out)
 	}
 	return string(out)
-}
-
-// osshCleanEnv is the environment without OMA_* settings of the caller.
-func osshCleanEnv() []string {
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "OMA_") {
-			env = append(env, e)
-		}
-	}
-	return env
 }
 
 // osshResetKeys removes what earlier runs left in the tunnel user's .ssh.
@@ -546,7 +491,7 @@ func TestOpenSSHAuthorizedKeysFile(t *testing.T) {
 	}
 
 	vma := osshKey(t, "vma1")
-	tport := osshFreePort(t)
+	tport := testbin.FreePort(t)
 	e := enroll.Enrollment{ID: "0b9d3c4e-1111-4222-8333-444455556666", VMAName: "vma 1", Status: enroll.StatusApproved,
 		VMAPublicKey: sshkey.AuthorizedKey(vma.Public, ""), TunnelPort: &tport}
 	if _, err := keys.Add(&e); err != nil {
@@ -635,16 +580,8 @@ func TestOpenSSHAuthorizedKeysCommand(t *testing.T) {
 	ctx := context.Background()
 
 	dataDir := t.TempDir()
-	dsn := filepath.Join(dataDir, "oma.db")
-	if err := store.MigrateUp(ctx, "sqlite", dsn); err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, "sqlite", dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	tport := osshFreePort(t)
+	db := omatest.Store(t, "sqlite", filepath.Join(dataDir, "oma.db"))
+	tport := testbin.FreePort(t)
 	svc := enroll.New(db, enroll.Config{PortMin: tport, PortMax: tport}, bytes.Repeat([]byte{5}, 32), nil)
 	e, vma := osshApprove(t, svc, "vma-cmd")
 	if *e.TunnelPort != tport {
@@ -658,7 +595,7 @@ func TestOpenSSHAuthorizedKeysCommand(t *testing.T) {
 	ak := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, append([]string{"authorized-keys", "--data-dir", dataDir, "--tunnel-user", osshUser, "--nbd-target", nbd}, args...)...)
-		cmd.Env = osshCleanEnv()
+		cmd.Env = testbin.Env()
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -743,22 +680,22 @@ func TestOpenSSHServe(t *testing.T) {
 	d := osshStartSSHD(t, sshdPath, match)
 
 	dataDir := t.TempDir()
-	tport := osshFreePort(t)
-	admin, public := osshFreePort(t), osshFreePort(t)
-	logs := &osshBuf{}
+	tport := testbin.FreePort(t)
+	admin, public := testbin.FreePort(t), testbin.FreePort(t)
+	logs := &testbin.Buffer{}
 	cmd := exec.Command(bin, "serve", "--data-dir", dataDir,
 		"--admin-listen", fmt.Sprintf("127.0.0.1:%d", admin), "--public-listen", fmt.Sprintf("127.0.0.1:%d", public),
 		"--public-host", "127.0.0.1", "--tunnel-mode", "openssh", "--tunnel-user", osshUser,
 		"--ssh-host-key", d.hostKeyPub, "--ssh-port", strconv.Itoa(d.port), "--nbd-target", nbd,
 		"--tunnel-port-range", fmt.Sprintf("%d-%d", tport, tport),
 		"--authorized-keys-file", "~"+osshUser+"/.ssh/authorized_keys")
-	cmd.Env = osshCleanEnv()
+	cmd.Env = testbin.Env()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -773,21 +710,8 @@ func TestOpenSSHServe(t *testing.T) {
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d", admin)
 	pubURL := fmt.Sprintf("https://127.0.0.1:%d", public)
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			t.Fatalf("oma-server exited: %v\n%s", err, logs.String())
-		default:
-		}
-		if res, err := hc.Get(adminURL + "/health"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("oma-server did not come up:\n%s", logs.String())
-		}
+	if err := testbin.WaitHealthy(adminURL+"/health", "", exited); err != nil {
+		t.Fatalf("oma-server did not come up: %v\n%s", err, logs.String())
 	}
 	// The start-up sync removed the stale line and kept the hand-made one.
 	if got, _ := os.ReadFile(path); string(got) != handLine {

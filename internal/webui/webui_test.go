@@ -21,10 +21,9 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/store"
-	"github.com/oma-enroll/oma-enroll/internal/testdb"
 	"github.com/oma-enroll/oma-enroll/internal/webui"
 )
 
@@ -71,16 +70,8 @@ func start(t *testing.T, opts ...options) *env {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	dsn := testdb.DSN(t, "sqlite")
 	ctx := context.Background()
-	if err := store.MigrateUp(ctx, "sqlite", dsn); err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, "sqlite", dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db, _ := omatest.OpenStore(t, "sqlite")
 	cert, err := server.LoadOrCreateCertificate("", "", t.TempDir(), []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)

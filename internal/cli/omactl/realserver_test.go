@@ -1,43 +1,24 @@
 package omactl
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/omatest"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
-
-// syncBuffer is a buffer a test may read while a command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // running is an omactl command running in the background.
 type running struct {
-	out, errOut *syncBuffer
+	out, errOut *testbin.Buffer
 	cancel      context.CancelFunc
 	done        chan int
 }
@@ -46,7 +27,7 @@ type running struct {
 // stop; tty makes stdout a terminal that can clear the screen.
 func startCmd(t *testing.T, oma *omatest.OMA, tty bool, args ...string) *running {
 	t.Helper()
-	r := &running{out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan int, 1)}
+	r := &running{out: &testbin.Buffer{}, errOut: &testbin.Buffer{}, done: make(chan int, 1)}
 	ios := &cmdutil.IOStreams{In: strings.NewReader(""), Out: r.out, ErrOut: r.errOut, OutTTY: tty, NoColor: true, DumbTerm: !tty}
 	f := NewFactory(ios)
 	f.ConfigFile = ""

@@ -15,6 +15,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // runTunnelCmd runs `vma-enroll tunnel args…` and returns what it printed.
@@ -47,25 +48,11 @@ func startRefusingSSH(t *testing.T) *sshServer {
 		},
 	}
 	conf.AddHostKey(signer)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				ssh.NewServerConn(c, conf)
-			}()
-		}
-	}()
-	return &sshServer{addr: ln.Addr().String(), hostKey: signer.PublicKey()}
+	addr := testbin.Serve(t, "127.0.0.1:0", func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		ssh.NewServerConn(c, conf)
+	})
+	return &sshServer{addr: addr, hostKey: signer.PublicKey()}
 }
 
 // enrolledDir writes the key and an approved enrollment.json whose tunnel

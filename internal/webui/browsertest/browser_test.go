@@ -13,6 +13,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // TestAdminUIEnrollApproveRevoke is the seed's GUI workflow in a real
@@ -115,10 +117,10 @@ func TestAdminUIEnrollApproveRevoke(t *testing.T) {
 
 	const name = "lab vma-01.test_a"
 	cfgDir := t.TempDir()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testbin.Buffer
 	enrollCmd := exec.Command(bin("vma-enroll"), "--oma", srv.public, "--code", code, "--fingerprint", fp,
 		"--config-dir", cfgDir, "--name", name, "--vma-version", "2.1.0", "--timeout", "3m", "-o", "json")
-	enrollCmd.Env = childEnv()
+	enrollCmd.Env = testbin.Env()
 	enrollCmd.Stdout, enrollCmd.Stderr = &stdout, &stderr
 	if err := enrollCmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,73 +1,27 @@
 package browsertest
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
-
-// syncBuffer is a bytes.Buffer safe for a process writing while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// childEnv is the environment of the binaries: ours minus every setting
-// that could change their behaviour.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "OMA_") || strings.HasPrefix(k, "OMACTL_") || strings.HasPrefix(k, "VMA_ENROLL_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "NO_COLOR=1")
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // omaServer is a running oma-server process on SQLite.
 type omaServer struct {
 	admin, public string // host:port
 	dataDir       string
 	token         string
-	log           *syncBuffer
+	log           *testbin.Buffer
 }
 
 // startServer runs oma-server on free loopback ports with a fresh SQLite
@@ -82,61 +36,40 @@ func startServerWith(t *testing.T, scheme string, extra ...string) *omaServer {
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s := &omaServer{admin: freePort(t), public: freePort(t), dataDir: t.TempDir(), log: &syncBuffer{}}
+		s := &omaServer{admin: testbin.FreeAddr(t), public: testbin.FreeAddr(t), dataDir: t.TempDir(), log: &testbin.Buffer{}}
 		args := append([]string{"serve", "--data-dir", s.dataDir, "--db-driver", "sqlite",
 			"--admin-listen", s.admin, "--public-listen", s.public, "--public-host", "127.0.0.1",
 			"--tunnel-mode", "none", "--log-format", "text"}, extra...)
 		cmd := exec.Command(bin("oma-server"), args...)
-		cmd.Env = childEnv()
+		cmd.Env = testbin.Env()
 		cmd.Stdout, cmd.Stderr = s.log, s.log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
-		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-		}
-		if lastErr = waitHealthy(s, scheme, done); lastErr == nil {
+		stop := func() { testbin.Stop(cmd, done, 15*time.Second) }
+		tokenFile := filepath.Join(s.dataDir, "admin.token")
+		err := testbin.WaitHealthy(scheme+"://"+s.admin+"/health", tokenFile, done)
+		if err == nil {
 			t.Cleanup(func() {
 				stop()
 				if t.Failed() {
 					t.Logf("oma-server log:\n%s", s.log.String())
 				}
 			})
+			b, err := os.ReadFile(tokenFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.token = strings.TrimSpace(string(b))
 			return s
 		}
 		stop()
+		lastErr = fmt.Errorf("%w\nlog:\n%s", err, s.log.String())
 	}
 	t.Fatalf("oma-server did not start: %v", lastErr)
 	return nil
-}
-
-func waitHealthy(s *omaServer, scheme string, done <-chan struct{}) error {
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("oma-server exited:\n%s", s.log.String())
-		default:
-		}
-		if resp, err := hc.Get(scheme + "://" + s.admin + "/health"); err == nil {
-			resp.Body.Close()
-			if b, err := os.ReadFile(filepath.Join(s.dataDir, "admin.token")); err == nil && resp.StatusCode == 200 {
-				s.token = strings.TrimSpace(string(b))
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New("no healthy answer within 30s")
 }
 
 // chromiumPath finds the browser: OMA_TEST_CHROMIUM, else chromium on PATH.
@@ -163,7 +96,7 @@ func browser(t *testing.T) context.Context {
 		}
 		t.Skipf("SKIPPED browser test: %v", err)
 	}
-	out := &syncBuffer{}
+	out := &testbin.Buffer{}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Flag("headless", true),
