@@ -152,7 +152,7 @@ func binaries() []binaryDoc {
 				"(`OMA_DB_DSN`). One file may hold the keys of all commands; a key that is no flag of any command is an error.",
 			example: "data-dir: /var/lib/oma-enroll\ndb-driver: mysql\ndb-dsn: oma:secret@tcp(db.example.com:3306)/oma\npublic-host: oma.example.com\ntls-cert: /etc/oma-enroll/tls.crt\ntls-key: /etc/oma-enroll/tls.key\nlog-format: json\n",
 			setting: func(cmd *cobra.Command, fl *pflag.Flag) (cmdutil.Setting, bool) {
-				if fl.Name == "config" || cmdlineOnly(cmd) {
+				if fl.Name == "config" || omaserver.CmdlineOnlyFlag(fl.Name) || cmdlineOnly(cmd) {
 					return cmdutil.Setting{}, false
 				}
 				return cmdutil.Setting{Key: fl.Name, Flag: fl.Name, Env: "OMA_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))}, true

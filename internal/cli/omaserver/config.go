@@ -14,6 +14,11 @@ import (
 // DefaultConfigFile is read when present and --config is not given.
 const DefaultConfigFile = "/etc/oma-enroll/oma-server.yaml"
 
+// CmdlineOnlyFlag reports flags that are never read from the environment
+// or the config file: --yes of migrate down, which a forgotten setting must
+// not turn on.
+func CmdlineOnlyFlag(name string) bool { return name == "yes" }
+
 // loadConfig binds every flag of cmd (and its parents' persistent flags)
 // to a viper key of the same name, to the environment variable OMA_<NAME>
 // (dashes as underscores) and to the YAML config file, so that the
@@ -22,7 +27,7 @@ func loadConfig(cmd *cobra.Command) (*viper.Viper, error) {
 	v := viper.New()
 	var bindErr error
 	bind := func(f *pflag.Flag) {
-		if f.Name == "help" || f.Name == "config" {
+		if f.Name == "help" || f.Name == "config" || CmdlineOnlyFlag(f.Name) {
 			return
 		}
 		if err := v.BindPFlag(f.Name, f); err != nil && bindErr == nil {

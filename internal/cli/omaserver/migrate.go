@@ -1,7 +1,11 @@
 package omaserver
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +23,7 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
   oma-server migrate up --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma'`,
 		Args: cobra.NoArgs,
 	}
+	var yes bool
 	run := func(action string) func(cmd *cobra.Command, args []string) error {
 		return func(cmd *cobra.Command, args []string) error {
 			v, err := loadConfig(cmd)
@@ -28,6 +33,11 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 			c, err := commonFrom(v)
 			if err != nil {
 				return err
+			}
+			if action == "down" && !yes {
+				if err := confirmDrop(ios, c.Driver); err != nil {
+					return err
+				}
 			}
 			ctx := cmd.Context()
 			if c.Driver == "sqlite" {
@@ -58,13 +68,37 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 			return nil
 		}
 	}
+	down := &cobra.Command{Use: "down", Short: "Roll back every migration (drops all enrollment tables)", Args: cobra.NoArgs,
+		Long: `Roll back every migration. This drops every enrollment table with all its
+data: enrollments, admin tokens and the audit trail. Take a backup first
+(see the README). On a terminal it asks you to type "drop"; elsewhere it
+needs --yes.`,
+		Example: "  oma-server migrate down --yes --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma_test'",
+		RunE:    run("down")}
+	down.Flags().BoolVarP(&yes, "yes", "y", false, "drop everything without asking")
 	cmd.AddCommand(
 		&cobra.Command{Use: "up", Short: "Apply every pending migration", Args: cobra.NoArgs,
 			Example: "  oma-server migrate up", RunE: run("up")},
-		&cobra.Command{Use: "down", Short: "Roll back every migration (drops all enrollment tables)", Args: cobra.NoArgs,
-			Long: "Roll back every migration. This drops all enrollment tables and their data.", Example: "  oma-server migrate down", RunE: run("down")},
+		down,
 		&cobra.Command{Use: "status", Short: "Show the schema version", Args: cobra.NoArgs,
 			Example: "  oma-server migrate status", RunE: run("status")},
 	)
 	return cmd
+}
+
+// confirmDrop asks on a terminal for "drop" before migrate down; without a
+// terminal, --yes is required (a script must say so).
+func confirmDrop(ios *cmdutil.IOStreams, driver string) error {
+	if !ios.InTTY || !ios.ErrTTY {
+		return cmdutil.FlagErrorf("migrate down drops every enrollment table with all enrollments, admin tokens and the audit trail (%s database): pass --yes if that is what you want", driver)
+	}
+	fmt.Fprintf(ios.ErrOut, "This drops every enrollment table of the %s database with all enrollments, admin tokens and the audit trail.\nType \"drop\" to go on: ", driver)
+	line, err := bufio.NewReader(ios.In).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if strings.TrimSpace(line) != "drop" {
+		return cmdutil.Exit(cmdutil.ExitFailure, errors.New("cancelled: nothing was changed"))
+	}
+	return nil
 }

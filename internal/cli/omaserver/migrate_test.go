@@ -1,0 +1,69 @@
+package omaserver
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+)
+
+// TestMigrateDownAsksFirst: migrate down drops everything, so a script
+// must pass --yes and a person must type "drop"; anything else changes
+// nothing.
+func TestMigrateDownAsksFirst(t *testing.T) {
+	t.Setenv("OMA_CONFIG", "")
+	dir := t.TempDir()
+	status := func() string {
+		t.Helper()
+		out, stderr, code := runServerCmd(t, "migrate", "status", "--data-dir", dir)
+		if code != 0 {
+			t.Fatalf("migrate status: exit %d\n%s", code, stderr)
+		}
+		return out
+	}
+	if _, stderr, code := runServerCmd(t, "migrate", "up", "--data-dir", dir); code != 0 {
+		t.Fatalf("migrate up: exit %d\n%s", code, stderr)
+	}
+	migrated := status()
+	if strings.Contains(migrated, "version 0,") {
+		t.Fatalf("after up: %s", migrated)
+	}
+
+	// No terminal, no --yes: a usage error, nothing dropped.
+	_, stderr, code := runServerCmd(t, "migrate", "down", "--data-dir", dir)
+	if code != cmdutil.ExitUsage || !strings.Contains(stderr, "--yes") || !strings.Contains(stderr, "audit trail") {
+		t.Fatalf("down without --yes: exit %d\n%s", code, stderr)
+	}
+	if got := status(); got != migrated {
+		t.Fatalf("after a refused down: %s, want %s", got, migrated)
+	}
+
+	// A terminal: anything but "drop" cancels.
+	tty := func(answer string) (string, int) {
+		ios, in, _, errOut := cmdutil.Test()
+		ios.InTTY, ios.ErrTTY = true, true
+		in.WriteString(answer)
+		root := NewRootCmd(ios)
+		root.SetArgs([]string{"migrate", "down", "--data-dir", dir})
+		code := cmdutil.Run(root, ios)
+		return errOut.String(), code
+	}
+	if stderr, code := tty("y\n"); code != cmdutil.ExitFailure || !strings.Contains(stderr, `Type "drop"`) || !strings.Contains(stderr, "cancelled") {
+		t.Fatalf("down answered y: exit %d\n%s", code, stderr)
+	}
+	if got := status(); got != migrated {
+		t.Fatalf("after a cancelled down: %s, want %s", got, migrated)
+	}
+	if stderr, code := tty("drop\n"); code != 0 {
+		t.Fatalf("down answered drop: exit %d\n%s", code, stderr)
+	}
+	if got := status(); !strings.Contains(got, "version 0,") {
+		t.Fatalf("after down: %s", got)
+	}
+
+	// --yes, for scripts.
+	runServerCmd(t, "migrate", "up", "--data-dir", dir)
+	if _, stderr, code := runServerCmd(t, "migrate", "down", "--yes", "--data-dir", dir); code != 0 || !strings.Contains(status(), "version 0,") {
+		t.Fatalf("down --yes: exit %d\n%s", code, stderr)
+	}
+}
