@@ -203,7 +203,15 @@ func (s *Server) tunnelFor(e *enroll.Enrollment) *api.Tunnel {
 	return out
 }
 
+// handlePublicHealth answers 503 while the database is unreachable, so a
+// load balancer takes the instance out; the answer comes from a check at
+// most a second old (see dbCheck), so probes from the internet cannot make
+// the server ping its database at their rate.
 func (s *Server) handlePublicHealth(w http.ResponseWriter, r *http.Request) {
+	if !s.dbCheck.ok(r.Context(), s.store.Ping) {
+		writeJSON(w, http.StatusServiceUnavailable, api.HealthResponse{Status: "unavailable"})
+		return
+	}
 	writeJSON(w, http.StatusOK, api.HealthResponse{Status: "ok"})
 }
 

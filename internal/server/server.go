@@ -119,6 +119,7 @@ type Server struct {
 	codeLimit   *limiter
 	waiters     *waiters
 	fingerprint string
+	dbCheck     dbCheck // the public /health's view of the database
 
 	// onApprove and onRevoke let a tunnel endpoint react (set by SetHooks).
 	onApprove, onRevoke func(*enroll.Enrollment)
@@ -328,4 +329,36 @@ func (s *Server) expirer(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// dbCheck caches whether the database answers a ping, for at most
+// dbCheckMaxAge; while one ping is under way, other callers get the last
+// answer instead of pinging too.
+type dbCheck struct {
+	mu       sync.Mutex
+	at       time.Time
+	up       bool
+	inFlight bool
+}
+
+const dbCheckMaxAge = time.Second
+
+func (c *dbCheck) ok(ctx context.Context, ping func(context.Context) error) bool {
+	c.mu.Lock()
+	if !c.at.IsZero() && (time.Since(c.at) < dbCheckMaxAge || c.inFlight) {
+		up := c.up
+		c.mu.Unlock()
+		return up
+	}
+	c.inFlight = true
+	c.mu.Unlock()
+	// The check does not end with the request that started it: its answer
+	// serves the others.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	up := ping(ctx) == nil
+	c.mu.Lock()
+	c.at, c.up, c.inFlight = time.Now(), up, false
+	c.mu.Unlock()
+	return up
 }
