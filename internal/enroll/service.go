@@ -246,7 +246,10 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 	}
 	code, err := NormalizePairingCode(req.PairingCode)
 	if err != nil {
-		return nil, err
+		// DESIGN.md §5: every refused code is the one 403
+		// pairing_code_rejected. The message may say what is wrong with
+		// the form: the form is no secret.
+		return nil, &Error{Code: CodePairingCodeRejected, Message: ErrorMessage(err), Err: errMalformedCode}
 	}
 	hash := HashSecret(code)
 	fp := sshkey.Fingerprint(pub)

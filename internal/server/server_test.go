@@ -578,7 +578,7 @@ func TestMalformedCodesCountAsFailures(t *testing.T) {
 	e := startServer(t, db, func(c *server.Config) { c.CodeFailuresPerMinute, c.CodeFailureBurst = 1, 3 })
 	v := newVMA(t, "typo")
 	for i := 0; i < 3; i++ {
-		expect(t, e.do("POST", e.public+api.PathEnroll, "", api.EnrollRequest{PairingCode: "short", VMAPublicKey: v.pub, VMAName: v.name}), 400, "invalid_request")
+		expect(t, e.do("POST", e.public+api.PathEnroll, "", api.EnrollRequest{PairingCode: "short", VMAPublicKey: v.pub, VMAName: v.name}), 403, "pairing_code_rejected")
 	}
 	expect(t, e.do("POST", e.public+api.PathEnroll, "", api.EnrollRequest{PairingCode: "short", VMAPublicKey: v.pub, VMAName: v.name}), 429, "rate_limited")
 }

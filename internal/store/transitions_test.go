@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,7 +236,11 @@ func TestEnrollCodes(t *testing.T) {
 		}
 		// Bad input never reaches the store.
 		_, err = svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: "ABCD", PublicKey: v.request("").PublicKey, Name: "x"}, vmaIP)
-		wantCode(t, "Enroll with a short code", err, enroll.CodeInvalidRequest)
+		// A malformed code is refused like any other (DESIGN.md §5).
+		wantCode(t, "Enroll with a short code", err, enroll.CodePairingCodeRejected)
+		if msg := enroll.ErrorMessage(err); !strings.Contains(msg, "12") {
+			t.Errorf("short code message %q does not say what is wrong", msg)
+		}
 		_, err = svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: newCode(t, svc), PublicKey: "ssh-rsa AAAA", Name: "x"}, vmaIP)
 		wantCode(t, "Enroll with an RSA key", err, enroll.CodeInvalidPublicKey)
 		wantChainOK(t, svc)
