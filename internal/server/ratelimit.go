@@ -157,6 +157,17 @@ func (w *waiters) acquire(ip string) bool {
 	return true
 }
 
+// total counts the long polls being held now.
+func (w *waiters) total() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, c := range w.n {
+		n += c
+	}
+	return n
+}
+
 func (w *waiters) release(ip string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
@@ -152,6 +154,10 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 		ready:       make(chan struct{}),
 	}
 	s.metrics.reg.MustRegister(newStateCollector(svc))
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "oma_enroll_long_polls_waiting",
+		Help: "Result long polls this instance holds open now.",
+	}, func() float64 { return float64(s.waiters.total()) }))
 	prev := svc.OnAudit
 	svc.OnAudit = func(ev *enroll.AuditEvent) {
 		if prev != nil {
@@ -175,6 +181,9 @@ func (s *Server) SetUI(h http.Handler) { s.ui = h }
 
 // Fingerprint is the SPKI fingerprint of the public certificate.
 func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// LongPolls counts the result long polls this instance holds open now.
+func (s *Server) LongPolls() int { return s.waiters.total() }
 
 // AdminFingerprint is the SPKI fingerprint of the admin listener's
 // certificate, or "" when the admin listener speaks plain HTTP.

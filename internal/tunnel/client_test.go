@@ -461,7 +461,7 @@ func TestClientSurvivesOneRefusal(t *testing.T) {
 		LocalForwards:  []api.Forward{{Listen: setup.nbdLocal, Target: o.nbd}},
 		RemoteForwards: []api.Forward{{Listen: tport, Target: o.vmaAPI}},
 	}}
-	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) { c.RefusedRetry = 3 * time.Second })
+	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) { c.RefusedRetry = 10 * time.Second }) // time to approve on a busy machine
 	rc.ev.waitFor(t, tunnel.EventKeyRefused, 1, 10*time.Second)
 	if st := o.call("POST", "http://"+o.srv.AdminAddr()+api.PathApprove+er.EnrollmentID, o.token, nil, nil); st != 200 {
 		t.Fatalf("approve %d", st)
