@@ -63,7 +63,9 @@ run: build ## run a development server: SQLite in ./.oma-dev, public :8443, admi
 		--admin-listen 127.0.0.1:8082 --public-listen :8443 --public-host 127.0.0.1
 
 bench: ## measure the server against its floor and its peers (prints a markdown table; minutes; ROWS=5 or ROWS=2,7 for some rows)
-	OMA_TEST_MYSQL_DSN="$(OMA_TEST_MYSQL_DSN)" $(GO) run ./internal/bench/omabench -rows "$(ROWS)"
+	@dsn="$(OMA_TEST_MYSQL_DSN)"; \
+	if [ -z "$$dsn" ]; then dsn="$$(.ci/bench-deps)" || { echo "make bench: could not start MariaDB (see above): set OMA_TEST_MYSQL_DSN to a MariaDB root DSN" >&2; exit 1; }; fi; \
+	OMA_TEST_MYSQL_DSN="$$dsn" $(GO) run ./internal/bench/omabench -rows "$(ROWS)"
 
 bench-smoke: ## a short run that checks the benchmark harness works
 	$(GO) run ./internal/bench/omabench -smoke
