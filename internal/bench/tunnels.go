@@ -36,9 +36,10 @@ func pss(pid int) (int64, error) {
 
 // idleTunnels opens n idle tunnels (each with its reverse forward) to the
 // embedded endpoint and returns the server's PSS growth per tunnel. Then it
-// revokes up to revokes of them, one at a time, and returns for each the
+// revokes up to revokes of them, one at a time, through revoker (another
+// instance on the same database, or s itself), and returns for each the
 // time from the revoke call to the tunnel's end as its client sees it.
-func idleTunnels(s *server, n, revokes int) (perTunnel int64, dropped durations, err error) {
+func idleTunnels(s *server, n, revokes int, revoker *server) (perTunnel int64, dropped durations, err error) {
 	codes, err := s.codes(n)
 	if err != nil {
 		return 0, nil, err
@@ -101,7 +102,7 @@ func idleTunnels(s *server, n, revokes int) (perTunnel int64, dropped durations,
 	}
 	perTunnel = (after - before) / int64(n)
 	for i := range min(revokes, n) {
-		d, err := revokeAndWait(s, vmas[i].id, clients[i])
+		d, err := revokeAndWait(revoker, vmas[i].id, clients[i])
 		if err != nil {
 			return 0, nil, err
 		}
