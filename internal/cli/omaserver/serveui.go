@@ -73,10 +73,7 @@ func mountUI(srv *server.Server, svc *enroll.Service, log *slog.Logger) error {
 // network, louder when it speaks plain HTTP.
 func warnAdminListener(log *slog.Logger, addr string, tlsOn bool) {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return
-	}
-	if ip := net.ParseIP(host); host != "" && (ip == nil || ip.IsLoopback()) {
+	if err != nil || loopbackOnly(host) {
 		return
 	}
 	if tlsOn {
@@ -85,4 +82,26 @@ func warnAdminListener(log *slog.Logger, addr string, tlsOn bool) {
 	}
 	log.Warn("the admin listener is not on a loopback address and serves plain HTTP: admin tokens and web UI sessions cross the network unencrypted; "+
 		"keep it on a private network and turn on --admin-tls (or --admin-tls-cert/--admin-tls-key)", "admin_listen", addr)
+}
+
+// loopbackOnly reports whether host ("" is every address) names loopback
+// addresses only; a name is resolved, and one that does not resolve is
+// taken as not loopback (the listener would not start anyway).
+func loopbackOnly(host string) bool {
+	if host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
