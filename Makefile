@@ -39,9 +39,10 @@ build: ## build oma-server, omactl and vma-enroll into bin/
 test: ## run every test with the race detector (MariaDB tests need OMA_TEST_MYSQL_DSN; .ci/run sets it)
 	$(GO) test -race -count=1 ./...
 
-lint: ## check formatting and run go vet
+lint: ## check formatting, go.mod and go.sum (go mod tidy), and run go vet
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 
 fuzz: ## run each fuzz target for FUZZTIME (30s)
