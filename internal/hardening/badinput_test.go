@@ -151,7 +151,7 @@ func TestBadInput(t *testing.T) {
 			{name: "enroll 1 MiB body", method: "POST", path: api.PathEnroll, body: strings.Repeat(" ", 1<<20), status: 413, code: "body_too_large"},
 			{name: "enroll 60 KB name", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAName = strings.Repeat("a", 60000) }), status: 400, code: "invalid_request"},
 			{name: "enroll 65 char name", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAName = strings.Repeat("a", 65) }), status: 400, code: "invalid_request"},
-			{name: "enroll 10 KB code", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = strings.Repeat("A", 10000) }), status: 400, code: "invalid_request"},
+			{name: "enroll 10 KB code", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = strings.Repeat("A", 10000) }), status: 403, code: "pairing_code_rejected"},
 			{name: "enroll 5 KB key", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAPublicKey = "ssh-ed25519 " + strings.Repeat("A", 5000) }), status: 400, code: "invalid_public_key"},
 			{name: "enroll 1 KB version", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAVersion = strings.Repeat("1", 1000) }), status: 400, code: "invalid_request"},
 			// --- non-UTF-8, NUL, newlines, escapes
@@ -171,7 +171,7 @@ func TestBadInput(t *testing.T) {
 			// --- SQL injection
 			{name: "enroll SQL injection in name", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAName = sqlInj }), status: 400, code: "invalid_request"},
 			{name: "enroll SQL injection in version", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAVersion = "1' OR '1'='1" }), status: 400, code: "invalid_request"},
-			{name: "enroll SQL injection in code", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = "' OR '1'='1" }), status: 400, code: "invalid_request"},
+			{name: "enroll SQL injection in code", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = "' OR '1'='1" }), status: 403, code: "pairing_code_rejected"},
 			{name: "enroll SQL injection in key", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAPublicKey = "ssh-ed25519 ' OR 1=1 --" }), status: 400, code: "invalid_public_key"},
 			// --- keys
 			{name: "enroll RSA key", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.VMAPublicKey = rsaLine }), status: 400, code: "invalid_public_key"},
@@ -186,7 +186,7 @@ func TestBadInput(t *testing.T) {
 			// --- codes, content type, methods
 			{name: "enroll wrong code", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = "AAAA-BBBB-CCCC" }), status: 403, code: "pairing_code_rejected"},
 			{name: "enroll all-zero code", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = "0000-0000-0000" }), status: 403, code: "pairing_code_rejected"},
-			{name: "enroll code with U", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = "UUUU-UUUU-UUUU" }), status: 400, code: "invalid_request"},
+			{name: "enroll code with U", method: "POST", path: api.PathEnroll, body: with(func(r *api.EnrollRequest) { r.PairingCode = "UUUU-UUUU-UUUU" }), status: 403, code: "pairing_code_rejected"},
 			{name: "enroll text/plain", method: "POST", path: api.PathEnroll, body: goodJSON, header: map[string]string{"Content-Type": "text/plain"}, status: 400, code: "invalid_request"},
 			{name: "enroll form encoded", method: "POST", path: api.PathEnroll, body: "pairing_code=" + code, header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, status: 400, code: "invalid_request"},
 			{name: "enroll GET", method: "GET", path: api.PathEnroll, status: 405, code: "method_not_allowed"},
