@@ -132,3 +132,16 @@ ensure_chromium() {
 		apt_install chromium fonts-dejavu-core
 	fi
 }
+
+# ensure_tools installs the command-line tools of the curl walkthrough
+# (examples/curl-enroll.sh, run by internal/e2e) when missing.
+ensure_tools() {
+	local missing=()
+	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	command -v jq >/dev/null 2>&1 || missing+=(jq)
+	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+	command -v xxd >/dev/null 2>&1 || missing+=(xxd)
+	if [ "${#missing[@]}" -gt 0 ]; then
+		apt_install "${missing[@]}"
+	fi
+}

@@ -1,0 +1,45 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+)
+
+// TestCurlWalkthrough runs examples/curl-enroll.sh, the README's
+// enrollment with curl, openssl and jq only, against the real server: the
+// API as documented is enough to enroll, with the certificate pinned.
+func TestCurlWalkthrough(t *testing.T) {
+	for _, tool := range []string{"curl", "jq", "openssl", "xxd", "base64"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed for the curl walkthrough (.ci/run installs it): %v", tool, err)
+		}
+	}
+	s := startServer(t, backend{name: "sqlite"})
+	script, _ := filepath.Abs("../../examples/curl-enroll.sh")
+	out, err := exec.Command("bash", script, s.adminURL(), "https://"+s.public, s.tokenFile, "vma-curl-01").CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl-enroll.sh: %v\n%s", err, out)
+	}
+	var res api.ResultResponse
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("the script's last answer is not the result: %v\n%s", err, out)
+	}
+	if res.Status != "approved" || res.VMAName != "vma-curl-01" || res.Tunnel == nil || len(res.Tunnel.RemoteForwards) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	var active []api.Connection
+	s.omactlJSON(&active, "active")
+	if len(active) != 1 || active[0].EnrollmentID != res.EnrollmentID {
+		t.Fatalf("omactl active after the curl enrollment: %+v", active)
+	}
+	// The approval notes the script sent are in the audit trail.
+	r := s.omactl("audit", "--vma", "vma-curl-01", "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, "approved with curl") {
+		t.Fatalf("audit: %s", r)
+	}
+}
