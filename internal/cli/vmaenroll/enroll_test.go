@@ -163,6 +163,11 @@ func TestEnrollOutcomes(t *testing.T) {
 		if r.code != ExitCodeRejected || res.Status != "pairing_code_rejected" || !strings.Contains(r.stderr, "new one") {
 			t.Fatalf("exit %d %+v\n%s", r.code, res, r.stderr)
 		}
+		// The key was made and is kept for the next try: its fingerprint
+		// is reported.
+		if !strings.HasPrefix(res.VMAFingerprint, "SHA256:") {
+			t.Fatalf("vma_fingerprint %q after a refused code", res.VMAFingerprint)
+		}
 		if evs := oma.Events(enroll.EventEnrollmentFailed); len(evs) != 1 {
 			t.Fatalf("the server audited %d failed enrollments, want 1", len(evs))
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
 
 // Result is the one JSON object `vma-enroll -o json` prints.
@@ -35,6 +36,10 @@ func (e *enroller) finish(o outcome) error {
 	}
 	if e.st != nil {
 		r.EnrollmentID, r.VMAName, r.VMAFingerprint = e.st.EnrollmentID, e.st.VMAName, e.st.VMAFingerprint
+	} else if e.key != nil {
+		// Refused before the state was saved (a rejected code, say): the
+		// key exists and the next try reuses it.
+		r.VMAFingerprint = sshkey.Fingerprint(e.key.Public)
 	}
 	if o.err != nil {
 		r.Error = o.err.Error()
