@@ -72,8 +72,9 @@ with the admin token that oma-server wrote on first start
      the one the VMA console shows, then 'omactl approve NAME'.
 
 Settings come from flags, then OMACTL_* environment variables (OMACTL_SERVER,
-OMACTL_TOKEN, OMACTL_TOKEN_FILE, OMACTL_OUTPUT, OMACTL_CONFIG), then the YAML
-config file (keys server, token, token_file, output), then defaults. The
+OMACTL_TOKEN, OMACTL_TOKEN_FILE, OMACTL_OUTPUT, OMACTL_FINGERPRINT,
+OMACTL_CONFIG), then the YAML config file (keys server, token, token_file,
+output, fingerprint), then defaults. The
 config file is --config, else OMACTL_CONFIG, else ~/.config/omactl/config.yaml
 ($XDG_CONFIG_HOME/omactl/config.yaml) when it exists; a relative token_file in
 it is relative to the file. For example:

@@ -1,6 +1,8 @@
 package omaserver
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,17 +13,20 @@ import (
 // must pass --yes and a person must type "drop"; anything else changes
 // nothing.
 func TestMigrateDownAsksFirst(t *testing.T) {
-	t.Setenv("OMA_CONFIG", "")
+	isolateServerConfig(t)
 	dir := t.TempDir()
+	// Explicit, whatever the machine has configured (runServerCmd also
+	// replaces the config file): this test drops the schema.
+	db := []string{"--data-dir", dir, "--db-driver", "sqlite", "--db-dsn", filepath.Join(dir, "oma.db")}
 	status := func() string {
 		t.Helper()
-		out, stderr, code := runServerCmd(t, "migrate", "status", "--data-dir", dir)
+		out, stderr, code := runServerCmd(t, append([]string{"migrate", "status"}, db...)...)
 		if code != 0 {
 			t.Fatalf("migrate status: exit %d\n%s", code, stderr)
 		}
 		return out
 	}
-	if _, stderr, code := runServerCmd(t, "migrate", "up", "--data-dir", dir); code != 0 {
+	if _, stderr, code := runServerCmd(t, append([]string{"migrate", "up"}, db...)...); code != 0 {
 		t.Fatalf("migrate up: exit %d\n%s", code, stderr)
 	}
 	migrated := status()
@@ -30,7 +35,7 @@ func TestMigrateDownAsksFirst(t *testing.T) {
 	}
 
 	// No terminal, no --yes: a usage error, nothing dropped.
-	_, stderr, code := runServerCmd(t, "migrate", "down", "--data-dir", dir)
+	_, stderr, code := runServerCmd(t, append([]string{"migrate", "down"}, db...)...)
 	if code != cmdutil.ExitUsage || !strings.Contains(stderr, "--yes") || !strings.Contains(stderr, "audit trail") {
 		t.Fatalf("down without --yes: exit %d\n%s", code, stderr)
 	}
@@ -44,7 +49,9 @@ func TestMigrateDownAsksFirst(t *testing.T) {
 		ios.InTTY, ios.ErrTTY = true, true
 		in.WriteString(answer)
 		root := NewRootCmd(ios)
-		root.SetArgs([]string{"migrate", "down", "--data-dir", dir})
+		empty := filepath.Join(t.TempDir(), "empty.yaml")
+		os.WriteFile(empty, nil, 0o600)
+		root.SetArgs(append([]string{"migrate", "down", "--config", empty}, db...))
 		code := cmdutil.Run(root, ios)
 		return errOut.String(), code
 	}
@@ -62,8 +69,8 @@ func TestMigrateDownAsksFirst(t *testing.T) {
 	}
 
 	// --yes, for scripts.
-	runServerCmd(t, "migrate", "up", "--data-dir", dir)
-	if _, stderr, code := runServerCmd(t, "migrate", "down", "--yes", "--data-dir", dir); code != 0 || !strings.Contains(status(), "version 0,") {
+	runServerCmd(t, append([]string{"migrate", "up"}, db...)...)
+	if _, stderr, code := runServerCmd(t, append([]string{"migrate", "down", "--yes"}, db...)...); code != 0 || !strings.Contains(status(), "version 0,") {
 		t.Fatalf("down --yes: exit %d\n%s", code, stderr)
 	}
 }

@@ -2,6 +2,8 @@ package omaserver
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,8 +12,18 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
+// runServerCmd runs oma-server in-process with args. It never reads the
+// machine's settings: the OMA_* database and data-dir variables are
+// cleared and an empty config file replaces /etc/oma-enroll/oma-server.yaml
+// (a test that runs migrate down must not find a real database).
 func runServerCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	isolateServerConfig(t)
+	empty := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, "--config", empty)
 	ios, _, out, errOut := cmdutil.Test()
 	root := NewRootCmd(ios)
 	root.SetArgs(args)
@@ -63,5 +75,14 @@ func TestTokenListOutputs(t *testing.T) {
 	}
 	if strings.Contains(out, "token_hash") {
 		t.Fatal("token hashes are listed")
+	}
+}
+
+// isolateServerConfig clears the environment variables through which the
+// machine could point a test's oma-server at a real database.
+func isolateServerConfig(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"OMA_CONFIG", "OMA_DB_DRIVER", "OMA_DB_DSN", "OMA_DATA_DIR"} {
+		t.Setenv(k, "")
 	}
 }
