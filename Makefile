@@ -65,7 +65,7 @@ run: build ## run a development server: SQLite in ./.oma-dev, public :8443, admi
 
 bench: ## measure the server against its floor and its peers (prints a markdown table; minutes; ROWS=5 or ROWS=2,7 for some rows)
 	@dsn="$(OMA_TEST_MYSQL_DSN)"; \
-	if [ -z "$$dsn" ]; then dsn="$$(.ci/bench-deps)" || { echo "make bench: could not start MariaDB (see above): set OMA_TEST_MYSQL_DSN to a MariaDB root DSN" >&2; exit 1; }; fi; \
+	if [ -z "$$dsn" ]; then dsn="$$(.ci/bench-deps)" || { dsn=; echo "make bench: MariaDB could not be started (see above): measuring SQLite only; set OMA_TEST_MYSQL_DSN to a MariaDB root DSN for the rest" >&2; }; fi; \
 	OMA_TEST_MYSQL_DSN="$$dsn" $(GO) run ./internal/bench/omabench -rows "$(ROWS)"
 
 bench-smoke: ## a short run that checks the benchmark harness works

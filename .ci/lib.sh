@@ -3,7 +3,7 @@
 # functions only. Installing packages and starting MariaDB need root (or
 # sudo). The MariaDB tests connect as root without a password over TCP at
 # 127.0.0.1:3306; on a server that only lets root in over its socket (a
-# fresh install), ensure_mariadb allows that. Meant for throwaway CI
+# fresh install), ensure_mariadb --allow-root-tcp allows that. Meant for throwaway CI
 # machines and dev boxes.
 
 MYSQL_HOST=127.0.0.1
@@ -81,9 +81,13 @@ start_mariadb() {
 	exit 1
 }
 
-# ensure_mariadb installs and starts MariaDB when needed and lets root in
-# over TCP without a password.
+# ensure_mariadb installs and starts MariaDB when needed. With
+# --allow-root-tcp (CI) it also lets root in over TCP without a password
+# when it cannot yet; without it, that case is an error (on a developer's
+# machine it could wipe a root password someone set).
 ensure_mariadb() {
+	local allow_root_tcp=
+	[ "${1:-}" = "--allow-root-tcp" ] && allow_root_tcp=1
 	if ! command -v mysqladmin >/dev/null 2>&1; then
 		apt_install mariadb-server mariadb-client
 	fi
@@ -95,6 +99,10 @@ ensure_mariadb() {
 	# A fresh MariaDB lets root in only over its Unix socket (unix_socket
 	# authentication); the tests connect over TCP without a password.
 	if ! mysql --user=root --host="$MYSQL_HOST" --port="$MYSQL_PORT" -e 'SELECT 1' >/dev/null 2>&1; then
+		if [ -z "$allow_root_tcp" ]; then
+			log "MariaDB does not let root in over TCP without a password; not changing that here (.ci/run does, on CI machines)"
+			return 1
+		fi
 		log "allowing root over TCP without a password (test server only)"
 		as_root mysql --user=root --protocol=socket -e "
 			ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket;
@@ -123,7 +131,7 @@ ensure_openssh() {
 	fi
 	# sshd wants its privilege separation directory, which the package
 	# creates at boot (or when its service starts) only.
-	as_root install -d -m 0755 /run/sshd
+	[ -d /run/sshd ] || as_root install -d -m 0755 /run/sshd
 }
 
 # ensure_chromium installs Chromium (and a font) when missing.
