@@ -14,12 +14,26 @@ set -euo pipefail
 
 ADMIN=${1:-http://127.0.0.1:8082}
 PUBLIC=${2:-https://127.0.0.1:8443}
-TOKEN=$(cat "${3:-.oma-dev/admin.token}")
+TOKEN_FILE=${3:-.oma-dev/admin.token}
 NAME=${4:-vma-curl}
+umask 077
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-json=(-H 'Content-Type: application/json')
-admin() { curl -sS --fail-with-body "${json[@]}" -H "Authorization: Bearer $TOKEN" "$@"; }
+# Tokens go to curl in header files (-H @file), never on its command line,
+# where other users could read them (ps).
+printf 'Authorization: Bearer %s\n' "$(cat "$TOKEN_FILE")" >"$work/admin.hdr"
+
+# call FILE CURL-ARGS...: run curl, leave the answer in FILE, and on an
+# error answer show it and stop.
+call() {
+	local out=$1
+	shift
+	if ! curl -sS -o "$out" --fail-with-body -H 'Content-Type: application/json' "$@"; then
+		echo "curl-enroll.sh: the server refused: $(cat "$out" 2>/dev/null)" >&2
+		exit 1
+	fi
+}
+admin() { call "$work/answer" -H @"$work/admin.hdr" "$@"; cat "$work/answer"; }
 
 # 1. The admin makes a pairing code (10 minutes).
 pc=$(admin -X POST -d '{"ttl_seconds":600}' "$ADMIN/api/v1/admin/vma/pairing-code")
@@ -27,7 +41,8 @@ code=$(jq -r .pairing_code <<<"$pc")
 fp=$(jq -r .oma_fingerprint <<<"$pc")
 # curl pins "sha256//<base64 of the SPKI hash>"; the OMA prints it in hex.
 pin="sha256//$(printf '%s' "${fp#sha256:}" | xxd -r -p | base64 -w0)"
-vma() { curl -sS --fail-with-body -k --pinnedpubkey "$pin" "${json[@]}" "$@"; }
+# -k skips the CA check only: curl still refuses any other public key.
+vma() { call "$work/answer" -k --pinnedpubkey "$pin" "$@"; cat "$work/answer"; }
 
 # 2. The VMA's Ed25519 key, and its public key in OpenSSH form:
 #    "ssh-ed25519 " + base64(string "ssh-ed25519" + string <32-byte key>).
@@ -51,11 +66,15 @@ id=$(jq -r .enrollment_id <<<"$en")
 sig=$(openssl pkeyutl -sign -rawin -inkey "$work/vma.pem" -in "$work/msg" | base64 -w0)
 ver=$(vma -d "$(jq -n --arg i "$id" --arg s "$sig" '{enrollment_id:$i, signature:$s}')" \
 	"$PUBLIC/api/v1/vma/enroll/verify")
-poll=$(jq -r .poll_token <<<"$ver")
+printf 'Authorization: Bearer %s\n' "$(jq -r .poll_token <<<"$ver")" >"$work/poll.hdr"
 
 # 5. The admin sees it pending and approves it.
-admin "$ADMIN/api/v1/admin/vma/pending" | jq -e --arg i "$id" 'any(.enrollments[]; .id == $i)' >/dev/null
+if ! admin "$ADMIN/api/v1/admin/vma/pending" | jq -e --arg i "$id" 'any(.enrollments[]; .id == $i)' >/dev/null; then
+	echo "curl-enroll.sh: enrollment $id is not pending" >&2
+	exit 1
+fi
 admin -X POST -d '{"notes":"approved with curl"}' "$ADMIN/api/v1/admin/vma/approve/$id" >/dev/null
 
 # 6. The VMA's result (a long poll would wait with &wait=25s).
-vma -H "Authorization: Bearer $poll" "$PUBLIC/api/v1/vma/enroll/result?enrollment_id=$id"
+vma -H @"$work/poll.hdr" "$PUBLIC/api/v1/vma/enroll/result?enrollment_id=$id"
+echo

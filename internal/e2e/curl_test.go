@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 )
@@ -21,9 +24,14 @@ func TestCurlWalkthrough(t *testing.T) {
 	}
 	s := startServer(t, backend{name: "sqlite"})
 	script, _ := filepath.Abs("../../examples/curl-enroll.sh")
-	out, err := exec.Command("bash", script, s.adminURL(), "https://"+s.public, s.tokenFile, "vma-curl-01").CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", script, s.adminURL(), "https://"+s.public, s.tokenFile, "vma-curl-01")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("curl-enroll.sh: %v\n%s", err, out)
+		t.Fatalf("curl-enroll.sh: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
 	}
 	var res api.ResultResponse
 	if err := json.Unmarshal(out, &res); err != nil {
