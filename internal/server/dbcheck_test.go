@@ -55,3 +55,35 @@ func TestDBCheck(t *testing.T) {
 		t.Fatal("the check took the canceled request's context")
 	}
 }
+
+// TestDBCheckFirstBurst: before any answer, concurrent callers wait for
+// the one ping under way instead of each pinging.
+func TestDBCheckFirstBurst(t *testing.T) {
+	var c dbCheck
+	var pings atomic.Int32
+	release := make(chan struct{})
+	ping := func(context.Context) error {
+		pings.Add(1)
+		<-release
+		return nil
+	}
+	var wg sync.WaitGroup
+	var ups atomic.Int32
+	for range 20 {
+		wg.Go(func() {
+			if c.ok(context.Background(), ping) {
+				ups.Add(1)
+			}
+		})
+	}
+	// Every caller is in: one pings, the others wait on it.
+	for pings.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if pings.Load() != 1 || ups.Load() != 20 {
+		t.Fatalf("%d pings, %d up answers for 20 first callers; want 1 and 20", pings.Load(), ups.Load())
+	}
+}

@@ -204,9 +204,9 @@ func (s *Server) tunnelFor(e *enroll.Enrollment) *api.Tunnel {
 }
 
 // handlePublicHealth answers 503 while the database is unreachable, so a
-// load balancer takes the instance out; the answer comes from a check at
-// most a second old (see dbCheck), so probes from the internet cannot make
-// the server ping its database at their rate.
+// load balancer takes the instance out; the answer comes from a check made
+// at most once a second (see dbCheck), so probes from the internet cannot
+// make the server ping its database at their rate.
 func (s *Server) handlePublicHealth(w http.ResponseWriter, r *http.Request) {
 	if !s.dbCheck.ok(r.Context(), s.store.Ping) {
 		writeJSON(w, http.StatusServiceUnavailable, api.HealthResponse{Status: "unavailable"})

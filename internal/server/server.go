@@ -340,34 +340,43 @@ func (s *Server) expirer(ctx context.Context) {
 	}
 }
 
-// dbCheck caches whether the database answers a ping, for at most
-// dbCheckMaxAge; while one ping is under way, other callers get the last
-// answer instead of pinging too.
+// dbCheck caches whether the database answers a ping, refreshing it at
+// most once per dbCheckMaxAge; while a ping is under way, other callers get
+// the last answer (or, before the first one, wait for it) instead of
+// pinging too.
 type dbCheck struct {
-	mu       sync.Mutex
-	at       time.Time
-	up       bool
-	inFlight bool
+	mu     sync.Mutex
+	at     time.Time
+	up     bool
+	flight chan struct{} // closed when the ping under way answers
 }
 
 const dbCheckMaxAge = time.Second
 
 func (c *dbCheck) ok(ctx context.Context, ping func(context.Context) error) bool {
 	c.mu.Lock()
-	if !c.at.IsZero() && (time.Since(c.at) < dbCheckMaxAge || c.inFlight) {
-		up := c.up
+	if c.flight != nil || (!c.at.IsZero() && time.Since(c.at) < dbCheckMaxAge) {
+		up, flight, first := c.up, c.flight, c.at.IsZero()
 		c.mu.Unlock()
+		if flight != nil && first {
+			<-flight // no answer yet to give: the first one's
+			c.mu.Lock()
+			up = c.up
+			c.mu.Unlock()
+		}
 		return up
 	}
-	c.inFlight = true
+	flight := make(chan struct{})
+	c.flight = flight
 	c.mu.Unlock()
 	// The check does not end with the request that started it: its answer
 	// serves the others.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	up := ping(ctx) == nil
+	up := ping(pctx) == nil
 	c.mu.Lock()
-	c.at, c.up, c.inFlight = time.Now(), up, false
+	c.at, c.up, c.flight = time.Now(), up, nil
 	c.mu.Unlock()
+	close(flight)
 	return up
 }

@@ -549,7 +549,14 @@ func TestSilentTunnelIsDroppedByKeepalives(t *testing.T) {
 	if o.ep.Connected(v.id) {
 		t.Fatal("a silent tunnel was still held 10s later")
 	}
-	t.Logf("dropped %s after it went silent (keepalive every %s)", time.Since(start).Round(time.Millisecond), keepaliveEvery)
+	// Three unanswered probes take at least two periods from the first of
+	// them, which may have been sent up to a period before the relay went
+	// silent: anything sooner than one period means fewer than three.
+	d := time.Since(start)
+	t.Logf("dropped %s after it went silent (keepalive every %s)", d.Round(time.Millisecond), keepaliveEvery)
+	if d < keepaliveEvery {
+		t.Fatalf("dropped after %s, before three keepalives could go unanswered", d)
+	}
 	// The endpoint forgets the tunnel first and then commits its
 	// disconnection event, so the event can trail Connected by a moment.
 	var evs []enroll.AuditEvent
