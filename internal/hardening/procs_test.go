@@ -116,10 +116,12 @@ func (p *omaProc) start(admin, public string) error {
 	}
 	tok, err := os.ReadFile(p.tokenFile)
 	if err != nil {
+		p.kill() // a retry starts another one
 		return err
 	}
 	fp, err := fetchFingerprint(public)
 	if err != nil {
+		p.kill()
 		return err
 	}
 	p.apiClient = newAPIClient(admin, public, strings.TrimSpace(string(tok)), fp)
