@@ -36,8 +36,14 @@ func TestOmactlAdminTLS(t *testing.T) {
 	}
 
 	// The pin in any case and with colons, as people paste it.
-	upper := "SHA256:" + strings.ToUpper(strings.TrimPrefix(fp, "sha256:"))
-	for _, pin := range []string{fp, upper} {
+	hexFP := strings.TrimPrefix(fp, "sha256:")
+	upper := "SHA256:" + strings.ToUpper(hexFP)
+	var pairs []string
+	for i := 0; i < len(hexFP); i += 2 {
+		pairs = append(pairs, hexFP[i:i+2])
+	}
+	colons := "sha256:" + strings.Join(pairs, ":")
+	for _, pin := range []string{fp, upper, colons} {
 		r = s.omactl("pairing-code", "-o", "json", "--fingerprint", pin)
 		var pc struct {
 			PairingCode string `json:"pairing_code"`
