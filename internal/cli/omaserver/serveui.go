@@ -1,9 +1,11 @@
 package omaserver
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -94,12 +96,14 @@ func loopbackOnly(host string) bool {
 	if ip := net.ParseIP(host); ip != nil {
 		return ip.IsLoopback()
 	}
-	ips, err := net.LookupIP(host)
-	if err != nil || len(ips) == 0 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil || len(addrs) == 0 {
 		return false
 	}
-	for _, ip := range ips {
-		if !ip.IsLoopback() {
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
 			return false
 		}
 	}

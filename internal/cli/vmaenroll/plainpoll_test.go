@@ -104,11 +104,13 @@ func TestPlainPollingFallback(t *testing.T) {
 			proxy := newPollProxy(t, oma, tc.rewrite)
 			code := oma.Code()
 			dir := t.TempDir()
-			done := make(chan result, 1)
+			done, finished := make(chan result, 1), make(chan struct{})
 			go func() {
+				defer close(finished)
 				done <- runVE(t, "", false, "--oma", strings.TrimPrefix(proxy.URL, "https://"), "--code", code,
 					"--fingerprint", proxy.fingerprint(), "--config-dir", dir, "--poll-interval", "1s", "--timeout", "60s", "-o", "json")
 			}()
+			t.Cleanup(func() { <-finished }) // before dir is removed, even after a failure
 			var id string
 			deadline := time.Now().Add(20 * time.Second)
 			for id == "" {
