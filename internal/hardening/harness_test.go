@@ -571,11 +571,5 @@ func forEachDriver(t *testing.T, fn func(t *testing.T, driver string)) {
 // eventually retries cond every 50ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testbin.Eventually(t, timeout, what, cond)
 }

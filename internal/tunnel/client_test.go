@@ -353,13 +353,7 @@ func TestClientCarriesBothWays(t *testing.T) {
 
 func eventuallyT(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testbin.Eventually(t, timeout, what, cond)
 }
 
 func TestClientRefusesAnotherHostKey(t *testing.T) {
