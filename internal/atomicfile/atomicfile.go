@@ -11,6 +11,12 @@ import (
 
 // WriteFile atomically replaces path with data and gives it mode perm.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteFileOwned(path, data, perm, -1, -1)
+}
+
+// WriteFileOwned is WriteFile that also gives the file the owner uid:gid
+// (uid < 0 leaves the writer as owner), set before the file becomes visible.
+func WriteFileOwned(path string, data []byte, perm os.FileMode, uid, gid int) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -26,6 +32,11 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	}()
 	if err := tmp.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if uid >= 0 {
+		if err := tmp.Chown(uid, gid); err != nil {
+			return fmt.Errorf("write %s: chown: %w", path, err)
+		}
 	}
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -489,45 +489,10 @@ func (a *AuthorizedKeysFile) fixPerms(path string) error {
 	return nil
 }
 
-// writeFile atomically replaces path: temp file in the same directory,
-// mode 600 and owner set before it becomes visible, fsync, rename, fsync
-// of the directory.
+// writeFile atomically replaces path, mode 600 and owned by the tunnel
+// user before it becomes visible.
 func (a *AuthorizedKeysFile) writeFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	name := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(name)
-		}
-	}()
-	if err := tmp.Chmod(authorizedKeysFileMode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if a.uid >= 0 {
-		if err := tmp.Chown(a.uid, a.gid); err != nil {
-			return fmt.Errorf("write %s: chown: %w", path, err)
-		}
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	return atomicfile.SyncDir(dir)
+	return atomicfile.WriteFileOwned(path, data, authorizedKeysFileMode, a.uid, a.gid)
 }
 
 // readRegular reads path, refusing anything but a regular file (a symbolic
