@@ -42,11 +42,12 @@ build: ## build oma-server, omactl and vma-enroll into bin/
 test: ## run every test with the race detector (MariaDB tests need OMA_TEST_MYSQL_DSN; .ci/run sets it)
 	$(GO) test -race -count=1 ./...
 
-lint: ## check formatting, go.mod and go.sum (go mod tidy), and run go vet
+lint: ## check formatting, go.mod and go.sum (go mod tidy), run go vet and staticcheck (pinned in go.mod's tool directive)
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 fuzz: ## run each fuzz target for FUZZTIME executions (500000x)
 	@set -e; for t in $(FUZZ); do \
@@ -55,16 +56,24 @@ fuzz: ## run each fuzz target for FUZZTIME executions (500000x)
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-DEV_DIR ?= .oma-dev
+# make run's addresses. The defaults bind loopback only, which is what the
+# Quick start needs; to let VMAs on other machines enroll, e.g.
+#   make run PUBLIC_LISTEN=:8443 PUBLIC_HOST=oma.lab.example
+DEV_DIR       ?= .oma-dev
+ADMIN_LISTEN  ?= 127.0.0.1:8082
+PUBLIC_LISTEN ?= 127.0.0.1:8443
+PUBLIC_HOST   ?= 127.0.0.1
 
-run: build ## run a development server: SQLite in ./.oma-dev, public :8443, admin 127.0.0.1:8082
-	@echo "oma-server: admin API on http://127.0.0.1:8082, enrollment API (HTTPS + SSH tunnels) on :8443"
+run: build ## run a development server: SQLite in ./.oma-dev, admin on ADMIN_LISTEN (127.0.0.1:8082), public on PUBLIC_LISTEN (127.0.0.1:8443)
+	@echo "oma-server: admin API and web UI on http://$(ADMIN_LISTEN), enrollment API (HTTPS + SSH tunnels) on $(PUBLIC_LISTEN)"
+	@echo "(change them with make run ADMIN_LISTEN=... PUBLIC_LISTEN=... PUBLIC_HOST=...)"
 	@echo "In another terminal:"
-	@echo "  $(BIN)/omactl --token-file $(DEV_DIR)/admin.token pairing-code"
-	@echo "  $(BIN)/omactl --token-file $(DEV_DIR)/admin.token pending"
+	@echo "  export OMACTL_SERVER=http://$(ADMIN_LISTEN) OMACTL_TOKEN_FILE=$(DEV_DIR)/admin.token"
+	@echo "  $(BIN)/omactl pairing-code"
+	@echo "  $(BIN)/omactl pending"
 	@echo "(the admin token is created in $(DEV_DIR)/admin.token on first start)"
 	$(BIN)/oma-server serve --data-dir $(DEV_DIR) --db-driver sqlite \
-		--admin-listen 127.0.0.1:8082 --public-listen :8443 --public-host 127.0.0.1
+		--admin-listen $(ADMIN_LISTEN) --public-listen $(PUBLIC_LISTEN) --public-host $(PUBLIC_HOST)
 
 bench: ## measure the server against its floor and its peers (prints a markdown table; minutes; ROWS=5 or ROWS=2,7 for some rows)
 	@dsn="$(OMA_TEST_MYSQL_DSN)"; \

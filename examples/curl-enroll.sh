@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One whole enrollment with curl, openssl and jq only, as the API documents
-# it (README "The API with curl"): pairing code, enroll, sign the challenge,
+# it (docs/api.md, "The API with curl"): pairing code, enroll, sign the challenge,
 # verify, approve, and the VMA's result with its tunnel settings.
 #
 #   examples/curl-enroll.sh [ADMIN_URL [PUBLIC_URL [TOKEN_FILE [VMA_NAME]]]]

@@ -6,7 +6,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
-// HTTPStatus maps an error code to its HTTP status (DESIGN.md §5).
+// HTTPStatus maps an error code to its HTTP status (docs/design.md §5).
 func HTTPStatus(code string) int {
 	switch code {
 	case string(enroll.CodeInvalidRequest), string(enroll.CodeInvalidPublicKey), string(enroll.CodeInvalidSignature):

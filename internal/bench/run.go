@@ -176,7 +176,7 @@ func runStore(ctx context.Context, cfg Config, bins Bins, driver, work string, r
 		if cfg.wants(7) {
 			rep.add(Row{"7. revoke → tunnel dropped", fmt.Sprintf("%d live tunnels revoked one at a time (same instance), until the client sees the end", len(dropped)),
 				fmt.Sprintf("p50 %s, p99 %s, max %s", ms(dropped.pct(50)), ms(dropped.pct(99)), ms(dropped.pct(100))),
-				"DESIGN.md §6: within a second", ratio(float64(dropped.pct(99)), float64(time.Second)) + " (p99 / 1 s)", "p99 ≤ 1 s"})
+				"docs/design.md §6: within a second", ratio(float64(dropped.pct(99)), float64(time.Second)) + " (p99 / 1 s)", "p99 ≤ 1 s"})
 		}
 	}
 
@@ -207,7 +207,7 @@ func runStore(ctx context.Context, cfg Config, bins Bins, driver, work string, r
 			}
 			rep.add(Row{"7. revoke → tunnel dropped (mysql, another instance)", fmt.Sprintf("%d live tunnels on one instance, revoked one at a time on a second one", len(dropped)),
 				fmt.Sprintf("p50 %s, p99 %s, max %s", ms(dropped.pct(50)), ms(dropped.pct(99)), ms(dropped.pct(100))),
-				"DESIGN.md §6: within a second", ratio(float64(dropped.pct(99)), float64(time.Second)) + " (p99 / 1 s)", "p99 ≤ 1 s"})
+				"docs/design.md §6: within a second", ratio(float64(dropped.pct(99)), float64(time.Second)) + " (p99 / 1 s)", "p99 ≤ 1 s"})
 		}
 	}
 

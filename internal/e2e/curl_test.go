@@ -13,7 +13,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 )
 
-// TestCurlWalkthrough runs examples/curl-enroll.sh, the README's
+// TestCurlWalkthrough runs examples/curl-enroll.sh, docs/api.md's
 // enrollment with curl, openssl and jq only, against the real server: the
 // API as documented is enough to enroll, with the certificate pinned.
 func TestCurlWalkthrough(t *testing.T) {

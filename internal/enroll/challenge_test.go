@@ -8,7 +8,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
-// TestSignedMessage pins the layout of DESIGN.md §4: the prefix, the
+// TestSignedMessage pins the layout of docs/design.md §4: the prefix, the
 // enrollment id, a newline, then the 32 raw challenge bytes.
 func TestSignedMessage(t *testing.T) {
 	id := "0b9d3c4e-1234-4abc-8def-0123456789ab"

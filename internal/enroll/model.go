@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Status is the state of an enrollment (DESIGN.md §4).
+// Status is the state of an enrollment (docs/design.md §4).
 type Status string
 
 // Enrollment states.

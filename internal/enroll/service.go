@@ -1,5 +1,5 @@
 // Package enroll is the domain of VMA enrollment: the state machine of
-// DESIGN.md §4, pairing codes, challenges, poll tokens, the chained audit
+// docs/design.md §4, pairing codes, challenges, poll tokens, the chained audit
 // trail and admin tokens. It knows nothing of HTTP or SQL: persistence goes
 // through the Store interface and time through an injectable clock.
 package enroll
@@ -246,7 +246,7 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 	}
 	code, err := NormalizePairingCode(req.PairingCode)
 	if err != nil {
-		// DESIGN.md §5: every refused code is the one 403
+		// docs/design.md §5: every refused code is the one 403
 		// pairing_code_rejected. The message may say what is wrong with
 		// the form: the form is no secret.
 		return nil, &Error{Code: CodePairingCodeRejected, Message: ErrorMessage(err), Err: errMalformedCode}

@@ -16,7 +16,7 @@ import (
 // are idle but for their start and a long poll every 25s).
 const crashVMAs = 100
 
-// documented exit codes of vma-enroll (DESIGN.md §7).
+// documented exit codes of vma-enroll (docs/design.md §7).
 var vmaExitCodes = map[int]string{0: "approved", 1: "error", 2: "usage", 3: "rejected", 4: "timed out", 5: "pairing code rejected", 6: "identity mismatch"}
 
 // TestCrashMidEnrollment: kill -9 of oma-server while 100 real vma-enroll

@@ -344,11 +344,6 @@ func newVMAKey(t testing.TB, name string) *vmaKey {
 	return &vmaKey{priv: priv, pub: sshkey.AuthorizedKey(pub, "hardening"), name: name}
 }
 
-func (v *vmaKey) fingerprint() string {
-	pub := v.priv.Public().(ed25519.PublicKey)
-	return sshkey.Fingerprint(pub)
-}
-
 // enrolled is the VMA side of an enrollment in progress.
 type enrolled struct {
 	id        string

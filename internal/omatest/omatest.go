@@ -1,6 +1,6 @@
 // Package omatest starts a real oma-server in-process for the tests of the
 // command-line programs: the real handlers, the real enrollment service and
-// a real SQLite store, listening on 127.0.0.1 (STYLE.md 24); and it opens
+// a real SQLite store, listening on 127.0.0.1 (docs/design.md §9); and it opens
 // migrated stores for the tests that build their own server. Only tests
 // import it; no binary links it.
 package omatest

@@ -10,7 +10,7 @@
 //
 // SQLite writes all go through one dedicated connection (transactions begin
 // IMMEDIATE, so the write lock is taken up front), while reads use a pool of
-// read-only connections; DESIGN.md §2 explains why one writer is both the
+// read-only connections; docs/design.md §2 explains why one writer is both the
 // fastest and the only setup free of "database is locked" errors.
 //
 // Every InTx call is one transaction, retried as a whole on transient

@@ -76,7 +76,7 @@ var actions = []struct {
 }
 
 // TestTransitions runs every action from every state and checks the
-// resulting status and error code against the state machine of DESIGN.md §4.
+// resulting status and error code against the state machine of docs/design.md §4.
 func TestTransitions(t *testing.T) {
 	const ok = enroll.Code("")
 	type outcome struct {
@@ -236,7 +236,7 @@ func TestEnrollCodes(t *testing.T) {
 		}
 		// Bad input never reaches the store.
 		_, err = svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: "ABCD", PublicKey: v.request("").PublicKey, Name: "x"}, vmaIP)
-		// A malformed code is refused like any other (DESIGN.md §5).
+		// A malformed code is refused like any other (docs/design.md §5).
 		wantCode(t, "Enroll with a short code", err, enroll.CodePairingCodeRejected)
 		if msg := enroll.ErrorMessage(err); !strings.Contains(msg, "12") {
 			t.Errorf("short code message %q does not say what is wrong", msg)

@@ -1,5 +1,5 @@
 // Package testbin is what the tests that run the real binaries share
-// (STYLE.md 25): building oma-server, omactl and vma-enroll once per test
+// (docs/design.md §9): building oma-server, omactl and vma-enroll once per test
 // package, the environment they run in, running, stopping and killing
 // them, a buffer their output goes to, free loopback addresses, small
 // loopback servers, and the wait for a started oma-server to answer. Each

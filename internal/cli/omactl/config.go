@@ -15,7 +15,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/client"
 )
 
-// Defaults of the global settings (DESIGN.md §7).
+// Defaults of the global settings (docs/design.md §7).
 const (
 	DefaultServer    = "http://127.0.0.1:8082"
 	DefaultTokenFile = "/var/lib/oma-enroll/admin.token"

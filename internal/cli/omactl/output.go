@@ -30,8 +30,6 @@ func (f *Factory) print(v any, table func(w io.Writer) error) error {
 	}
 }
 
-func (f *Factory) structured() bool { return f.Config.Output == "json" || f.Config.Output == "yaml" }
-
 func writeJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

@@ -71,7 +71,7 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 	down := &cobra.Command{Use: "down", Short: "Roll back every migration (drops all enrollment tables)", Args: cobra.NoArgs,
 		Long: `Roll back every migration. This drops every enrollment table with all its
 data: enrollments, admin tokens and the audit trail. Take a backup first
-(see the README). On a terminal it asks you to type "drop"; elsewhere it
+(docs/admin.md, "Backup and restore"). On a terminal it asks you to type "drop"; elsewhere it
 needs --yes.`,
 		Example: "  oma-server migrate down --yes --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma_test'",
 		RunE:    run("down")}

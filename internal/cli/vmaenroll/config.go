@@ -13,7 +13,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
-// Defaults (DESIGN.md §7).
+// Defaults (docs/design.md §7).
 const (
 	// DefaultConfigFile is read when it exists and neither --config nor
 	// VMA_ENROLL_CONFIG names another file.

@@ -7,7 +7,7 @@ import (
 )
 
 // TestDependencies guards the appliance binary: vma-enroll must not link
-// the server, the store, SQL drivers, sqlx or migrations (STYLE.md 8).
+// the server, the store, SQL drivers, sqlx or migrations (docs/design.md §3).
 func TestDependencies(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {

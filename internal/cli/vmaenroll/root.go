@@ -15,7 +15,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
-// Exit codes of vma-enroll (DESIGN.md §7); 0, 1 and 2 are cmdutil's.
+// Exit codes of vma-enroll (docs/design.md §7); 0, 1 and 2 are cmdutil's.
 const (
 	ExitRejected         = 3
 	ExitTimeout          = 4

@@ -29,7 +29,7 @@ import (
 // ExitKeyRefused is the exit status of `vma-enroll tunnel` when the OMA
 // refuses this VMA's key twice in a row: the enrollment was revoked or
 // replaced, and only a new enrollment helps. It comes after the
-// enrollment's codes 0–6 (root.go, DESIGN.md §7); an OMA host key mismatch
+// enrollment's codes 0–6 (root.go, docs/design.md §7); an OMA host key mismatch
 // of the tunnel exits ExitIdentityMismatch (6), like the enrollment's.
 const ExitKeyRefused = 7
 
