@@ -6,6 +6,8 @@ package api
 
 import (
 	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 )
 
 // Paths of the public (enrollment) listener.
@@ -31,10 +33,10 @@ const (
 )
 
 // MaxBodyBytes caps every request body.
-const MaxBodyBytes = 64 << 10
+const MaxBodyBytes = contract.MaxBodyBytes
 
 // MaxWait is the longest long poll.
-const MaxWait = 60 * time.Second
+const MaxWait = contract.MaxWait
 
 // EnrollRequest is the body of POST /api/v1/vma/enroll.
 type EnrollRequest struct {

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
@@ -105,7 +106,7 @@ func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf fun
 		return res, err
 	}
 	akPath := filepath.Join(keyDir, "authorized_keys")
-	const nbdTarget = "127.0.0.1:10809"
+	const nbdTarget = contract.NBDTarget
 	ak, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: akPath, NBDTarget: nbdTarget, Owner: u})
 	if err != nil {
 		return res, err

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 )
 
 // pss reads a process's proportional set size in bytes.
@@ -84,7 +85,7 @@ func idleTunnels(s *server, n, revokes int, revoker *server) (perTunnel int64, d
 			return 0, nil, err
 		}
 		cl, err := ssh.Dial("tcp", s.public, &ssh.ClientConfig{
-			User: "vma_tunnel", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+			User: contract.TunnelUser, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second,
 		})
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
 
@@ -38,11 +39,11 @@ func Defaults() Config {
 		MaxCodeTTL:     24 * time.Hour,
 		VerifyWindow:   10 * time.Minute,
 		ApprovalWindow: 30 * time.Minute,
-		PortMin:        9081,
-		PortMax:        9999,
-		SSHUser:        "vma_tunnel",
+		PortMin:        contract.TunnelPortMin,
+		PortMax:        contract.TunnelPortMax,
+		SSHUser:        contract.TunnelUser,
 		PollInterval:   250 * time.Millisecond,
-		MaxWait:        60 * time.Second,
+		MaxWait:        contract.MaxWait,
 	}
 }
 
@@ -176,7 +177,7 @@ func (s *Service) CreatePairingCode(ctx context.Context, ttl time.Duration, note
 	if err := ValidateTTL(ttl, s.Config.MaxCodeTTL); err != nil {
 		return nil, err
 	}
-	if err := ValidateText("note", note, 255); err != nil {
+	if err := ValidateText("note", note, contract.MaxNoteBytes); err != nil {
 		return nil, err
 	}
 	var out *IssuedCode
@@ -482,7 +483,7 @@ func (s *Service) decisionInput(ctx context.Context, id, field, text string) (st
 	if err != nil {
 		return "", err
 	}
-	if err := ValidateText(field, text, 1024); err != nil {
+	if err := ValidateText(field, text, contract.MaxTextBytes); err != nil {
 		return "", err
 	}
 	return id, s.expireIfDue(ctx, id)
@@ -620,7 +621,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason string, meta Meta) (*En
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateText("reason", reason, 1024); err != nil {
+	if err := ValidateText("reason", reason, contract.MaxTextBytes); err != nil {
 		return nil, err
 	}
 	var out *Enrollment

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -92,16 +93,16 @@ func (c *Config) fill() {
 		c.ShutdownTimeout = 10 * time.Second
 	}
 	if c.Tunnel.User == "" {
-		c.Tunnel.User = "vma_tunnel"
+		c.Tunnel.User = contract.TunnelUser
 	}
 	if c.Tunnel.NBDListen == "" {
-		c.Tunnel.NBDListen = "127.0.0.1:10808"
+		c.Tunnel.NBDListen = contract.VMANBDListen
 	}
 	if c.Tunnel.NBDTarget == "" {
-		c.Tunnel.NBDTarget = "127.0.0.1:10809"
+		c.Tunnel.NBDTarget = contract.NBDTarget
 	}
 	if c.Tunnel.VMAAPITarget == "" {
-		c.Tunnel.VMAAPITarget = "127.0.0.1:8081"
+		c.Tunnel.VMAAPITarget = contract.VMAAPITarget
 	}
 }
 
@@ -271,7 +272,7 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
-			WriteTimeout:      api60() + 15*time.Second,
+			WriteTimeout:      contract.MaxWait + 15*time.Second,
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    16 << 10,
 			BaseContext:       func(net.Listener) context.Context { return baseCtx },
@@ -318,8 +319,6 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	wg.Wait()
 	return runErr
 }
-
-func api60() time.Duration { return 60 * time.Second }
 
 // expirer marks stale enrollments expired; several instances may run it.
 func (s *Server) expirer(ctx context.Context) {

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
@@ -189,7 +190,7 @@ func NewAuthorizedKeysFile(cfg AuthorizedKeysConfig) (*AuthorizedKeysFile, error
 		return nil, fmt.Errorf("authorized_keys: path %q must be absolute", cfg.Path)
 	}
 	if cfg.NBDTarget == "" {
-		cfg.NBDTarget = "127.0.0.1:10809"
+		cfg.NBDTarget = contract.NBDTarget
 	}
 	if err := checkPermitTarget(cfg.NBDTarget); err != nil {
 		return nil, err

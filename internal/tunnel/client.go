@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -118,7 +119,7 @@ type ClientConfig struct {
 
 func (c *ClientConfig) fill() {
 	if c.User == "" {
-		c.User = "vma_tunnel"
+		c.User = contract.TunnelUser
 	}
 	if c.ClientVersion == "" {
 		c.ClientVersion = "SSH-2.0-vma-enroll"

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -40,10 +41,10 @@ type EndpointConfig struct {
 
 func (c *EndpointConfig) fill() {
 	if c.User == "" {
-		c.User = "vma_tunnel"
+		c.User = contract.TunnelUser
 	}
 	if c.NBDTarget == "" {
-		c.NBDTarget = "127.0.0.1:10809"
+		c.NBDTarget = contract.NBDTarget
 	}
 	if c.RecheckEvery == 0 {
 		c.RecheckEvery = 500 * time.Millisecond

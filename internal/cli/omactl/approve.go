@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -32,7 +33,7 @@ approving the new one revokes the old one.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: f.completeEnrollments(enroll.StatusAwaitingApproval),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := enroll.ValidateText("--notes", opts.Notes, 1024); err != nil {
+			if err := enroll.ValidateText("--notes", opts.Notes, contract.MaxTextBytes); err != nil {
 				return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))
 			}
 			c, err := f.Client()

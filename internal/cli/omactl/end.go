@@ -10,6 +10,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/client"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -77,7 +78,7 @@ terminal (in scripts) it proceeds.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: f.completeEnrollments(a.states...),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := enroll.ValidateText("--reason", reason, 1024); err != nil {
+			if err := enroll.ValidateText("--reason", reason, contract.MaxTextBytes); err != nil {
 				return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))
 			}
 			c, err := f.Client()

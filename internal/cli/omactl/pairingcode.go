@@ -10,6 +10,7 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -41,7 +42,7 @@ oma_fingerprint and join_command.`,
 			if opts.TTL != 0 && (opts.TTL < time.Minute || opts.TTL > 24*time.Hour) {
 				return cmdutil.FlagErrorf("--ttl %s is out of range: use 1m to 24h", opts.TTL)
 			}
-			if err := enroll.ValidateText("--note", opts.Note, 256); err != nil {
+			if err := enroll.ValidateText("--note", opts.Note, contract.MaxNoteBytes); err != nil {
 				return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))
 			}
 			return runPairingCode(cmd, f, opts)

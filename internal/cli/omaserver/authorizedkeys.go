@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
@@ -73,8 +74,8 @@ or an unknown key, is not an error: nothing is printed, exit status 0.`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("tunnel-user", "vma_tunnel", "SSH user of the tunnels (keys are printed for this user only)")
-	f.String("nbd-target", "127.0.0.1:10809", "OMA address the VMAs' NBD forward reaches (the permitopen of every line)")
+	f.String("tunnel-user", contract.TunnelUser, "SSH user of the tunnels (keys are printed for this user only)")
+	f.String("nbd-target", contract.NBDTarget, "OMA address the VMAs' NBD forward reaches (the permitopen of every line)")
 	return cmd
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
@@ -90,15 +91,15 @@ omactl then needs --server https://….`,
 	f.String("tls-key", "", "PEM private key for --tls-cert")
 	f.String("tunnel-mode", "embedded", "tunnel endpoint: embedded, openssh or none")
 	f.String("tunnel-host", "", "host VMAs open their tunnel to (default: the address they enrolled through)")
-	f.String("tunnel-user", "vma_tunnel", "SSH user of the tunnels")
+	f.String("tunnel-user", contract.TunnelUser, "SSH user of the tunnels")
 	f.String("tunnel-port-range", "9081-9999", "pool of per-VMA reverse tunnel ports on the OMA")
 	f.String("ssh-host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "sshd's public host key (openssh tunnel mode)")
 	f.Int("ssh-port", 22, "port VMAs reach sshd on (openssh tunnel mode; sshd cannot share 443 with the HTTPS listener)")
 	f.String("authorized-keys-file", "", "authorized_keys file of the tunnel user that approvals write (openssh tunnel mode; default ~<tunnel-user>/.ssh/authorized_keys; none: sshd uses only the AuthorizedKeysCommand)")
 	f.Duration("authorized-keys-resync", 30*time.Second, "how often the authorized_keys file is re-synced with the database (openssh tunnel mode; 0: only at start)")
-	f.String("nbd-target", "127.0.0.1:10809", "OMA address the VMAs' NBD forward reaches (the only local forward allowed)")
-	f.String("vma-nbd-listen", "127.0.0.1:10808", "VMA-local listen address of the NBD forward (written into the VMA's ssh_config)")
-	f.String("vma-api-target", "127.0.0.1:8081", "VMA-local target of the reverse forward (the VMA API)")
+	f.String("nbd-target", contract.NBDTarget, "OMA address the VMAs' NBD forward reaches (the only local forward allowed)")
+	f.String("vma-nbd-listen", contract.VMANBDListen, "VMA-local listen address of the NBD forward (written into the VMA's ssh_config)")
+	f.String("vma-api-target", contract.VMAAPITarget, "VMA-local target of the reverse forward (the VMA API)")
 	f.String("audit-key-file", "", "HMAC key of the audit chain (default <data-dir>/audit.key; share it between instances)")
 	f.StringSlice("trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For is trusted (repeatable)")
 	f.Duration("code-ttl", 10*time.Minute, "default lifetime of pairing codes")

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
@@ -63,8 +64,8 @@ sshd -t && systemctl reload ssh`,
 		},
 	}
 	f := cmd.Flags()
-	f.String("tunnel-user", "vma_tunnel", "SSH user of the tunnels (the Match User)")
-	f.String("nbd-target", "127.0.0.1:10809", "OMA address the VMAs' NBD forward reaches (PermitOpen)")
+	f.String("tunnel-user", contract.TunnelUser, "SSH user of the tunnels (the Match User)")
+	f.String("nbd-target", contract.NBDTarget, "OMA address the VMAs' NBD forward reaches (PermitOpen)")
 	f.String("keys-from", "command", "where sshd gets the VMA keys: command (AuthorizedKeysCommand, immediate) or file (the authorized_keys file serve maintains)")
 	f.String("authorized-keys-file", "", "authorized_keys file serve maintains (default ~<tunnel-user>/.ssh/authorized_keys)")
 	f.String("command-user", "", "AuthorizedKeysCommandUser: a user that can read the database (default: the owner of --data-dir, else the current user)")
@@ -220,10 +221,10 @@ func renderSSHDConfig(o sshdConfigOptions) (string, []string, error) {
 			err = add("db-dsn", o.DSN, filepath.Join(o.DataDir, "oma.db"))
 		}
 		if err == nil {
-			err = add("tunnel-user", o.TunnelUser, "vma_tunnel")
+			err = add("tunnel-user", o.TunnelUser, contract.TunnelUser)
 		}
 		if err == nil {
-			err = add("nbd-target", o.NBDTarget, "127.0.0.1:10809")
+			err = add("nbd-target", o.NBDTarget, contract.NBDTarget)
 		}
 		if err != nil {
 			return "", nil, err
