@@ -32,7 +32,7 @@ FUZZ := \
 	./internal/server:FuzzPublicRequest \
 	./internal/server:FuzzAdminRequest
 
-.PHONY: all build test lint fuzz run bench bench-smoke clean help completions docs man install release
+.PHONY: all build test lint fuzz run bench bench-smoke clean help completions docs depaware man install release
 
 all: lint test build
 
@@ -88,6 +88,9 @@ completions: ## regenerate the shell completions in completions/ (committed; a t
 
 docs: completions ## regenerate completions/ and docs/configuration.md (committed; tests check them)
 	$(GENDOCS) config docs/configuration.md
+
+depaware: ## regenerate cmd/*/depaware.txt, the packages each binary links (committed; a test checks them)
+	$(GO) test -count=1 ./internal/depaware -run '^TestDepaware$$' -update
 
 man: ## write the man pages into man/ (not committed)
 	rm -rf $(MAN)
