@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // TestCurlWalkthrough runs examples/curl-enroll.sh, docs/api.md's
@@ -18,9 +19,7 @@ import (
 // API as documented is enough to enroll, with the certificate pinned.
 func TestCurlWalkthrough(t *testing.T) {
 	for _, tool := range []string{"curl", "jq", "openssl", "xxd", "base64"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed for the curl walkthrough (.ci/run installs it): %v", tool, err)
-		}
+		testbin.Need(t, "the curl walkthrough needs it; .ci/run installs it", tool)
 	}
 	s := startServer(t, backend{name: "sqlite"})
 	script, _ := filepath.Abs("../../examples/curl-enroll.sh")

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,9 +21,7 @@ import (
 // with the pinned host key, the reverse forward reaches the VMA, and a
 // revocation drops it.
 func TestTunnelEmbedded(t *testing.T) {
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Fatalf("the OpenSSH client is needed: %v", err)
-	}
+	testbin.Need(t, "apt-get install openssh-client", "ssh")
 	t.Parallel()
 	// One backend after the other: each tunnel binds VMA-local ports.
 	for _, b := range backends() {

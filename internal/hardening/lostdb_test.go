@@ -58,7 +58,7 @@ func startPrivateMariaDB(t *testing.T) *privateMariaDB {
 	daemon := findBinary("mariadbd", "mysqld")
 	install := findBinary("mariadb-install-db", "mysql_install_db")
 	if daemon == "" || install == "" {
-		t.Fatalf("this test starts its own MariaDB server and needs mariadbd and mariadb-install-db "+
+		testbin.Missing(t, "this test starts its own MariaDB server and needs mariadbd and mariadb-install-db "+
 			"(found %q and %q): install the mariadb-server package (.ci/run does)", daemon, install)
 	}
 	dir, err := os.MkdirTemp("", "oma-mdb-") // short: the socket path is limited to 107 bytes

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 func mustGenerate(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -30,10 +31,7 @@ func mustGenerate(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
 // TestFingerprintMatchesSSHKeygen: our fingerprint is what `ssh-keygen -lf`
 // prints for the same public key file, and for the private key file we write.
 func TestFingerprintMatchesSSHKeygen(t *testing.T) {
-	keygen, err := exec.LookPath("ssh-keygen")
-	if err != nil {
-		t.Skip("ssh-keygen not installed (apt-get install openssh-client)")
-	}
+	keygen := testbin.Need(t, "apt-get install openssh-client", "ssh-keygen")
 	pub, priv := mustGenerate(t)
 	dir := t.TempDir()
 	pubPath := filepath.Join(dir, "id_ed25519.pub")
@@ -76,10 +74,7 @@ func TestFingerprintMatchesSSHKeygen(t *testing.T) {
 // TestParseKeyFromSSHKeygen: a key made by ssh-keygen parses, with the
 // fingerprint ssh-keygen reports.
 func TestParseKeyFromSSHKeygen(t *testing.T) {
-	keygen, err := exec.LookPath("ssh-keygen")
-	if err != nil {
-		t.Skip("ssh-keygen not installed (apt-get install openssh-client)")
-	}
+	keygen := testbin.Need(t, "apt-get install openssh-client", "ssh-keygen")
 	path := filepath.Join(t.TempDir(), "k")
 	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "made by ssh-keygen", "-f", path).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)

@@ -1,7 +1,7 @@
 // Package testdb gives tests real databases: a temporary SQLite file, or a
 // fresh, uniquely named database on the MariaDB/MySQL server named by
 // OMA_TEST_MYSQL_DSN (dropped when the test ends). It is imported by tests
-// only and imports nothing of ours, so the store's own tests can use it.
+// only and imports nothing of ours but testbin, so the store's own tests can use it.
 package testdb
 
 import (
@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // Env names the variable holding the DSN of a MariaDB/MySQL server whose
@@ -23,7 +25,7 @@ const Env = "OMA_TEST_MYSQL_DSN"
 var Drivers = []string{"sqlite", "mysql"}
 
 // DSN returns the DSN of a fresh, empty database of driver. Without
-// OMA_TEST_MYSQL_DSN the test is skipped for mysql (CI always sets it).
+// OMA_TEST_MYSQL_DSN a mysql test is skipped, or fails under CI (testbin.Missing).
 func DSN(t testing.TB, driver string) string {
 	t.Helper()
 	switch driver {
@@ -42,7 +44,7 @@ func MySQL(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(Env)
 	if base == "" {
-		t.Skipf("MariaDB/MySQL tests skipped: set %s (e.g. %s='root@tcp(127.0.0.1:3306)/oma_test'; .ci/run does)", Env, Env)
+		testbin.Missing(t, "MariaDB/MySQL tests need %s (e.g. %s='root@tcp(127.0.0.1:3306)/oma_test'; .ci/run sets it)", Env, Env)
 	}
 	cfg, err := mysql.ParseDSN(base)
 	if err != nil {

@@ -257,9 +257,7 @@ func roundTrip(t *testing.T, addr, msg string) string {
 }
 
 func requireSSH(t *testing.T) {
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Fatalf("the OpenSSH client is required (apt-get install openssh-client): %v", err)
-	}
+	testbin.Need(t, "apt-get install openssh-client", "ssh")
 }
 
 func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {

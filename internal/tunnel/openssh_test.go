@@ -46,20 +46,9 @@ const osshUser = "omatest"
 // returns the sshd path and the tunnel user.
 func osshPrereqs(t *testing.T) (string, *user.User) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: sshd has to switch to the tunnel user and run a root-owned AuthorizedKeysCommand; CI runs the tests as root (.ci/run)")
-	}
-	sshd := "/usr/sbin/sshd"
-	if _, err := os.Stat(sshd); err != nil {
-		p, lerr := exec.LookPath("sshd")
-		if lerr != nil {
-			t.Fatalf("sshd is required for the openssh mode tests (apt-get install openssh-server; .ci/run does): %v", err)
-		}
-		sshd = p
-	}
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Fatalf("the OpenSSH client is required (apt-get install openssh-client): %v", err)
-	}
+	testbin.NeedRoot(t, "sshd has to switch to the tunnel user and run a root-owned AuthorizedKeysCommand; CI runs the tests as root (.ci/run)")
+	sshd := testbin.Need(t, "apt-get install openssh-server; .ci/run does", "sshd")
+	testbin.Need(t, "apt-get install openssh-client", "ssh")
 	// sshd refuses to start without its privilege separation directory,
 	// which the package creates at boot only.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {

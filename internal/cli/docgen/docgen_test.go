@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // repo is the repository root, seen from this package.
@@ -141,10 +143,7 @@ func TestManPages(t *testing.T) {
 // TestMakeInstall runs 'make install' into a temporary DESTDIR and checks
 // the installed files.
 func TestMakeInstall(t *testing.T) {
-	mk, err := exec.LookPath("make")
-	if err != nil {
-		t.Skip("make is not installed")
-	}
+	mk := testbin.Need(t, "apt-get install make", "make")
 	tmp := t.TempDir()
 	dest := filepath.Join(tmp, "root")
 	cmd := exec.Command(mk, "install", "DESTDIR="+dest, "PREFIX=/opt/oma", "BIN="+filepath.Join(tmp, "bin"), "MAN="+filepath.Join(tmp, "man"), "VERSION=v0.0.0-test")
@@ -211,10 +210,7 @@ func TestMakeRelease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds release binaries")
 	}
-	mk, err := exec.LookPath("make")
-	if err != nil {
-		t.Skip("make is not installed")
-	}
+	mk := testbin.Need(t, "apt-get install make", "make")
 	if runtime.GOOS != "linux" {
 		t.Skip("release binaries are for Linux")
 	}

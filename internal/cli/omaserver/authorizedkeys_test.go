@@ -14,6 +14,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // runOMA runs oma-server in-process with args and returns the exit code,
@@ -230,10 +231,8 @@ func TestSSHDConfigCommand(t *testing.T) {
 	// sshd itself accepts the block (where sshd is installed and can read
 	// its host keys).
 	t.Run("sshd -t", func(t *testing.T) {
-		sshd := "/usr/sbin/sshd"
-		if _, err := os.Stat(sshd); err != nil || os.Geteuid() != 0 {
-			t.Skip("needs /usr/sbin/sshd and root; TestOpenSSH* in internal/tunnel run the block in a real sshd")
-		}
+		testbin.NeedRoot(t, "sshd -t reads the host keys")
+		sshd := testbin.Need(t, "apt-get install openssh-server", "sshd")
 		// sshd -t wants its privilege separation directory, which the
 		// package creates at boot only.
 		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
