@@ -119,7 +119,7 @@ release: ## static binaries for linux/amd64 and linux/arm64 with version info, a
 		os=$${p%/*}; arch=$${p#*/}; name=oma-enroll-$(VERSION)-$$os-$$arch; \
 		echo "build $(DIST)/$$name"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$name/ ./cmd/...; \
-		cp -R completions LICENSE README.md $(DIST)/$$name/; \
+		cp -R completions docs LICENSE README.md SECURITY.md $(DIST)/$$name/; \
 		tar -C $(DIST) -czf $(DIST)/$$name.tar.gz $$name; \
 	done
 	cd $(DIST) && sha256sum *.tar.gz > SHA256SUMS
