@@ -3,6 +3,7 @@ package omactl
 import (
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,8 +44,13 @@ they show as disconnected.`,
 	return cmd
 }
 
+// writeActive shows each approved VMA's tunnel as three columns that
+// cannot contradict each other: STATE (connected, disconnected, never
+// connected, revoked), SINCE (when it entered that state: the connection's
+// start, or its last sign of life before it went away) and LAST SEEN.
 func (f *Factory) writeActive(w io.Writer, list []api.Connection, noHeaders bool) error {
-	t := newTable(w, noHeaders, "ID", "NAME", "TUNNEL", "PORT", "LAST SEEN", "CONNECTED", "USER", "KEY FINGERPRINT")
+	t := f.newTable(noHeaders, col("ID"), cut("NAME", 10), col("STATE"), col("SINCE"), col("LAST SEEN"), col("PORT"),
+		wideCol("FROM"), wideCol("USER"), wideCol("KEY FINGERPRINT"))
 	ids := make([]string, len(list))
 	for i, c := range list {
 		ids[i] = c.EnrollmentID
@@ -55,7 +61,28 @@ func (f *Factory) writeActive(w io.Writer, list []api.Connection, noHeaders bool
 		if c.TunnelPort != nil {
 			port = strconv.Itoa(*c.TunnelPort)
 		}
-		t.row(short(c.EnrollmentID), c.VMAName, c.ConnectionStatus, port, f.ago(c.LastSeenAt), f.ago(c.ConnectedAt), c.SSHUser, c.VMAFingerprint)
+		state, since := tunnelState(c)
+		seen := f.ago(c.LastSeenAt)
+		if c.LastSeenAt == nil {
+			seen = "never"
+		}
+		t.row(short(c.EnrollmentID), c.VMAName, state, f.ago(since), seen, port, c.RemoteAddr, c.SSHUser, c.VMAFingerprint)
 	}
-	return t.flush()
+	return t.write(w)
+}
+
+// tunnelState is what the active list and 'omactl get' say of a tunnel:
+// its state and since when. A disconnected tunnel went away after it was
+// last seen; the server keeps no separate time for that.
+func tunnelState(c api.Connection) (string, *time.Time) {
+	switch {
+	case c.ConnectionStatus == "connected":
+		return "connected", c.ConnectedAt
+	case c.ConnectionStatus == "revoked":
+		return "revoked", nil
+	case c.ConnectedAt == nil && c.LastSeenAt == nil:
+		return "never connected", nil
+	default:
+		return c.ConnectionStatus, c.LastSeenAt
+	}
 }

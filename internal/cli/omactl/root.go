@@ -32,6 +32,14 @@ type Factory struct {
 	// Tests set a small one to page through a short trail.
 	AuditPage int
 
+	// Width is the width tables fit; 0 asks the terminal (see width).
+	Width int
+
+	// Template is --template: a Go template over the JSON form.
+	Template string
+	// Quiet is -q: print only ids, as -o name.
+	Quiet bool
+
 	// Config is filled by the root command before any subcommand runs.
 	Config Config
 
@@ -94,7 +102,18 @@ terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
   omactl audit --since 24h
   OMACTL_SERVER=http://10.0.0.5:8082 omactl --token-file ./admin.token pending`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return f.loadConfig(cmd)
+			if err := f.loadConfig(cmd); err != nil {
+				return err
+			}
+			if f.Quiet {
+				f.Config.Output = "name"
+			}
+			if f.Template != "" {
+				if _, err := parseTemplate(f.Template); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 	cmdutil.Setup(root)
@@ -103,6 +122,9 @@ terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	addConfigFlags(root.PersistentFlags(), &f.cfgFlags)
+	root.PersistentFlags().StringVar(&f.Template, "template", "", "format the output with a Go template over the fields of -o json, e.g. '{{range .}}{{.vma_name}}{{\"\\n\"}}{{end}}'")
+	root.PersistentFlags().BoolVarP(&f.Quiet, "quiet", "q", false, "print only ids, one a line (as -o name)")
+	_ = root.RegisterFlagCompletionFunc("output", outputCompletions)
 
 	version := cmdutil.NewVersionCmd("omactl", f.IO)
 	version.Long = "Print the version of omactl, the commit it was built from, the build date and the Go version."
@@ -115,6 +137,11 @@ terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
 		newActiveCmd(f),
 		newRevokeCmd(f),
 		newAuditCmd(f),
+		newListCmd(f),
+		newGetCmd(f, false),
+		newGetCmd(f, true),
+		newAuthCmd(f),
+		newConfigCmd(f),
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
