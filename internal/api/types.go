@@ -27,7 +27,7 @@ const (
 	PathAudit       = "/api/v1/admin/vma/audit"
 	PathAuditVerify = "/api/v1/admin/vma/audit/verify" // extension: chain check
 	PathEnrollments = "/api/v1/admin/vma/enrollments"  // extension: all enrollments, for id resolution
-	PathWhoami      = "/api/v1/admin/whoami"       // extension: the token's name
+	PathWhoami      = "/api/v1/admin/whoami"           // extension: the token's name
 	PathMetrics     = "/metrics"
 )
 

@@ -58,7 +58,9 @@ func TestOutput(t *testing.T) {
 		{"approve", true, func(t *testing.T, w *world) []string {
 			return []string{"approve", uniquePrefix(t, w.pending1, w.pending1, w.pending2), "--notes", "fingerprint checked"}
 		}},
-		{"reject", true, func(t *testing.T, w *world) []string { return []string{"reject", w.pending2, "--reason", "not ours", "--yes"} }},
+		{"reject", true, func(t *testing.T, w *world) []string {
+			return []string{"reject", w.pending2, "--reason", "not ours", "--yes"}
+		}},
 		{"revoke", true, func(t *testing.T, w *world) []string {
 			return []string{"revoke", w.approved[:MinIDPrefix], "--reason", "decommissioned", "--yes"}
 		}},
@@ -73,6 +75,27 @@ func TestOutput(t *testing.T) {
 		{"approve.yaml", true, func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01", "-o", "yaml"} }},
 		{"pending.yaml", false, func(*testing.T, *world) []string { return []string{"pending", "-o", "yaml"} }},
 		{"revoke.json", true, func(*testing.T, *world) []string { return []string{"revoke", "vma-fra-01", "-o", "json", "--yes"} }},
+
+		// -o wide: every column, nothing cut.
+		{"pending.wide", false, func(*testing.T, *world) []string { return []string{"pending", "-o", "wide"} }},
+		{"active.wide", false, func(*testing.T, *world) []string { return []string{"active", "-o", "wide"} }},
+		{"audit.wide", false, func(*testing.T, *world) []string { return []string{"audit", "-o", "wide", "--limit", "6"} }},
+		// list, get and describe.
+		{"list", false, func(*testing.T, *world) []string { return []string{"list"} }},
+		{"list-all", false, func(*testing.T, *world) []string { return []string{"list", "--status", "all", "--sort", "created"} }},
+		{"list.wide", false, func(*testing.T, *world) []string { return []string{"list", "--status", "all", "-o", "wide"} }},
+		{"list-name", false, func(*testing.T, *world) []string {
+			return []string{"list", "--status", "all", "--name", "vma-fra-*", "-o", "name"}
+		}},
+		{"get", false, func(*testing.T, *world) []string { return []string{"get", "vma-fra-01"} }},
+		{"get-ham", false, func(*testing.T, *world) []string { return []string{"describe", "vma-ham-04"} }},
+		{"get.json", false, func(*testing.T, *world) []string { return []string{"get", "vma-ber-03", "-o", "json"} }},
+		{"describe.json", false, func(*testing.T, *world) []string { return []string{"describe", "vma-ber-03", "-o", "json"} }},
+		{"pending.template", false, func(*testing.T, *world) []string {
+			return []string{"pending", "--template", `{{range .}}{{.vma_name}} {{.source_ip}} {{timeago .created_at}}{{"\n"}}{{end}}`}
+		}},
+		{"active.name", false, func(*testing.T, *world) []string { return []string{"active", "-q"} }},
+		{"approve-dry-run", false, func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01", "--dry-run"} }},
 	}
 	shared := newWorld(t)
 	for _, tt := range tests {

@@ -205,7 +205,9 @@ func (f *Factory) dryRun(verb string, states []enroll.Status, e *api.Enrollment)
 	if !slices.Contains(states, enroll.Status(e.Status)) {
 		return fmt.Errorf("dry run: enrollment %s (%s) is %s, so %s would fail; nothing was changed", e.ID, clean(e.VMAName), e.Status, verb)
 	}
-	fmt.Fprintf(f.IO.ErrOut, "Dry run: nothing was changed.\n")
+	if f.structured() {
+		fmt.Fprintf(f.IO.ErrOut, "Dry run: %s would act on this enrollment; nothing was changed.\n", verb)
+	}
 	return f.print(e, func(w io.Writer) error {
 		return f.writeEnrollment(w, "Would "+verb+" VMA "+clean(e.VMAName)+".", e)
 	})

@@ -133,7 +133,7 @@ func runGet(ctx context.Context, f *Factory, opts getOptions) error {
 
 // writePage prints the page of one enrollment.
 func (f *Factory) writePage(w io.Writer, p *enrollmentPage) error {
-	if err := f.writeEnrollment(w, "Enrollment "+clean(p.ID), &p.Enrollment); err != nil {
+	if err := f.writeEnrollment(w, "VMA "+clean(p.VMAName), &p.Enrollment); err != nil {
 		return err
 	}
 	if c := p.Connection; c != nil {

@@ -5,6 +5,7 @@ package omactl
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,8 @@ type Factory struct {
 
 	// Width is the width tables fit; 0 asks the terminal (see width).
 	Width int
+	// Getenv reads the environment outside the settings (COLUMNS).
+	Getenv func(string) string
 
 	// Template is --template: a Go template over the JSON form.
 	Template string
@@ -49,7 +52,7 @@ type Factory struct {
 
 // NewFactory returns a factory over the given streams with the real clock.
 func NewFactory(ios *cmdutil.IOStreams) *Factory {
-	return &Factory{IO: ios, Now: time.Now, Loc: time.Local, ConfigFile: DefaultConfigFile(), CompletionTimeout: 2 * time.Second}
+	return &Factory{IO: ios, Now: time.Now, Getenv: os.Getenv, Loc: time.Local, ConfigFile: DefaultConfigFile(), CompletionTimeout: 2 * time.Second}
 }
 
 // loadConfig reads the settings of cmd's command line, the environment and

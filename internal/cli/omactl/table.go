@@ -2,7 +2,6 @@ package omactl
 
 import (
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -67,7 +66,7 @@ func (f *Factory) newTable(noHeaders bool, cols ...column) *table {
 
 // row adds one row, a cell for every column of the spec (wide ones
 // included); every cell is made printable and tab-free, an empty one
-// shows as "-".
+// shows as "-". The layout cuts cells to the terminal, not here.
 func (t *table) row(cells ...string) {
 	r := make([]string, len(t.cols))
 	for i := range t.cols {
@@ -78,11 +77,7 @@ func (t *table) row(cells ...string) {
 		if c == "" {
 			c = "-"
 		}
-		if t.wide {
-			r[i] = strings.ReplaceAll(cleanLong(c), "\t", " ")
-		} else {
-			r[i] = clean(c)
-		}
+		r[i] = strings.ReplaceAll(cleanLong(c), "\t", " ")
 	}
 	t.rows = append(t.rows, r)
 }
@@ -165,7 +160,7 @@ func (f *Factory) width() int {
 			}
 		}
 	}
-	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+	if n, err := strconv.Atoi(f.Getenv("COLUMNS")); err == nil && n > 0 {
 		return n
 	}
 	return DefaultWidth
