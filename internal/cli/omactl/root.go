@@ -1,6 +1,7 @@
 // Package omactl is the command tree of omactl, the OMA admin's tool:
-// pairing codes, the pending list, approve, reject, the active list, revoke
-// and the audit trail, as tables for people and JSON or YAML for scripts.
+// pairing codes, the pending list, approve, reject, the active list, revoke,
+// the audit trail, one enrollment's page (get, describe) and the list of
+// all (list), as tables for people and JSON, YAML or ids for scripts.
 package omactl
 
 import (
@@ -93,14 +94,25 @@ it is relative to the file. For example:
   server: http://10.0.0.5:8082
   token_file: admin.token
 
-With -o json or -o yaml, stdout carries exactly one document (an object, or
-an array for lists) and messages go to stderr; 'pending --watch' and
-'audit --follow' print one JSON document per line instead. omactl prints no
-colours; terminal control sequences are used only by 'pending --watch' on a
-terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
+Tables fit the terminal (80 columns when stdout is no terminal and COLUMNS is
+unset): long cells are cut with "..."; -o wide shows every column and cuts
+nothing. Tables show times as ages ("3m ago"); single records ('omactl get')
+show them with their time zone too; JSON and YAML carry UTC RFC 3339 times.
+For scripts: with -o json or -o yaml, stdout carries exactly one document (an
+object, or an array for lists) and messages go to stderr ('pending --watch'
+and 'audit --follow' print one JSON document per line instead); -o name (or
+-q) prints only ids, one a line; --template formats the fields of -o json with
+a Go template. Field names and their order are stable: fields may be added,
+never renamed or removed. omactl prints no colours; terminal control sequences
+are used only by 'pending --watch' on a terminal.
+
+Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
+--yes when there is no terminal to confirm on).`,
 		Example: `  omactl pairing-code
   omactl pending
   omactl approve vma-frankfurt-01
+  omactl get vma-frankfurt-01
+  omactl list --status all --name frankfurt
   omactl active -o json
   omactl audit --since 24h
   OMACTL_SERVER=http://10.0.0.5:8082 omactl --token-file ./admin.token pending`,
