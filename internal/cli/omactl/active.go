@@ -15,12 +15,15 @@ func newActiveCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "active",
 		Short: "List approved VMAs and their tunnels",
-		Long: `List the approved VMAs with the state of their tunnel (connected,
-disconnected), their tunnel port on the OMA, when their tunnel was last seen
-and since when it is connected.
+		Long: `List the approved VMAs and the state of their tunnel. STATE is connected,
+disconnected or never connected; SINCE is when the tunnel entered that state
+(connected: when it connected; disconnected: when it was last seen before it
+went away); LAST SEEN is its last sign of life (keepalives refresh it while
+connected). PORT is the VMA's tunnel port on the OMA. -o wide adds where the
+tunnel comes from, the SSH user and the key fingerprint.
 
 With the openssh or none tunnel modes the server cannot see the tunnels, so
-they show as disconnected.`,
+they show as never connected.`,
 		Example: `  omactl active
   omactl active -o json | jq '.[] | select(.connection_status == "connected")'`,
 		Args: cobra.NoArgs,
