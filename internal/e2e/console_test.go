@@ -91,6 +91,11 @@ func TestOmactlConsole(t *testing.T) {
 			t.Errorf("get:\n%s", r.stdout)
 		}
 
+		// On a terminal, revoke asks; "n" changes nothing.
+		out, code := onTerminalInput(t, 80, 24, "n\n", bin("omactl"), "--server", s.adminURL(), "--token-file", s.tokenFile, "revoke", name)
+		if code != 1 || !strings.Contains(out, "Its key stops working at once. [y/N]") || !strings.Contains(out, "cancelled: nothing was changed") {
+			t.Fatalf("revoke on a terminal answered n: exit %d\n%s", code, out)
+		}
 		// Without a terminal, revoke needs --yes: exit 2, nothing changed.
 		r := s.omactl("revoke", name)
 		if r.code != 2 || !strings.Contains(r.stderr, "revoke needs --yes when there is no terminal") {
@@ -116,7 +121,7 @@ func TestOmactlConsole(t *testing.T) {
 		}
 
 		// On a terminal 120 columns wide, the audit uses them.
-		out, code := onTerminal(t, 120, 50, bin("omactl"), "--server", s.adminURL(), "--token-file", s.tokenFile, "audit")
+		out, code = onTerminal(t, 120, 50, bin("omactl"), "--server", s.adminURL(), "--token-file", s.tokenFile, "audit")
 		if code != 0 || widest(out) <= 80 || widest(out) > 120 {
 			t.Fatalf("audit on a 120-column terminal: exit %d, %d columns:\n%s", code, widest(out), out)
 		}
@@ -127,6 +132,12 @@ func TestOmactlConsole(t *testing.T) {
 // pseudo-terminal of cols x rows and returns what it wrote and its exit
 // status.
 func onTerminal(t *testing.T, cols, rows uint16, name string, args ...string) (string, int) {
+	t.Helper()
+	return onTerminalInput(t, cols, rows, "", name, args...)
+}
+
+// onTerminalInput is onTerminal typing input on the terminal.
+func onTerminalInput(t *testing.T, cols, rows uint16, input, name string, args ...string) (string, int) {
 	t.Helper()
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -157,6 +168,11 @@ func onTerminal(t *testing.T, cols, rows uint16, name string, args ...string) (s
 		t.Fatal(err)
 	}
 	tty.Close()
+	if input != "" {
+		if _, err := io.WriteString(ptmx, input); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var out bytes.Buffer
 	done := make(chan struct{})
 	go func() { io.Copy(&out, ptmx); close(done) }() // ends with EIO when the program's side closes
