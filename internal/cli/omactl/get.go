@@ -36,13 +36,13 @@ var preferGet = []enroll.Status{enroll.StatusApproved, enroll.StatusAwaitingAppr
 
 func newGetCmd(f *Factory, describe bool) *cobra.Command {
 	use, short := "get ID", "Show one enrollment, its tunnel and its history"
-	jsonIs := "the same object as an item of 'omactl list -o json'"
+	jsonIs := "get prints the enrollment: the same object as an item of\n'omactl list -o json'"
 	example := `  omactl get vma-frankfurt-01
   omactl get 3f2a9c1e -o json | jq -r .status
   omactl get vma-frankfurt-01 -o wide`
 	if describe {
 		use = "describe ID"
-		jsonIs = "that object with two more fields: \"connection\" (the tunnel, as an item of\n'omactl active -o json', or null) and \"events\" (its audit events, oldest first)"
+		jsonIs = "describe prints the enrollment (the same object as an item of\n'omactl list -o json') with two more fields: \"connection\" (the tunnel, as an\nitem of 'omactl active -o json', or null) and \"events\" (its audit events,\noldest first)"
 		example = `  omactl describe vma-frankfurt-01
   omactl describe 3f2a9c1e -o json | jq -r '.events[].event_type'`
 	}
@@ -58,7 +58,7 @@ VMA name; a name with several enrollments picks the approved one, else the one
 awaiting approval (see 'omactl list --name NAME --status all' for the others).
 
 'omactl get' and 'omactl describe' print the same page. With -o json or -o yaml
-it prints ` + jsonIs + `.`,
+` + jsonIs + `.`,
 		Example: example,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
