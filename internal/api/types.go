@@ -29,6 +29,7 @@ const (
 	PathAudit       = "/api/v1/admin/vma/audit"
 	PathAuditVerify = "/api/v1/admin/vma/audit/verify" // extension: chain check
 	PathEnrollments = "/api/v1/admin/vma/enrollments"  // extension: all enrollments, for id resolution
+	PathWhoami      = "/api/v1/admin/whoami"           // extension: the token's name
 	PathMetrics     = "/metrics"
 )
 
@@ -146,6 +147,9 @@ type Enrollment struct {
 	ExpiresAt        *time.Time `json:"expires_at"`
 	CreatedAt        time.Time  `json:"created_at"`
 	UpdatedAt        time.Time  `json:"updated_at"`
+	// SourceIP is VMAIPAddress under the name every admin object uses for
+	// the client's address (vma_ip_address stays for existing scripts).
+	SourceIP string `json:"source_ip"`
 }
 
 // EnrollmentList is the answer of the pending and enrollments lists.
@@ -174,6 +178,9 @@ type Connection struct {
 	RemoteAddr       string     `json:"remote_addr,omitempty"`
 	LastSeenAt       *time.Time `json:"last_seen_at"`
 	ConnectedAt      *time.Time `json:"connected_at"`
+	// SourceIP is the address part of RemoteAddr (the tunnel's client),
+	// under the name every admin object uses for the client's address.
+	SourceIP string `json:"source_ip,omitempty"`
 }
 
 // ConnectionList is the answer of the active list.
@@ -193,6 +200,9 @@ type AuditEvent struct {
 	ApprovedBy     string         `json:"approved_by"`
 	EventDetails   map[string]any `json:"event_details"`
 	CreatedAt      time.Time      `json:"created_at"`
+	// Actor is ApprovedBy under a name that fits every event type: the
+	// admin token that acted (approved_by stays for existing scripts).
+	Actor string `json:"actor"`
 }
 
 // AuditList is the answer of the audit list; NextCursor is empty on the last page.
@@ -208,6 +218,12 @@ type ChainReport struct {
 	HeadID  int64  `json:"head_id"`
 	BreakID int64  `json:"break_id,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+}
+
+// WhoamiResponse is the answer of GET /api/v1/admin/whoami: the name of
+// the admin token that made the request (the actor of what it changes).
+type WhoamiResponse struct {
+	TokenName string `json:"token_name"`
 }
 
 // ErrorBody is the JSON error envelope.

@@ -238,6 +238,15 @@ func (c *Client) Enrollments(ctx context.Context, f EnrollmentFilter) ([]api.Enr
 	return nonNil(out.Enrollments), nil
 }
 
+// Whoami returns the name of the admin token in use (admin).
+func (c *Client) Whoami(ctx context.Context) (*api.WhoamiResponse, error) {
+	var out api.WhoamiResponse
+	if err := c.call(ctx, http.MethodGet, api.PathWhoami, true, 0, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Approve approves an enrollment by id (admin).
 func (c *Client) Approve(ctx context.Context, id, notes string) (*api.Enrollment, error) {
 	var out api.Enrollment

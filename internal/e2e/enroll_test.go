@@ -123,7 +123,7 @@ func TestHappyPath(t *testing.T) {
 			t.Errorf("active table: %s", r)
 		}
 
-		if r := s.omactl("revoke", "vma-e2e-01", "--reason", "end of test"); r.code != 0 {
+		if r := s.omactl("revoke", "vma-e2e-01", "--reason", "end of test", "--yes"); r.code != 0 {
 			t.Fatalf("revoke: %s", r)
 		}
 		s.omactlJSON(&active, "active")
@@ -165,7 +165,7 @@ func TestRejected(t *testing.T) {
 		pc := s.pairingCode()
 		v := startVMA(t, t.TempDir(), s.enrollArgs(pc, "vma-unknown", "--timeout", "60s")...)
 		e := s.waitPending("vma-unknown")
-		if r := s.omactl("reject", e.ID[:8], "--reason", "not one of ours"); r.code != 0 {
+		if r := s.omactl("reject", e.ID[:8], "--reason", "not one of ours", "--yes"); r.code != 0 {
 			t.Fatalf("reject: %s", r)
 		}
 		r := v.wait(30 * time.Second)

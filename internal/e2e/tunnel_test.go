@@ -105,7 +105,7 @@ func testTunnel(t *testing.T, b backend) {
 	}
 
 	// Revocation drops the live tunnel.
-	if r := s.omactl("revoke", "vma-tunnel-01", "--reason", "test"); r.code != 0 {
+	if r := s.omactl("revoke", "vma-tunnel-01", "--reason", "test", "--yes"); r.code != 0 {
 		t.Fatalf("revoke: %s", r)
 	}
 	select {

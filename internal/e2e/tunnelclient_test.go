@@ -221,7 +221,7 @@ func testNativeTunnel(t *testing.T, b backend) {
 		}
 		return strings.Count(tun.stderr.String(), "forward up:") == 2
 	})
-	if r := s.omactl("revoke", "vma-native-01", "--reason", "test"); r.code != 0 {
+	if r := s.omactl("revoke", "vma-native-01", "--reason", "test", "--yes"); r.code != 0 {
 		t.Fatalf("revoke: %s", r)
 	}
 	start := time.Now()

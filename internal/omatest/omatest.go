@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
@@ -38,6 +39,10 @@ type Options struct {
 	// seeded source (see SeededRand) the enrollment ids, pairing codes
 	// and tokens are the same on every run. Start serialises its reads.
 	Rand io.Reader
+	// TunnelMode, when set, is the tunnel mode the admin health reports
+	// (as oma-server serve's embedded endpoint does); the test drives the
+	// tunnel state through Svc (TunnelConnected and so on).
+	TunnelMode string
 }
 
 // Clock is a clock a test sets and a server reads, for Options.Now.
@@ -88,6 +93,8 @@ type OMA struct {
 	// Token is an admin token named "admin".
 	Token string
 
+	tunnelMode string
+
 	mu      sync.Mutex
 	raw     *sql.DB
 	srv     *server.Server
@@ -129,6 +136,7 @@ func Start(t testing.TB, opts Options) *OMA {
 		t.Fatal(err)
 	}
 	o.Token = tok.Reveal()
+	o.tunnelMode = opts.TunnelMode
 	o.start("127.0.0.1:0", "127.0.0.1:0")
 	t.Cleanup(o.Stop)
 	return o
@@ -180,12 +188,16 @@ func (o *OMA) start(admin, public string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		AdminListen: admin, PublicListen: public, PublicHost: "127.0.0.1", TLS: cert,
 		Tunnel:        server.TunnelConfig{HostKey: o.HostKey},
 		RatePerSecond: 1000, RateBurst: 1000, CodeFailuresPerMinute: 6000, CodeFailureBurst: 1000,
 		ExpireEvery: 100 * time.Millisecond,
-	}, o.Svc, o.DB, nil)
+	}
+	if mode := o.tunnelMode; mode != "" {
+		cfg.TunnelState = func() api.TunnelState { return api.TunnelState{Mode: mode} }
+	}
+	srv, err := server.New(cfg, o.Svc, o.DB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

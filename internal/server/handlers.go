@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ func (s *Server) adminMux() http.Handler {
 	mux.Handle(api.PathAudit, auth(s.handleAudit, http.MethodGet))
 	mux.Handle(api.PathAuditVerify, auth(s.handleAuditVerify, http.MethodGet))
 	mux.Handle(api.PathEnrollments, auth(s.handleEnrollments, http.MethodGet))
+	mux.Handle(api.PathWhoami, auth(s.handleWhoami, http.MethodGet))
 	mux.Handle(api.PathMetrics, auth(s.metrics.handler().ServeHTTP, http.MethodGet))
 	mux.HandleFunc(api.PathHealth, s.methods(s.handleAdminHealth, http.MethodGet))
 	if s.ui != nil {
@@ -351,6 +353,11 @@ func (s *Server) handleEnrollments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: toAPIEnrollments(list)})
 }
 
+// handleWhoami names the admin token of the request ('omactl auth status').
+func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.WhoamiResponse{TokenName: actor(r.Context())})
+}
+
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	var req api.ApproveRequest
 	if err := decode(w, r, &req, true); err != nil {
@@ -400,7 +407,7 @@ func (s *Server) handleActive(w http.ResponseWriter, r *http.Request) {
 		out.Connections = append(out.Connections, api.Connection{
 			EnrollmentID: c.EnrollmentID, VMAName: c.VMAName, VMAFingerprint: c.VMAFingerprint, SSHUser: c.SSHUser,
 			ConnectionStatus: c.ConnectionStatus, TunnelPort: c.TunnelPort, RemoteAddr: c.RemoteAddr,
-			LastSeenAt: c.LastSeenAt, ConnectedAt: c.ConnectedAt,
+			LastSeenAt: c.LastSeenAt, ConnectedAt: c.ConnectedAt, SourceIP: hostOf(c.RemoteAddr),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -423,7 +430,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 		out.Events = append(out.Events, api.AuditEvent{
 			ID: ev.ID, EnrollmentID: ev.EnrollmentID, EventType: string(ev.EventType), VMAName: ev.VMAName,
 			VMAFingerprint: ev.VMAFingerprint, SourceIP: ev.SourceIP, UserAgent: ev.UserAgent,
-			ApprovedBy: ev.ApprovedBy, EventDetails: ev.Details(), CreatedAt: ev.CreatedAt,
+			ApprovedBy: ev.ApprovedBy, EventDetails: ev.Details(), CreatedAt: ev.CreatedAt, Actor: ev.ApprovedBy,
 		})
 	}
 	if len(events) == f.Limit && len(events) > 0 {
@@ -524,6 +531,14 @@ func toAPIEnrollment(e *enroll.Enrollment) api.Enrollment {
 		ApprovalNotes: e.ApprovalNotes, RejectedBy: e.RejectedBy, RejectionReason: e.RejectionReason,
 		RevokedBy: e.RevokedBy, RevokedAt: e.RevokedAt, RevocationReason: e.RevocationNote,
 		TunnelPort: e.TunnelPort, VerifiedAt: e.VerifiedAt, ExpiresAt: e.ExpiresAt,
-		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
+		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt, SourceIP: e.VMAIPAddress,
 	}
+}
+
+// hostOf is the address part of host:port (all of s when it has no port).
+func hostOf(s string) string {
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	return s
 }

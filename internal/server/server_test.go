@@ -468,7 +468,7 @@ func TestPublicListenerServesOnlyEnrollment(t *testing.T) {
 	e := startServer(t, db, nil)
 	paths := []string{
 		api.PathPairingCode, api.PathPending, api.PathApprove + "x", api.PathReject + "x", api.PathActive,
-		api.PathRevoke + "x", api.PathAudit, api.PathAuditVerify, api.PathEnrollments, api.PathMetrics,
+		api.PathRevoke + "x", api.PathAudit, api.PathAuditVerify, api.PathEnrollments, api.PathMetrics, api.PathWhoami,
 		"/", "/admin", "/api/v1/admin/", "/api/v1/vma/enroll/../admin/vma/pending", "/debug/pprof/", "/api/v1/vma/enroll/x",
 		"/%2e%2e/api/v1/admin/vma/pending", "/robots.txt",
 	}
@@ -628,4 +628,32 @@ func TestMalformedCodesCountAsFailures(t *testing.T) {
 		expect(t, e.do("POST", e.public+api.PathEnroll, "", api.EnrollRequest{PairingCode: "short", VMAPublicKey: v.pub, VMAName: v.name}), 403, "pairing_code_rejected")
 	}
 	expect(t, e.do("POST", e.public+api.PathEnroll, "", api.EnrollRequest{PairingCode: "short", VMAPublicKey: v.pub, VMAName: v.name}), 429, "rate_limited")
+}
+
+// TestWhoamiAndAddressFields: the admin listener names the token of a
+// request, and every admin object carries the client's address as
+// source_ip and an audit event's actor as actor (the old names stay).
+func TestWhoamiAndAddressFields(t *testing.T) {
+	db, _ := omatest.OpenStore(t, "sqlite")
+	e := startServer(t, db, nil)
+	r := e.adminDo("GET", api.PathWhoami, nil)
+	expect(t, r, 200, "")
+	if got := decodeInto[api.WhoamiResponse](t, r).TokenName; got == "" {
+		t.Fatal("whoami named no token")
+	}
+	expect(t, e.do("GET", e.admin+api.PathWhoami, "", nil), 401, "unauthorized")
+	expect(t, e.do("POST", e.admin+api.PathWhoami, e.token, nil), 405, "method_not_allowed")
+
+	id, _ := e.enrollAndVerify(newVMA(t, "vma-fields"))
+	r = e.adminDo("POST", api.PathApprove+id, nil)
+	expect(t, r, 200, "")
+	en := decodeInto[api.Enrollment](t, r)
+	if en.SourceIP == "" || en.SourceIP != en.VMAIPAddress {
+		t.Fatalf("enrollment source_ip %q, vma_ip_address %q", en.SourceIP, en.VMAIPAddress)
+	}
+	who := decodeInto[api.WhoamiResponse](t, e.adminDo("GET", api.PathWhoami, nil)).TokenName
+	list := decodeInto[api.AuditList](t, e.adminDo("GET", api.PathAudit+"?event_type=approval", nil))
+	if len(list.Events) != 1 || list.Events[0].Actor != who || list.Events[0].ApprovedBy != who {
+		t.Fatalf("approval events %+v, want actor %q", list.Events, who)
+	}
 }

@@ -63,12 +63,12 @@ func Build(dir string, cmds ...string) error {
 
 // Env is the environment of a binary under test: the test's own minus
 // every setting that could change its behaviour (OMA_*, OMACTL_*,
-// VMA_ENROLL_*), with NO_COLOR=1 and then extra (KEY=value) added.
+// VMA_ENROLL_*, COLUMNS), with NO_COLOR=1 and then extra (KEY=value) added.
 func Env(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "OMA_") || strings.HasPrefix(k, "OMACTL_") || strings.HasPrefix(k, "VMA_ENROLL_") {
+		if strings.HasPrefix(k, "OMA_") || strings.HasPrefix(k, "OMACTL_") || strings.HasPrefix(k, "VMA_ENROLL_") || k == "COLUMNS" {
 			continue
 		}
 		env = append(env, kv)

@@ -81,6 +81,13 @@ each after '---'.
 	fl.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new events as they happen, until Ctrl-C")
 	fl.DurationVar(&opts.Interval, "interval", 2*time.Second, "how often --follow asks the server for new events")
 	addListFlags(cmd, &opts.listOptions)
+	types := make([]cobra.Completion, len(enroll.EventTypes))
+	for i, t := range enroll.EventTypes {
+		types[i] = string(t)
+	}
+	_ = cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions(types, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("vma", f.completeNames())
+	_ = cmd.RegisterFlagCompletionFunc("enrollment", f.completeEnrollmentFlag())
 	cmd.AddCommand(newAuditVerifyCmd(f))
 	return cmd
 }
@@ -200,7 +207,12 @@ func (f *Factory) followAudit(ctx context.Context, c *client.Client, flt client.
 		if len(evs) == 0 {
 			return nil
 		}
+		if f.Template != "" {
+			return f.writeTemplate(f.IO.Out, evs)
+		}
 		switch f.Config.Output {
+		case "name":
+			return writeNames(f.IO.Out, evs)
 		case "json":
 			for _, e := range evs {
 				if err := writeJSONLine(f.IO.Out, e); err != nil {
@@ -277,11 +289,16 @@ func (f *Factory) followAudit(ctx context.Context, c *client.Client, flt client.
 }
 
 func (f *Factory) writeAudit(w io.Writer, events []api.AuditEvent, noHeaders bool) error {
-	t := newTable(w, noHeaders, "ID", "TIME", "EVENT", "VMA", "ENROLLMENT", "SOURCE IP", "ACTOR", "DETAILS")
+	t := f.newTable(noHeaders, col("ID"), col("TIME"), col("EVENT"), cut("VMA", 10), wideCol("ENROLLMENT"),
+		wideCol("SOURCE IP"), cut("ACTOR", 5), cut("DETAILS", 10))
 	for _, e := range events {
-		t.row(strconv.FormatInt(e.ID, 10), f.when(&e.CreatedAt), e.EventType, e.VMAName, shortID(deref(e.EnrollmentID)), e.SourceIP, e.ApprovedBy, details(e.EventDetails))
+		when := f.ago(&e.CreatedAt)
+		if t.wide {
+			when = f.when(&e.CreatedAt)
+		}
+		t.row(strconv.FormatInt(e.ID, 10), when, e.EventType, e.VMAName, shortID(deref(e.EnrollmentID)), e.SourceIP, e.ApprovedBy, details(e.EventDetails))
 	}
-	return t.flush()
+	return t.write(w)
 }
 
 func newAuditVerifyCmd(f *Factory) *cobra.Command {

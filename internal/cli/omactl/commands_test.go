@@ -58,9 +58,11 @@ func TestOutput(t *testing.T) {
 		{"approve", true, func(t *testing.T, w *world) []string {
 			return []string{"approve", uniquePrefix(t, w.pending1, w.pending1, w.pending2), "--notes", "fingerprint checked"}
 		}},
-		{"reject", true, func(t *testing.T, w *world) []string { return []string{"reject", w.pending2, "--reason", "not ours"} }},
+		{"reject", true, func(t *testing.T, w *world) []string {
+			return []string{"reject", w.pending2, "--reason", "not ours", "--yes"}
+		}},
 		{"revoke", true, func(t *testing.T, w *world) []string {
-			return []string{"revoke", w.approved[:MinIDPrefix], "--reason", "decommissioned"}
+			return []string{"revoke", w.approved[:MinIDPrefix], "--reason", "decommissioned", "--yes"}
 		}},
 
 		{"pairing-code.json", true, func(*testing.T, *world) []string {
@@ -72,7 +74,28 @@ func TestOutput(t *testing.T) {
 		{"audit-verify.json", false, func(*testing.T, *world) []string { return []string{"audit", "verify", "-o", "json"} }},
 		{"approve.yaml", true, func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01", "-o", "yaml"} }},
 		{"pending.yaml", false, func(*testing.T, *world) []string { return []string{"pending", "-o", "yaml"} }},
-		{"revoke.json", true, func(*testing.T, *world) []string { return []string{"revoke", "vma-fra-01", "-o", "json"} }},
+		{"revoke.json", true, func(*testing.T, *world) []string { return []string{"revoke", "vma-fra-01", "-o", "json", "--yes"} }},
+
+		// -o wide: every column, nothing cut.
+		{"pending.wide", false, func(*testing.T, *world) []string { return []string{"pending", "-o", "wide"} }},
+		{"active.wide", false, func(*testing.T, *world) []string { return []string{"active", "-o", "wide"} }},
+		{"audit.wide", false, func(*testing.T, *world) []string { return []string{"audit", "-o", "wide", "--limit", "6"} }},
+		// list, get and describe.
+		{"list", false, func(*testing.T, *world) []string { return []string{"list"} }},
+		{"list-all", false, func(*testing.T, *world) []string { return []string{"list", "--status", "all", "--sort", "created"} }},
+		{"list.wide", false, func(*testing.T, *world) []string { return []string{"list", "--status", "all", "-o", "wide"} }},
+		{"list-name", false, func(*testing.T, *world) []string {
+			return []string{"list", "--status", "all", "--name", "vma-fra-*", "-o", "name"}
+		}},
+		{"get", false, func(*testing.T, *world) []string { return []string{"get", "vma-fra-01"} }},
+		{"get-ham", false, func(*testing.T, *world) []string { return []string{"describe", "vma-ham-04"} }},
+		{"get.json", false, func(*testing.T, *world) []string { return []string{"get", "vma-ber-03", "-o", "json"} }},
+		{"describe.json", false, func(*testing.T, *world) []string { return []string{"describe", "vma-ber-03", "-o", "json"} }},
+		{"pending.template", false, func(*testing.T, *world) []string {
+			return []string{"pending", "--template", `{{range .}}{{.vma_name}} {{.source_ip}} {{timeago .created_at}}{{"\n"}}{{end}}`}
+		}},
+		{"active.name", false, func(*testing.T, *world) []string { return []string{"active", "-q"} }},
+		{"approve-dry-run", false, func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01", "--dry-run"} }},
 	}
 	shared := newWorld(t)
 	for _, tt := range tests {
@@ -238,10 +261,10 @@ func TestResolve(t *testing.T) {
 		// and reject pick the pending one, revoke the approved one.
 		// Approving the new one revokes the old one (superseded).
 		{"approve name picks the pending one", func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01"} }, want{changes: to("pending1", "approved", "approved", "revoked")}},
-		{"reject name picks the pending one", func(*testing.T, *world) []string { return []string{"reject", "vma-fra-01"} }, want{changes: to("pending1", "rejected")}},
-		{"revoke name picks the approved one", func(*testing.T, *world) []string { return []string{"revoke", "vma-fra-01"} }, want{changes: to("approved", "revoked")}},
+		{"reject name picks the pending one", func(*testing.T, *world) []string { return []string{"reject", "vma-fra-01", "--yes"} }, want{changes: to("pending1", "rejected")}},
+		{"revoke name picks the approved one", func(*testing.T, *world) []string { return []string{"revoke", "vma-fra-01", "--yes"} }, want{changes: to("approved", "revoked")}},
 		{"approve full id in capitals", func(t *testing.T, w *world) []string { return []string{"approve", strings.ToUpper(w.pending2)} }, want{changes: to("pending2", "approved")}},
-		{"revoke 8-character prefix", func(t *testing.T, w *world) []string { return []string{"revoke", w.ham[:MinIDPrefix]} }, want{changes: to("ham", "revoked")}},
+		{"revoke 8-character prefix", func(t *testing.T, w *world) []string { return []string{"revoke", w.ham[:MinIDPrefix], "--yes"} }, want{changes: to("ham", "revoked")}},
 		{"approve unique longer prefix", func(t *testing.T, w *world) []string {
 			return []string{"approve", uniquePrefix(t, w.pending2, w.pending1, w.pending2)}
 		}, want{changes: to("pending2", "approved")}},
@@ -249,7 +272,7 @@ func TestResolve(t *testing.T) {
 		{"approve short prefix", func(*testing.T, *world) []string { return []string{"approve", sharedPrefix[:4]} }, want{err: `no enrollment has the id, id prefix or VMA name "0b9d"`}},
 		{"approve unknown name", func(*testing.T, *world) []string { return []string{"approve", "nobody"} }, want{err: `no enrollment has the id, id prefix or VMA name "nobody"`}},
 		{"approve rejected", func(*testing.T, *world) []string { return []string{"approve", "vma-ber-03"} }, want{err: "it is rejected"}},
-		{"revoke rejected", func(*testing.T, *world) []string { return []string{"revoke", "vma-ber-03"} }, want{err: "it is rejected"}},
+		{"revoke rejected", func(*testing.T, *world) []string { return []string{"revoke", "vma-ber-03", "--yes"} }, want{err: "it is rejected"}},
 	}
 	// The cases that must change nothing share a world.
 	shared := newWorld(t)
@@ -288,7 +311,7 @@ func TestResolve(t *testing.T) {
 	t.Run("candidates", func(t *testing.T) {
 		t.Parallel()
 		w := newWorld(t)
-		r := runCmd(t, w.OMA, "", false, "reject", sharedPrefix)
+		r := runCmd(t, w.OMA, "", false, "reject", sharedPrefix, "--yes")
 		if r.code != 1 || !strings.Contains(r.stderr, w.pending1+"  vma-fra-01") || !strings.Contains(r.stderr, w.pending2+"  vma-muc-02?[31m?") {
 			t.Fatalf("ambiguous prefix: exit %d\n%s", r.code, r.stderr)
 		}
@@ -296,8 +319,8 @@ func TestResolve(t *testing.T) {
 		other := w.StartEnroll(omatest.VMA{Name: "vma-fra-01", Key: vmaKey("vma-fra-01 other")}).Verify()
 		r = runCmd(t, w.OMA, "", false, "approve", "vma-fra-01")
 		want := fmt.Sprintf(`VMA name "vma-fra-01" matches 2 enrollments; give the enrollment id (or at least its first 8 characters):
-  %s  vma-fra-01            awaiting_approval   created 2025-06-01 11:56:00 (4m ago)
-  %s  vma-fra-01            awaiting_approval   created 2025-06-01 12:00:00 (just now)
+  %s  vma-fra-01            awaiting_approval   created 2025-06-01 11:56:00 UTC (4m ago)
+  %s  vma-fra-01            awaiting_approval   created 2025-06-01 12:00:00 UTC (just now)
 `, w.pending1, other)
 		if r.code != 1 || !strings.HasSuffix(r.stderr, want) {
 			t.Fatalf("ambiguous name: exit %d, stderr:\n%s\nwant it to end with:\n%s", r.code, r.stderr, want)
@@ -333,16 +356,26 @@ func TestConfirm(t *testing.T) {
 		t.Fatalf("answered yes, status %s", st)
 	}
 
-	// --yes does not ask; without a terminal nothing asks.
+	// --yes does not ask; without a terminal --yes is required (exit 2,
+	// nothing changed), as gh does.
 	r = runCmd(t, w.OMA, "", true, "reject", "vma-fra-01", "--yes")
 	mustOK(t, r)
 	if strings.Contains(r.stderr, "[y/N]") || w.status(t, w.pending1) != enroll.StatusRejected {
 		t.Fatalf("reject --yes on a terminal: stderr %q, status %s", r.stderr, w.status(t, w.pending1))
 	}
-	r = runCmd(t, w.OMA, "", false, "reject", w.pending2)
+	for _, verb := range []string{"reject", "revoke"} {
+		r = runCmd(t, w.OMA, "y\n", false, verb, w.pending2)
+		if r.code != 2 || !strings.Contains(r.stderr, verb+" needs --yes when there is no terminal") || r.stdout != "" {
+			t.Fatalf("%s without a terminal or --yes: exit %d, stderr %q", verb, r.code, r.stderr)
+		}
+	}
+	if w.status(t, w.pending2) != enroll.StatusAwaitingApproval {
+		t.Fatalf("reject without --yes and terminal changed the enrollment: %s", w.status(t, w.pending2))
+	}
+	r = runCmd(t, w.OMA, "", false, "reject", w.pending2, "--yes")
 	mustOK(t, r)
 	if strings.Contains(r.stderr, "[y/N]") || w.status(t, w.pending2) != enroll.StatusRejected {
-		t.Fatalf("reject without a terminal: stderr %q, status %s", r.stderr, w.status(t, w.pending2))
+		t.Fatalf("reject --yes without a terminal: stderr %q, status %s", r.stderr, w.status(t, w.pending2))
 	}
 	// approve is not destructive: it does not ask.
 	other := w.StartEnroll(omatest.VMA{Name: "vma-new"}).Verify()
@@ -399,8 +432,8 @@ func TestErrorsAndExitCodes(t *testing.T) {
 	// 409: the enrollment is not in the state the verb needs.
 	for _, args := range [][]string{
 		{"approve", w.approved},
-		{"reject", w.approved},
-		{"revoke", w.pending1},
+		{"reject", w.approved, "--yes"},
+		{"revoke", w.pending1, "--yes"},
 	} {
 		r = runCmd(t, w.OMA, "", false, args...)
 		if r.code != 1 || !strings.Contains(r.stderr, "cannot "+args[0]+" enrollment ") {

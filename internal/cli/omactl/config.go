@@ -34,6 +34,9 @@ func DefaultConfigFile() string {
 	return filepath.Join(dir, "omactl", "config.yaml")
 }
 
+// OutputFormats are the values of -o ("text" is also accepted, as table).
+var OutputFormats = []string{"table", "wide", "json", "yaml", "name"}
+
 // Config is omactl's global configuration.
 type Config struct {
 	Server    string `mapstructure:"server"`
@@ -45,6 +48,9 @@ type Config struct {
 	Fingerprint string `mapstructure:"fingerprint"`
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
+	// Sources tells for each key where its value came from: "--flag",
+	// the environment variable's name, "config file" or "default".
+	Sources map[string]string `mapstructure:"-"`
 }
 
 type configFlags struct {
@@ -78,7 +84,7 @@ func addConfigFlags(flags *pflag.FlagSet, cf *configFlags) {
 	flags.String("server", DefaultServer, "address of the oma-server admin listener ($OMACTL_SERVER)")
 	flags.String("token", "", "admin bearer token; prefer --token-file, which keeps it out of the process list ($OMACTL_TOKEN)")
 	flags.String("token-file", DefaultTokenFile, "file holding the admin token ($OMACTL_TOKEN_FILE)")
-	flags.StringP("output", "o", "table", "output format: table, json or yaml ($OMACTL_OUTPUT)")
+	flags.StringP("output", "o", "table", "output format: table, wide (every column, nothing cut), json, yaml or name (ids only, one a line) ($OMACTL_OUTPUT)")
 	flags.String("fingerprint", "", "trust the https:// admin listener whose certificate has this fingerprint (sha256:…, logged by oma-server as admin_fingerprint) instead of the system CAs ($OMACTL_FINGERPRINT)")
 	flags.StringVar(&cf.configFile, "config", "", "YAML config file with keys server, token, token_file, output, fingerprint (default ~/.config/omactl/config.yaml when it exists) ($OMACTL_CONFIG)")
 }
@@ -123,12 +129,27 @@ func loadConfig(flags *pflag.FlagSet, cf *configFlags, defaultFile string) (Conf
 		return Config{}, cmdutil.FlagErrorf("config: %v", err)
 	}
 	cfg.File = file
+	cfg.Sources = map[string]string{}
+	for _, s := range settings {
+		switch {
+		case flags.Changed(s.Flag):
+			cfg.Sources[s.Key] = "--" + s.Flag
+		case os.Getenv(s.Env) != "": // as viper: an empty variable is unset
+			cfg.Sources[s.Key] = s.Env
+		case fileHas(file, s.Key, v):
+			cfg.Sources[s.Key] = "config file"
+		default:
+			cfg.Sources[s.Key] = "default"
+		}
+	}
 	cfg.TokenFile = cmdutil.ExpandHome(cfg.TokenFile)
 	cfg.Output = strings.ToLower(strings.TrimSpace(cfg.Output))
 	switch cfg.Output {
-	case "table", "json", "yaml":
+	case "text":
+		cfg.Output = "table" // vma-enroll's spelling, accepted here too
+	case "table", "wide", "json", "yaml", "name":
 	default:
-		return Config{}, cmdutil.FlagErrorf("--output %q is not one of table, json, yaml", cfg.Output)
+		return Config{}, cmdutil.FlagErrorf("--output %q is not one of %s", cfg.Output, strings.Join(OutputFormats, ", "))
 	}
 	cfg.Server = strings.TrimSpace(cfg.Server)
 	if cfg.Server != "" && !strings.Contains(cfg.Server, "://") {
@@ -149,6 +170,11 @@ func loadConfig(flags *pflag.FlagSet, cf *configFlags, defaultFile string) (Conf
 		cfg.Fingerprint = fp
 	}
 	return cfg, nil
+}
+
+// fileHas reports whether the config file that was read sets key.
+func fileHas(file, key string, v *viper.Viper) bool {
+	return file != "" && v.InConfig(key)
 }
 
 // token returns the admin token: --token when given, else the token file.

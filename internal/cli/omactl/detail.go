@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 )
@@ -12,12 +13,11 @@ import (
 // writeEnrollment prints one enrollment as labelled lines, after a headline.
 func (f *Factory) writeEnrollment(w io.Writer, headline string, e *api.Enrollment) error {
 	fmt.Fprintln(w, headline)
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	var lines [][2]string
 	line := func(label, value string) {
-		if value == "" {
-			return
+		if value != "" {
+			lines = append(lines, [2]string{label, value})
 		}
-		fmt.Fprintf(tw, "  %s:\t%s\n", label, value)
 	}
 	line("Enrollment", clean(e.ID))
 	line("VMA name", clean(e.VMAName))
@@ -28,8 +28,18 @@ func (f *Factory) writeEnrollment(w io.Writer, headline string, e *api.Enrollmen
 	if e.TunnelPort != nil {
 		line("Tunnel port", strconv.Itoa(*e.TunnelPort))
 	}
+	line("Created", f.when(&e.CreatedAt))
+	if e.VerifiedAt != nil {
+		line("Verified", f.when(e.VerifiedAt))
+	}
+	switch e.Status {
+	case "pending_verification", "awaiting_approval":
+		if e.ExpiresAt != nil {
+			line("Expires", f.when(e.ExpiresAt))
+		}
+	}
 	if e.ApprovedAt != nil || e.ApprovedBy != "" {
-		line("Approved", clean(e.ApprovedBy)+", "+f.when(e.ApprovedAt))
+		line("Approved", f.when(e.ApprovedAt)+" by "+clean(e.ApprovedBy))
 	}
 	line("Notes", cleanLong(e.ApprovalNotes))
 	if e.RejectedBy != "" || e.RejectionReason != "" {
@@ -37,9 +47,27 @@ func (f *Factory) writeEnrollment(w io.Writer, headline string, e *api.Enrollmen
 		line("Reason", cleanLong(e.RejectionReason))
 	}
 	if e.RevokedAt != nil || e.RevokedBy != "" {
-		line("Revoked", clean(e.RevokedBy)+", "+f.when(e.RevokedAt))
+		line("Revoked", f.when(e.RevokedAt)+" by "+clean(e.RevokedBy))
 		line("Reason", cleanLong(e.RevocationReason))
 	}
-	line("Created", f.when(&e.CreatedAt))
-	return tw.Flush()
+	writeLabelled(w, lines)
+	return nil
+}
+
+// writeLabelled prints "  Label:  value" lines with the values aligned.
+func writeLabelled(w io.Writer, lines [][2]string) {
+	n := 0
+	for _, l := range lines {
+		if l[1] != "" {
+			n = max(n, utf8.RuneCountInString(l[0]))
+		}
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		if l[1] == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "  %s:%s%s\n", l[0], strings.Repeat(" ", n-utf8.RuneCountInString(l[0])+2), l[1])
+	}
+	io.WriteString(w, b.String())
 }

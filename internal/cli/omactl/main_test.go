@@ -241,7 +241,7 @@ func golden(t *testing.T, name, got string) {
 func TestMain(m *testing.M) {
 	// Config tests set OMACTL_* themselves; clear what the environment brings.
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, EnvPrefix) {
+		if strings.HasPrefix(kv, EnvPrefix) || strings.HasPrefix(kv, "COLUMNS=") {
 			os.Unsetenv(strings.SplitN(kv, "=", 2)[0])
 		}
 	}

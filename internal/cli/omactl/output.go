@@ -7,7 +7,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -18,16 +17,31 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
-// print writes v as one JSON or YAML document, or calls table for people.
+// print writes v as one JSON or YAML document, through --template, as
+// its ids (-o name, -q), or calls table for people.
 func (f *Factory) print(v any, table func(w io.Writer) error) error {
+	if f.Template != "" {
+		return f.writeTemplate(f.IO.Out, v)
+	}
 	switch f.Config.Output {
 	case "json":
 		return writeJSON(f.IO.Out, v)
 	case "yaml":
 		return writeYAML(f.IO.Out, v)
+	case "name":
+		return writeNames(f.IO.Out, v)
 	default:
 		return table(f.IO.Out)
 	}
+}
+
+// structured reports whether stdout carries a document for scripts (JSON,
+// YAML, ids or a template's output) rather than a table for people.
+func (f *Factory) structured() bool { return !f.tableOutput() }
+
+// tableOutput reports whether stdout carries a table (-o table or wide).
+func (f *Factory) tableOutput() bool {
+	return f.Template == "" && (f.Config.Output == "table" || f.Config.Output == "wide")
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -149,55 +163,23 @@ func (f *Factory) show(s snapshot) error {
 	})
 }
 
-// table is an aligned text table with a header row.
-type table struct {
-	tw *tabwriter.Writer
-}
-
-// newTable starts a table; noHeaders leaves out the header row.
-func newTable(w io.Writer, noHeaders bool, headers ...string) *table {
-	t := &table{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
-	if !noHeaders {
-		t.row(headers...)
-	}
-	return t
-}
-
-// row writes one row; every cell is made printable and tab-free first.
-func (t *table) row(cells ...string) {
-	for i, c := range cells {
-		if c == "" {
-			c = "-"
-		}
-		cells[i] = clean(c)
-	}
-	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
-}
-
-func (t *table) flush() error { return t.tw.Flush() }
-
-// clean makes a stored string safe for the admin's terminal: no escape
-// sequences, no control characters, no tabs to break the columns.
-// Cells longer than 80 bytes are cut with "..." so that a cut is visible.
-func clean(s string) string {
-	const max = 80
-	if len(s) > max {
-		return strings.ReplaceAll(enroll.Sanitize(s, max-3), "\t", " ") + "..."
-	}
-	return strings.ReplaceAll(enroll.Sanitize(s, max), "\t", " ")
-}
-
 // cleanLong is clean with room for a whole message.
 func cleanLong(s string) string {
 	return enroll.Sanitize(s, 2048)
 }
 
-// when shows a time in the local zone with its age: "2025-01-02 15:04 (3m ago)".
+// when shows a time in the local zone, with the zone, and its age:
+// "2025-01-02 15:04:05 CET (3m ago)".
 func (f *Factory) when(t *time.Time) string {
 	if t == nil || t.IsZero() {
 		return "-"
 	}
-	return t.In(f.Loc).Format("2006-01-02 15:04:05") + " (" + relative(f.Now(), *t) + ")"
+	return f.clock(*t) + " (" + relative(f.Now(), *t) + ")"
+}
+
+// clock is a time in the local zone with the zone's name.
+func (f *Factory) clock(t time.Time) string {
+	return t.In(f.Loc).Format("2006-01-02 15:04:05 MST")
 }
 
 // ago is only the relative part: "3m ago", "in 10m".

@@ -83,6 +83,6 @@ On the VMA console, run:
 
 Then compare the key fingerprint the VMA shows with 'omactl pending' and run
 'omactl approve NAME'.
-`, f.ago(&pc.ExpiresAt), pc.ExpiresAt.In(f.Loc).Format("2006-01-02 15:04:05"), border, inner, border, clean(pc.OMAFingerprint), cleanLong(pc.JoinCommand))
+`, f.ago(&pc.ExpiresAt), f.clock(pc.ExpiresAt), border, inner, border, clean(pc.OMAFingerprint), cleanLong(pc.JoinCommand))
 	return err
 }

@@ -76,7 +76,8 @@ func (f *Factory) pendingSnapshot(list []api.Enrollment, noHeaders bool) snapsho
 }
 
 func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders bool) error {
-	t := newTable(w, noHeaders, "ID", "NAME", "VERSION", "SOURCE IP", "KEY FINGERPRINT", "VERIFIED", "EXPIRES")
+	t := f.newTable(noHeaders, col("ID"), cut("NAME", 10), wideCol("VERSION"), cut("SOURCE IP", 15),
+		cut("KEY FINGERPRINT", minFingerprint), wideCol("VERIFIED"), col("EXPIRES"))
 	ids := make([]string, len(list))
 	for i, e := range list {
 		ids[i] = e.ID
@@ -89,5 +90,11 @@ func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders boo
 		}
 		t.row(short(e.ID), e.VMAName, e.VMAVersion, e.VMAIPAddress, e.VMAFingerprint, f.ago(verified), f.ago(e.ExpiresAt))
 	}
-	return t.flush()
+	return t.write(w)
 }
+
+// minFingerprint is the narrowest a key fingerprint is cut to in a table:
+// "SHA256:", 16 base64 characters (96 bits: no one makes a key whose
+// fingerprint starts the same) and "...". -o wide and 'omactl get' show it
+// whole.
+const minFingerprint = 7 + 16 + 3

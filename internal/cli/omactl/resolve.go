@@ -57,7 +57,7 @@ func (f *Factory) resolveID(ctx context.Context, c *client.Client, arg string, p
 		}
 	}
 	if len(hits) == 0 {
-		return "", fmt.Errorf("no enrollment has the id, id prefix or VMA name %q: see 'omactl pending' and 'omactl active' (an id prefix needs at least %d characters)", clean(arg), MinIDPrefix)
+		return "", &notFoundError{fmt.Sprintf("no enrollment has the id, id prefix or VMA name %q: see 'omactl list --status all' (an id prefix needs at least %d characters)", clean(arg), MinIDPrefix)}
 	}
 	if len(hits) == 1 {
 		return hits[0].ID, nil
@@ -107,3 +107,9 @@ func (f *Factory) ambiguous(what string, list []api.Enrollment) error {
 	}
 	return fmt.Errorf("%s", b.String())
 }
+
+// notFoundError says that no enrollment matches what the admin typed
+// (revoke --ignore-not-found accepts it).
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }

@@ -1,10 +1,12 @@
 // Package omactl is the command tree of omactl, the OMA admin's tool:
-// pairing codes, the pending list, approve, reject, the active list, revoke
-// and the audit trail, as tables for people and JSON or YAML for scripts.
+// pairing codes, the pending list, approve, reject, the active list, revoke,
+// the audit trail, one enrollment's page (get, describe) and the list of
+// all (list), as tables for people and JSON, YAML or ids for scripts.
 package omactl
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,16 @@ type Factory struct {
 	// Tests set a small one to page through a short trail.
 	AuditPage int
 
+	// Width is the width tables fit; 0 asks the terminal (see width).
+	Width int
+	// Getenv reads the environment outside the settings (COLUMNS).
+	Getenv func(string) string
+
+	// Template is --template: a Go template over the JSON form.
+	Template string
+	// Quiet is -q: print only ids, as -o name.
+	Quiet bool
+
 	// Config is filled by the root command before any subcommand runs.
 	Config Config
 
@@ -41,7 +53,7 @@ type Factory struct {
 
 // NewFactory returns a factory over the given streams with the real clock.
 func NewFactory(ios *cmdutil.IOStreams) *Factory {
-	return &Factory{IO: ios, Now: time.Now, Loc: time.Local, ConfigFile: DefaultConfigFile(), CompletionTimeout: 2 * time.Second}
+	return &Factory{IO: ios, Now: time.Now, Getenv: os.Getenv, Loc: time.Local, ConfigFile: DefaultConfigFile(), CompletionTimeout: 2 * time.Second}
 }
 
 // loadConfig reads the settings of cmd's command line, the environment and
@@ -82,19 +94,41 @@ it is relative to the file. For example:
   server: http://10.0.0.5:8082
   token_file: admin.token
 
-With -o json or -o yaml, stdout carries exactly one document (an object, or
-an array for lists) and messages go to stderr; 'pending --watch' and
-'audit --follow' print one JSON document per line instead. omactl prints no
-colours; terminal control sequences are used only by 'pending --watch' on a
-terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
+Tables fit the terminal (80 columns when stdout is no terminal and COLUMNS is
+unset): long cells are cut with "..."; -o wide shows every column and cuts
+nothing. Tables show times as ages ("3m ago"); single records ('omactl get')
+show them with their time zone too; JSON and YAML carry UTC RFC 3339 times.
+For scripts: with -o json or -o yaml, stdout carries exactly one document (an
+object, or an array for lists) and messages go to stderr ('pending --watch'
+and 'audit --follow' print one JSON document per line instead); -o name (or
+-q) prints only ids, one a line; --template formats the fields of -o json with
+a Go template. Field names and their order are stable: fields may be added,
+never renamed or removed. omactl prints no colours; terminal control sequences
+are used only by 'pending --watch' on a terminal.
+
+Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
+--yes when there is no terminal to confirm on).`,
 		Example: `  omactl pairing-code
   omactl pending
   omactl approve vma-frankfurt-01
+  omactl get vma-frankfurt-01
+  omactl list --status all --name frankfurt
   omactl active -o json
   omactl audit --since 24h
   OMACTL_SERVER=http://10.0.0.5:8082 omactl --token-file ./admin.token pending`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return f.loadConfig(cmd)
+			if err := f.loadConfig(cmd); err != nil {
+				return err
+			}
+			if f.Quiet {
+				f.Config.Output = "name"
+			}
+			if f.Template != "" {
+				if _, err := parseTemplate(f.Template); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 	cmdutil.Setup(root)
@@ -103,6 +137,9 @@ terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	addConfigFlags(root.PersistentFlags(), &f.cfgFlags)
+	root.PersistentFlags().StringVar(&f.Template, "template", "", "format the output with a Go template over the fields of -o json, e.g. '{{range .}}{{.vma_name}}{{\"\\n\"}}{{end}}'")
+	root.PersistentFlags().BoolVarP(&f.Quiet, "quiet", "q", false, "print only ids, one a line (as -o name)")
+	_ = root.RegisterFlagCompletionFunc("output", outputCompletions)
 
 	version := cmdutil.NewVersionCmd("omactl", f.IO)
 	version.Long = "Print the version of omactl, the commit it was built from, the build date and the Go version."
@@ -115,6 +152,11 @@ terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
 		newActiveCmd(f),
 		newRevokeCmd(f),
 		newAuditCmd(f),
+		newListCmd(f),
+		newGetCmd(f, false),
+		newGetCmd(f, true),
+		newAuthCmd(f),
+		newConfigCmd(f),
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)

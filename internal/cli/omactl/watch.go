@@ -49,7 +49,7 @@ const clearScreen = "\x1b[H\x1b[2J"
 func (f *Factory) watch(ctx context.Context, title string, interval time.Duration, fetch func(context.Context) (snapshot, error)) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	screen := f.Config.Output == "table" && f.IO.OutTTY && !f.IO.DumbTerm
+	screen := f.tableOutput() && f.IO.OutTTY && !f.IO.DumbTerm
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var lastKey, lastErr string
@@ -114,7 +114,7 @@ func (f *Factory) watch(ctx context.Context, title string, interval time.Duratio
 func (f *Factory) redraw(title string, interval time.Duration, body func(*bytes.Buffer) error) error {
 	var b bytes.Buffer
 	b.WriteString(clearScreen)
-	fmt.Fprintf(&b, "Every %s: %s    %s    (Ctrl-C to stop)\n\n", interval, title, f.Now().In(f.Loc).Format("2006-01-02 15:04:05"))
+	fmt.Fprintf(&b, "Every %s: %s    %s    (Ctrl-C to stop)\n\n", interval, title, f.clock(f.Now()))
 	if err := body(&b); err != nil {
 		return err
 	}
@@ -125,7 +125,12 @@ func (f *Factory) redraw(title string, interval time.Duration, body func(*bytes.
 // showChange prints the n-th changed snapshot of a watch without a
 // terminal.
 func (f *Factory) showChange(s snapshot, n int) error {
+	if f.Template != "" {
+		return f.writeTemplate(f.IO.Out, s.data)
+	}
 	switch f.Config.Output {
+	case "name":
+		return writeNames(f.IO.Out, s.data)
 	case "json":
 		return writeJSONLine(f.IO.Out, s.data)
 	case "yaml":

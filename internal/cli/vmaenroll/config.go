@@ -157,6 +157,9 @@ func loadConfig(root *cobra.Command) (Config, error) {
 		cfg.Force = fl.Value.String() == "true"
 	}
 	cfg.Output = strings.ToLower(strings.TrimSpace(cfg.Output))
+	if cfg.Output == "table" {
+		cfg.Output = "text" // omactl's spelling for what people read
+	}
 	if cfg.Output != "text" && cfg.Output != "json" {
 		return Config{}, cmdutil.FlagErrorf("--output %q is not one of text, json", cfg.Output)
 	}

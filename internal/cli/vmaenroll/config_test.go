@@ -76,6 +76,17 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 }
 
+// TestOutputTableSpelling: -o table, omactl's spelling, is -o text.
+func TestOutputTableSpelling(t *testing.T) {
+	clearEnv(t)
+	if cfg := configOf(t, "-o", "table"); cfg.Output != "text" {
+		t.Fatalf("-o table: output %q, want text", cfg.Output)
+	}
+	if _, err := configWith(t, "", "-o", "yaml"); err == nil {
+		t.Fatal("-o yaml was accepted")
+	}
+}
+
 func TestDefaultConfigFile(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
