@@ -34,4 +34,3 @@ func (s *Server) rateLimit(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-
