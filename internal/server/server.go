@@ -175,6 +175,17 @@ func (s *Server) SetHooks(onApprove, onRevoke func(*enroll.Enrollment)) {
 	s.onApprove, s.onRevoke = onApprove, onRevoke
 }
 
+// RegisterMetrics adds collectors to the admin listener's /metrics (the
+// tunnel endpoint's limit counters). Call it before Run.
+func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.metrics.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SetUI mounts h (the admin web UI) at "/" on the admin listener; every
 // /api/... route, /health and /metrics stay as they are, and unknown /api/
 // paths still get the JSON 404. Call it before Run.

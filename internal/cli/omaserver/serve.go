@@ -334,10 +334,13 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	if endpoint == nil {
 		return srv.Run(ctx, nil)
 	}
+	if err := srv.RegisterMetrics(tunnelLimitMetrics(endpoint)...); err != nil {
+		return err
+	}
 	epCtx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { endpoint.Run(epCtx); close(done) }()
-	err = srv.Run(ctx, endpoint.Listener(epCtx, 10*time.Second))
+	err = srv.Run(ctx, endpoint.Listener(epCtx, tunnel.SniffTimeout))
 	stopEndpoint()
 	<-done
 	return err
