@@ -133,6 +133,7 @@ func startServer(ctx context.Context, bins Bins, st store, dataDir string, extra
 	args := append([]string{"serve", "--data-dir", dataDir, "--db-driver", st.driver, "--db-dsn", st.dsn,
 		"--admin-listen", s.admin, "--public-listen", s.public, "--public-host", "127.0.0.1",
 		"--rate-limit", "1000000", "--rate-burst", "1000000", "--code-failures-per-minute", "1000000", "--code-failure-burst", "100000",
+		"--ssh-rate-limit", "1000000", "--ssh-rate-burst", "1000000", "--max-unauthenticated-per-ip", "1000000",
 		"--tunnel-port-range", "20000-29999",
 		"--log-level", "warn"}, extra...)
 	s.cmd = exec.Command(bins.path("oma-server"), args...)

@@ -121,6 +121,11 @@ func (s *Service) TunnelDisconnected(ctx context.Context, id, reason string, las
 	})
 }
 
+// maxRefusedText bounds the description of a refused request as it is
+// stored (the caller already cut what the peer chose; this is the last
+// line of defence of the audit table, which cannot be pruned).
+const maxRefusedText = 256
+
 // TunnelRefused audits a refused tunnel request.
 func (s *Service) TunnelRefused(ctx context.Context, id, what string, meta Meta) error {
 	return s.do(ctx, func(o *op) error {
@@ -128,6 +133,20 @@ func (s *Service) TunnelRefused(ctx context.Context, id, what string, meta Meta)
 		if err != nil {
 			return err
 		}
-		return o.audit(enrollmentAudit(e, EventForwardRefused, meta), map[string]any{"refused": what})
+		return o.audit(enrollmentAudit(e, EventForwardRefused, meta), map[string]any{"refused": Sanitize(what, maxRefusedText)})
+	})
+}
+
+// TunnelRefusalsSummary audits, as one forward_refused event, count refused
+// requests of one connection that were not audited one by one; last is the
+// latest of them.
+func (s *Service) TunnelRefusalsSummary(ctx context.Context, id string, count int, last string, meta Meta) error {
+	return s.do(ctx, func(o *op) error {
+		e, err := o.tx.GetEnrollment(ctx, id)
+		if err != nil {
+			return err
+		}
+		return o.audit(enrollmentAudit(e, EventForwardRefused, meta), map[string]any{
+			"summary": true, "count": count, "last_refused": Sanitize(last, maxRefusedText)})
 	})
 }

@@ -120,8 +120,10 @@ func TestIdleConnectionsDoNotStopEnrollment(t *testing.T) {
 	}
 }
 
-// idleConnections opens idle connections to target's public port, then
-// enrolls a VMA through it.
+// idleConnections opens idle connections to target's public port from
+// another loopback address (127.0.0.2: the embedded public port holds at
+// most 32 unauthenticated connections per address, so the idle ones only
+// shut out their own address), then enrolls a VMA through it.
 func idleConnections(t *testing.T, target *apiClient, idle int) {
 	addr := target.public[len("https://"):]
 	conns := make([]net.Conn, 0, idle)
@@ -130,8 +132,9 @@ func idleConnections(t *testing.T, target *apiClient, idle int) {
 			c.Close()
 		}
 	})
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
 	for i := 0; i < idle; i++ {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := dialer.Dial("tcp", addr)
 		if err != nil {
 			t.Fatalf("idle connection %d to %s: %v", i, addr, err)
 		}

@@ -68,7 +68,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	ip := limitKey(clientIP(r.Context()))
 	// The attempt counts as in flight until it is decided, so concurrent
 	// requests cannot test more codes than the failure budget has left.
-	end, wait, ok := s.codeLimit.begin(ip)
+	end, wait, ok := s.codeLimit.Begin(ip)
 	if !ok {
 		s.tooMany(w, r, wait, "too many rejected pairing codes from your address")
 		return
@@ -143,11 +143,11 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 	tok, _ := bearer(r)
 	if wait > 0 {
 		ip := limitKey(clientIP(r.Context()))
-		if !s.waiters.acquire(ip) {
+		if !s.waiters.Acquire(ip) {
 			s.tooMany(w, r, time.Second, "too many concurrent long polls from your address")
 			return
 		}
-		defer s.waiters.release(ip)
+		defer s.waiters.Release(ip)
 	}
 	e, err := s.svc.Result(r.Context(), id, tok, wait)
 	if err != nil {

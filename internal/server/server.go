@@ -23,6 +23,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/ratelimit"
 )
 
 // TunnelConfig is what approved VMAs are told about their tunnel.
@@ -118,9 +119,9 @@ type Server struct {
 	store       Pinger
 	log         *slog.Logger
 	metrics     *metrics
-	reqLimit    *limiter
-	codeLimit   *limiter
-	waiters     *waiters
+	reqLimit    *ratelimit.Limiter
+	codeLimit   *ratelimit.Limiter
+	waiters     *ratelimit.Concurrent
 	fingerprint string
 	dbCheck     dbCheck // the public /health's view of the database
 
@@ -148,9 +149,9 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 	s := &Server{
 		cfg: cfg, svc: svc, store: store, log: log,
 		metrics:     newMetrics(),
-		reqLimit:    newLimiter(cfg.RatePerSecond, cfg.RateBurst),
-		codeLimit:   newLimiter(cfg.CodeFailuresPerMinute/60, cfg.CodeFailureBurst),
-		waiters:     &waiters{max: cfg.MaxWaitersPerIP, n: map[string]int{}},
+		reqLimit:    ratelimit.New(cfg.RatePerSecond, cfg.RateBurst),
+		codeLimit:   ratelimit.New(cfg.CodeFailuresPerMinute/60, cfg.CodeFailureBurst),
+		waiters:     ratelimit.NewConcurrent(cfg.MaxWaitersPerIP),
 		fingerprint: SPKIFingerprint(cfg.TLS.Leaf),
 		ready:       make(chan struct{}),
 	}
@@ -158,7 +159,7 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "oma_enroll_long_polls_waiting",
 		Help: "Result long polls this instance holds open now.",
-	}, func() float64 { return float64(s.waiters.total()) }))
+	}, func() float64 { return float64(s.waiters.Total()) }))
 	prev := svc.OnAudit
 	svc.OnAudit = func(ev *enroll.AuditEvent) {
 		if prev != nil {
@@ -175,6 +176,17 @@ func (s *Server) SetHooks(onApprove, onRevoke func(*enroll.Enrollment)) {
 	s.onApprove, s.onRevoke = onApprove, onRevoke
 }
 
+// RegisterMetrics adds collectors to the admin listener's /metrics (the
+// tunnel endpoint's limit counters). Call it before Run.
+func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.metrics.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SetUI mounts h (the admin web UI) at "/" on the admin listener; every
 // /api/... route, /health and /metrics stay as they are, and unknown /api/
 // paths still get the JSON 404. Call it before Run.
@@ -184,7 +196,7 @@ func (s *Server) SetUI(h http.Handler) { s.ui = h }
 func (s *Server) Fingerprint() string { return s.fingerprint }
 
 // LongPolls counts the result long polls this instance holds open now.
-func (s *Server) LongPolls() int { return s.waiters.total() }
+func (s *Server) LongPolls() int { return s.waiters.Total() }
 
 // AdminFingerprint is the SPKI fingerprint of the admin listener's
 // certificate, or "" when the admin listener speaks plain HTTP.

@@ -6,13 +6,25 @@ package tunnel
 // Each approved enrollment owns exactly one line, recognised by the comment
 // marker "vma-enroll:<enrollment id>:<vma name>":
 //
-//	restrict,port-forwarding,permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:9081" ssh-ed25519 AAAA… vma-enroll:<id>:<name>
+//	restrict,port-forwarding,command="/bin/false",permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:9081" ssh-ed25519 AAAA… vma-enroll:<id>:<name>
 //
 // `restrict` turns off everything (forwarding, PTY, agent, X11, user rc);
 // `port-forwarding` turns TCP forwarding back on, and permitopen /
 // permitlisten narrow it to the NBD target (-L) and the VMA's own reverse
-// port (-R). Every other line of the file (keys the admin put there by hand,
+// port (-R). `command="/bin/false"` replaces whatever a session asks for (a
+// shell, a command, a subsystem) by a command that does nothing, so the line
+// alone keeps a tunnel key from running anything, whatever the sshd_config
+// says. Every other line of the file (keys the admin put there by hand,
 // comments, blank lines) is kept byte for byte.
+//
+// Ownership: run as root (as it must to manage another user's file), the
+// manager gives the file and its directory to root, with read access for
+// the tunnel user's group only (0640, 0750): sshd reads the file with the
+// tunnel user's rights, and the tunnel user cannot change its own
+// restrictions. An existing ~/.ssh and file of the tunnel user are taken
+// over at the next start (the start-up sync). Files are opened without
+// following symbolic links, and their mode and owner are set on the open
+// file, never by name.
 //
 // Every change: an exclusive flock on "<file>.lock" (so goroutines and
 // several processes are safe), read the current file, edit only our lines,
@@ -24,6 +36,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -47,11 +60,19 @@ import (
 const AuthorizedKeysMarker = "vma-enroll:"
 
 // File modes the manager enforces (sshd's StrictModes wants no group or
-// other write access; we give none at all).
+// other write access; we give none at all). As root, the file and the
+// directory are root's and readable by the tunnel user's group
+// (rootOwned*); otherwise they stay the writer's, private.
 const (
 	authorizedKeysDirMode  fs.FileMode = 0o700
 	authorizedKeysFileMode fs.FileMode = 0o600
+	rootOwnedDirMode       fs.FileMode = 0o750
+	rootOwnedFileMode      fs.FileMode = 0o640
 )
+
+// ForcedCommand is the command every line forces for sessions: nothing
+// runs, whatever the client asked for.
+const ForcedCommand = "/bin/false"
 
 // AuthorizedKeyLine is the restricted authorized_keys line of an approved
 // enrollment: only a local forward to nbdTarget and a remote forward on
@@ -79,8 +100,8 @@ func AuthorizedKeyLine(e *enroll.Enrollment, nbdTarget string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("authorized_keys: enrollment %s: %w", e.ID, err)
 	}
-	return fmt.Sprintf(`restrict,port-forwarding,permitopen="%s",permitlisten="127.0.0.1:%d" %s %s%s:%s`,
-		nbdTarget, *e.TunnelPort, canon, AuthorizedKeysMarker, e.ID, e.VMAName), nil
+	return fmt.Sprintf(`restrict,port-forwarding,command="%s",permitopen="%s",permitlisten="127.0.0.1:%d" %s %s%s:%s`,
+		ForcedCommand, nbdTarget, *e.TunnelPort, canon, AuthorizedKeysMarker, e.ID, e.VMAName), nil
 }
 
 // checkPermitTarget accepts HOST:PORT with a numeric port and a host made
@@ -165,8 +186,9 @@ type AuthorizedKeysConfig struct {
 	// NBDTarget is the only permitopen destination (127.0.0.1:10809).
 	NBDTarget string
 	// Owner is the tunnel user. When the process runs as root, the file,
-	// its .bak and lock files, and a directory the manager creates are
-	// chowned to it; otherwise ownership is left as it is. Nil: no chown.
+	// its .bak and lock files, and a directory the manager creates (or the
+	// tunnel user's ~/.ssh) are given to root and the tunnel user's group;
+	// otherwise ownership is left as it is. Nil: no chown.
 	Owner *user.User
 	Log   *slog.Logger
 }
@@ -177,10 +199,14 @@ type AuthorizedKeysFile struct {
 	path      string
 	nbdTarget string
 	owner     *user.User
-	uid, gid  int // -1: do not chown
+	uid, gid  int // the files' owner; -1: do not chown
+	tunnelUID int // -1: unknown
+	dirMode   fs.FileMode
+	fileMode  fs.FileMode
 	sshDir    bool
 	log       *slog.Logger
 	mu        sync.Mutex
+	warned    bool // the home directory warning was given
 }
 
 // NewAuthorizedKeysFile checks cfg and returns the manager; it does not
@@ -198,7 +224,8 @@ func NewAuthorizedKeysFile(cfg AuthorizedKeysConfig) (*AuthorizedKeysFile, error
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	a := &AuthorizedKeysFile{path: filepath.Clean(cfg.Path), nbdTarget: cfg.NBDTarget, owner: cfg.Owner, uid: -1, gid: -1, log: cfg.Log}
+	a := &AuthorizedKeysFile{path: filepath.Clean(cfg.Path), nbdTarget: cfg.NBDTarget, owner: cfg.Owner, uid: -1, gid: -1, tunnelUID: -1,
+		dirMode: authorizedKeysDirMode, fileMode: authorizedKeysFileMode, log: cfg.Log}
 	if cfg.Owner != nil {
 		uid, err1 := strconv.Atoi(cfg.Owner.Uid)
 		gid, err2 := strconv.Atoi(cfg.Owner.Gid)
@@ -206,9 +233,11 @@ func NewAuthorizedKeysFile(cfg AuthorizedKeysConfig) (*AuthorizedKeysFile, error
 			return nil, fmt.Errorf("authorized_keys: user %s has no numeric uid/gid", cfg.Owner.Username)
 		}
 		a.sshDir = cfg.Owner.HomeDir != "" && filepath.Dir(a.path) == filepath.Join(cfg.Owner.HomeDir, ".ssh")
+		a.tunnelUID = uid
 		switch {
 		case os.Geteuid() == 0:
-			a.uid, a.gid = uid, gid
+			a.uid, a.gid = 0, gid
+			a.dirMode, a.fileMode = rootOwnedDirMode, rootOwnedFileMode
 		case os.Geteuid() != uid:
 			a.log.Warn("not running as root: the authorized_keys file cannot be given to the tunnel user; make sure sshd accepts its owner",
 				"path", a.path, "tunnel_user", cfg.Owner.Username)
@@ -413,6 +442,9 @@ func (a *AuthorizedKeysFile) update(edit func(lines []string) ([]string, error))
 	}
 	next := joinLines(lines, cur)
 	if existed && bytes.Equal(cur, next) {
+		if err := a.fixPerms(a.path + ".bak"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 		return a.fixPerms(a.path)
 	}
 	if existed {
@@ -426,88 +458,140 @@ func (a *AuthorizedKeysFile) update(edit func(lines []string) ([]string, error))
 	return nil
 }
 
-// ensureDir creates the file's directory (700, owned by the tunnel user)
-// when missing; the tunnel user's ~/.ssh is kept at 700 and its owner.
+// ensureDir creates the file's directory when missing, and keeps the one
+// it created or the tunnel user's ~/.ssh at the manager's mode and owner
+// (root's, as root: an existing ~/.ssh of the tunnel user is taken over).
+// The directory is opened without following a symbolic link and changed
+// through that descriptor, so a link swapped in cannot redirect a chmod.
 func (a *AuthorizedKeysFile) ensureDir() error {
 	dir := filepath.Dir(a.path)
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.Mkdir(dir, authorizedKeysDirMode); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("authorized_keys: create %s: its parent does not exist (does the tunnel user have a home directory? useradd --create-home)", dir)
-			}
-			return fmt.Errorf("authorized_keys: create %s: %w", dir, err)
-		}
-		if err := os.Chmod(dir, authorizedKeysDirMode); err != nil {
-			return err
-		}
-		if a.uid >= 0 {
-			if err := os.Lchown(dir, a.uid, a.gid); err != nil {
-				return fmt.Errorf("authorized_keys: chown %s: %w", dir, err)
-			}
-		}
-		return atomicfile.SyncDir(filepath.Dir(dir))
+	created := false
+	if err := os.Mkdir(dir, a.dirMode); err == nil {
+		created = true
+	} else if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("authorized_keys: create %s: its parent does not exist (does the tunnel user have a home directory? useradd --create-home)", dir)
+	} else if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("authorized_keys: create %s: %w", dir, err)
 	}
+	d, err := openNoFollow(dir, true)
+	if err != nil {
+		if isLinkOrNotDir(err) {
+			return fmt.Errorf("authorized_keys: %s is not a directory (symbolic links are refused)", dir)
+		}
+		return fmt.Errorf("authorized_keys: %w", err)
+	}
+	defer d.Close()
+	fi, err := d.Stat()
 	if err != nil {
 		return fmt.Errorf("authorized_keys: %w", err)
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("authorized_keys: %s is not a directory (symbolic links are refused)", dir)
 	}
-	if a.sshDir {
-		if fi.Mode().Perm() != authorizedKeysDirMode {
-			if err := os.Chmod(dir, authorizedKeysDirMode); err != nil {
+	if created || a.sshDir {
+		if fi.Mode().Perm() != a.dirMode {
+			if err := d.Chmod(a.dirMode); err != nil {
 				return fmt.Errorf("authorized_keys: chmod %s: %w", dir, err)
 			}
 		}
 		if a.uid >= 0 && !ownedBy(fi, a.uid, a.gid) {
-			if err := os.Lchown(dir, a.uid, a.gid); err != nil {
+			if err := d.Chown(a.uid, a.gid); err != nil {
 				return fmt.Errorf("authorized_keys: chown %s: %w", dir, err)
+			}
+			if !created {
+				a.log.Info("authorized_keys: the directory is now root's, so the tunnel user cannot change its own key restrictions", "dir", dir)
+			}
+		}
+		if created {
+			if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+				return err
 			}
 		}
 	} else if fi.Mode().Perm()&0o022 != 0 {
 		a.log.Warn("authorized_keys: the directory is group or world writable; sshd (StrictModes) will ignore the file", "dir", dir)
+	} else if a.uid == 0 && a.tunnelUID >= 0 && ownedBy(fi, a.tunnelUID, -1) {
+		a.log.Warn("authorized_keys: the tunnel user owns the directory and could rewrite its own key restrictions; chown root it", "dir", dir)
 	}
+	a.warnHome(dir)
 	return nil
 }
 
-// fixPerms restores mode 600 and the owner of an unchanged file.
+// warnHome warns once when, as root, the directory's parent (the tunnel
+// user's home) is the tunnel user's: it could move the root-owned .ssh
+// aside and put its own there. The forced command keeps a tunnel key from
+// running anything that could; chown root of the home is the second lock.
+func (a *AuthorizedKeysFile) warnHome(dir string) {
+	if a.warned || a.uid != 0 || a.tunnelUID < 0 {
+		return
+	}
+	a.warned = true
+	home := filepath.Dir(dir)
+	if fi, err := os.Lstat(home); err == nil && ownedBy(fi, a.tunnelUID, -1) {
+		a.log.Warn("authorized_keys: the tunnel user owns the directory above its key directory and could replace it; for a second lock besides the forced command, chown root:root it (sshd accepts a root-owned home)", "dir", home)
+	}
+}
+
+// fixPerms restores the mode and owner of an unchanged file, on the open
+// file (never following a symbolic link).
 func (a *AuthorizedKeysFile) fixPerms(path string) error {
-	fi, err := os.Lstat(path)
+	f, err := openNoFollow(path, false)
+	if err != nil {
+		if isLinkOrNotDir(err) {
+			return fmt.Errorf("authorized_keys: %s is not a regular file (symbolic links are refused)", path)
+		}
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if fi.Mode().Perm() != authorizedKeysFileMode {
-		if err := os.Chmod(path, authorizedKeysFileMode); err != nil {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("authorized_keys: %s is not a regular file", path)
+	}
+	if fi.Mode().Perm() != a.fileMode {
+		if err := f.Chmod(a.fileMode); err != nil {
 			return fmt.Errorf("authorized_keys: chmod %s: %w", path, err)
 		}
 	}
 	if a.uid >= 0 && !ownedBy(fi, a.uid, a.gid) {
-		if err := os.Lchown(path, a.uid, a.gid); err != nil {
+		if err := f.Chown(a.uid, a.gid); err != nil {
 			return fmt.Errorf("authorized_keys: chown %s: %w", path, err)
 		}
 	}
 	return nil
 }
 
-// writeFile atomically replaces path, mode 600 and owned by the tunnel
-// user before it becomes visible.
+// writeFile atomically replaces path, with the manager's mode and owner
+// before it becomes visible.
 func (a *AuthorizedKeysFile) writeFile(path string, data []byte) error {
-	return atomicfile.WriteFileOwned(path, data, authorizedKeysFileMode, a.uid, a.gid)
+	return atomicfile.WriteFileOwned(path, data, a.fileMode, a.uid, a.gid)
 }
 
 // readRegular reads path, refusing anything but a regular file (a symbolic
 // link planted in place of authorized_keys must not make the manager copy
-// another file's content into it).
+// another file's content into it). It opens without following a link and
+// checks the open file, so nothing can be swapped in between.
 func readRegular(path string) ([]byte, error) {
-	fi, err := os.Lstat(path)
+	f, err := openNoFollow(path, false)
 	if err != nil {
-		return nil, err
+		if isLinkOrNotDir(err) {
+			return nil, fmt.Errorf("authorized_keys: %s is not a regular file (symbolic links are refused)", path)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("authorized_keys: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("authorized_keys: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("authorized_keys: %s is not a regular file (symbolic links are refused)", path)
 	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("authorized_keys: %w", err)
 	}

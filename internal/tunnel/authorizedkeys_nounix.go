@@ -5,6 +5,7 @@ package tunnel
 import (
 	"errors"
 	"io/fs"
+	"os"
 )
 
 func lockFile(path string, uid, gid int) (func(), error) {
@@ -12,3 +13,7 @@ func lockFile(path string, uid, gid int) (func(), error) {
 }
 
 func ownedBy(fi fs.FileInfo, uid, gid int) bool { return true }
+
+func openNoFollow(path string, dir bool) (*os.File, error) { return os.Open(path) }
+
+func isLinkOrNotDir(err error) bool { return false }

@@ -71,12 +71,12 @@ func readFile(t *testing.T, path string) string {
 func TestAuthorizedKeyLineFormat(t *testing.T) {
 	e := akEnrollment(0, "vma-prod 01", 9081)
 	got := akLine(t, e)
-	want := `restrict,port-forwarding,permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:9081" ` +
+	want := `restrict,port-forwarding,command="/bin/false",permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:9081" ` +
 		sshkey.AuthorizedKey(akKey, "") + " vma-enroll:" + e.ID + ":vma-prod 01"
 	if got != want {
 		t.Fatalf("line =\n%s\nwant\n%s", got, want)
 	}
-	if !strings.HasPrefix(got, `restrict,port-forwarding,permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:9081" ssh-ed25519 AAAA`) {
+	if !strings.HasPrefix(got, `restrict,port-forwarding,command="/bin/false",permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:9081" ssh-ed25519 AAAA`) {
 		t.Fatalf("line does not start as DESIGN §6 says: %s", got)
 	}
 	ent, ok := tunnel.ParseAuthorizedKeyEntry(got)
@@ -294,8 +294,16 @@ func TestAuthorizedKeysOwnerAndSSHDirMode(t *testing.T) {
 	if _, err := a.Add(&e); err != nil {
 		t.Fatal(err)
 	}
+	// As root: root's, readable by the tunnel user's group (sshd reads the
+	// file with the tunnel user's rights), writable by root only. Otherwise:
+	// the writer's (who then is the tunnel user), private.
 	uid, _ := strconv.Atoi(owner.Uid)
-	for p, mode := range map[string]os.FileMode{sshDir: 0o700, path: 0o600, path + ".bak": 0o600, path + ".lock": 0o600} {
+	gid, _ := strconv.Atoi(owner.Gid)
+	dirMode, fileMode := os.FileMode(0o700), os.FileMode(0o600)
+	if os.Geteuid() == 0 {
+		uid, dirMode, fileMode = 0, 0o750, 0o640
+	}
+	for p, mode := range map[string]os.FileMode{sshDir: dirMode, path: fileMode, path + ".bak": fileMode, path + ".lock": 0o600} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
@@ -303,17 +311,17 @@ func TestAuthorizedKeysOwnerAndSSHDirMode(t *testing.T) {
 		if fi.Mode().Perm() != mode {
 			t.Errorf("%s mode = %v, want %v", p, fi.Mode().Perm(), mode)
 		}
-		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid {
-			t.Errorf("%s owner = %d, want %d (%s)", p, st.Uid, uid, owner.Username)
+		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || (os.Geteuid() == 0 && int(st.Gid) != gid) {
+			t.Errorf("%s owner = %d:%d, want %d:%d", p, st.Uid, st.Gid, uid, gid)
 		}
 	}
 	// An unchanged file still gets its mode back.
-	os.Chmod(path, 0o644)
+	os.Chmod(path, 0o666)
 	if _, err := a.Add(&e); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode after no-op add = %v, want 0600", fi.Mode().Perm())
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != fileMode {
+		t.Errorf("mode after no-op add = %v, want %v", fi.Mode().Perm(), fileMode)
 	}
 }
 

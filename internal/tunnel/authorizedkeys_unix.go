@@ -3,6 +3,7 @@
 package tunnel
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"syscall"
@@ -37,8 +38,25 @@ func lockFile(path string, uid, gid int) (func(), error) {
 	}, nil
 }
 
-// ownedBy reports whether fi belongs to uid:gid.
+// ownedBy reports whether fi belongs to uid:gid (gid < 0: any group).
 func ownedBy(fi fs.FileInfo, uid, gid int) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	return !ok || (int(st.Uid) == uid && int(st.Gid) == gid)
+	return !ok || (int(st.Uid) == uid && (gid < 0 || int(st.Gid) == gid))
+}
+
+// openNoFollow opens path read-only without following a symbolic link in
+// its last element (and without blocking on a FIFO); dir asks for a
+// directory.
+func openNoFollow(path string, dir bool) (*os.File, error) {
+	flag := os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	if dir {
+		flag |= syscall.O_DIRECTORY
+	}
+	return os.OpenFile(path, flag, 0)
+}
+
+// isLinkOrNotDir reports whether an open failed because the path is a
+// symbolic link (ELOOP with O_NOFOLLOW) or not a directory.
+func isLinkOrNotDir(err error) bool {
+	return errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR)
 }

@@ -21,18 +21,28 @@ type Demux struct {
 	ssh          func(net.Conn)
 	log          *slog.Logger
 	sniffTimeout time.Duration
+	// gate bounds each address's connections not authenticated yet
+	// (limits.go).
+	gate *preAuthGate
 
 	tlsConns chan net.Conn
 	closed   chan struct{}
 	once     sync.Once
 }
 
-// NewDemux starts accepting on raw.
+// NewDemux starts accepting on raw, with the default cap of connections
+// not authenticated yet per address (Limits.PreAuthPerAddr).
 func NewDemux(raw net.Listener, sshHandler func(net.Conn), sniffTimeout time.Duration, log *slog.Logger) *Demux {
+	var l Limits
+	l.fill()
+	return newDemux(raw, sshHandler, sniffTimeout, log, newPreAuthGate(l.PreAuthPerAddr))
+}
+
+func newDemux(raw net.Listener, sshHandler func(net.Conn), sniffTimeout time.Duration, log *slog.Logger, gate *preAuthGate) *Demux {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Demux{raw: raw, ssh: sshHandler, log: log, sniffTimeout: sniffTimeout,
+	d := &Demux{raw: raw, ssh: sshHandler, log: log, sniffTimeout: sniffTimeout, gate: gate,
 		tlsConns: make(chan net.Conn), closed: make(chan struct{})}
 	go d.loop()
 	return d
@@ -62,30 +72,39 @@ func (d *Demux) loop() {
 }
 
 func (d *Demux) sniff(c net.Conn) {
+	slot, ok := d.gate.admit(c)
+	if !ok {
+		c.Close() // too many connections of this address not authenticated yet
+		return
+	}
 	c.SetReadDeadline(time.Now().Add(d.sniffTimeout))
 	br := bufio.NewReaderSize(c, 512)
 	head, err := br.Peek(4)
 	c.SetReadDeadline(time.Time{})
 	if err != nil {
+		slot.release()
 		c.Close()
 		return
 	}
 	pc := &peekedConn{Conn: c, r: br}
 	switch {
 	case string(head) == "SSH-":
+		defer slot.release()
 		if d.ssh == nil {
 			c.Close()
 			return
 		}
-		d.ssh(pc)
+		d.ssh(&sshPreAuthConn{peekedConn: pc, slot: slot})
 	case head[0] == 0x16 && head[1] == 0x03:
 		select {
-		case d.tlsConns <- pc:
+		case d.tlsConns <- &tlsPreAuthConn{peekedConn: pc, slot: slot}:
 		case <-d.closed:
+			slot.release()
 			c.Close()
 		}
 	default:
 		d.log.Debug("public port: closing a connection that is neither TLS nor SSH", "remote", c.RemoteAddr().String())
+		slot.release()
 		c.Close()
 	}
 }
@@ -123,6 +142,6 @@ func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
 // Listener adapts Demux for server.Run's public-listener hook.
 func (e *Endpoint) Listener(ctx context.Context, sniffTimeout time.Duration) func(raw net.Listener) net.Listener {
 	return func(raw net.Listener) net.Listener {
-		return NewDemux(raw, func(c net.Conn) { e.Serve(ctx, c) }, sniffTimeout, e.log)
+		return newDemux(raw, func(c net.Conn) { e.Serve(ctx, c) }, sniffTimeout, e.log, e.lim.preAuth)
 	}
 }

@@ -6,19 +6,20 @@ package tunnel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/ratelimit"
 )
 
 // EndpointConfig configures the embedded SSH endpoint.
@@ -35,8 +36,10 @@ type EndpointConfig struct {
 	KeepaliveEvery time.Duration
 	// SeenEvery throttles last_seen_at writes (15s).
 	SeenEvery time.Duration
-	// HandshakeTimeout cuts clients that do not finish authentication (20s).
+	// HandshakeTimeout cuts clients that do not finish authentication (10s).
 	HandshakeTimeout time.Duration
+	// Limits bound what peers can make the endpoint do (limits.go).
+	Limits Limits
 }
 
 func (c *EndpointConfig) fill() {
@@ -56,8 +59,9 @@ func (c *EndpointConfig) fill() {
 		c.SeenEvery = 15 * time.Second
 	}
 	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = 20 * time.Second
+		c.HandshakeTimeout = 10 * time.Second
 	}
+	c.Limits.fill()
 }
 
 // Endpoint is the embedded SSH server of the VMA tunnels.
@@ -66,6 +70,7 @@ type Endpoint struct {
 	svc *enroll.Service
 	log *slog.Logger
 	ssh *ssh.ServerConfig
+	lim *endpointLimits
 
 	mu    sync.Mutex
 	conns map[string]map[*tunnelConn]bool // live connections by enrollment id
@@ -79,6 +84,13 @@ type tunnelConn struct {
 	once   sync.Once
 	reason string
 	fwd    forwardState
+
+	// refusals and lastRefused are touched by the serving goroutine only;
+	// channels counts the open forward channels (limits.go).
+	refusals    int
+	lastRefused string
+	capLogged   bool
+	channels    atomic.Int32
 
 	seenMu   sync.Mutex
 	lastSeen time.Time
@@ -109,7 +121,7 @@ func NewEndpoint(cfg EndpointConfig, svc *enroll.Service, log *slog.Logger) *End
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}}
+	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}, lim: newEndpointLimits(cfg.Limits)}
 	sc := &ssh.ServerConfig{
 		MaxAuthTries:  6,
 		ServerVersion: "SSH-2.0-oma-enroll",
@@ -122,14 +134,16 @@ func NewEndpoint(cfg EndpointConfig, svc *enroll.Service, log *slog.Logger) *End
 // authorize is the public-key check of one connection. When the database
 // cannot answer, it closes the connection instead of refusing the key: the
 // VMA then sees a dropped connection and retries, rather than a refusal it
-// would take for a revocation.
-func (e *Endpoint) authorize(nc net.Conn) func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) {
+// would take for a revocation. A refusal is recorded in a (one log line per
+// connection, limits.go) and charged to the address's failure budget.
+func (e *Endpoint) authorize(nc net.Conn, a *loginAttempts) func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) {
 	return func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		fp := ssh.FingerprintSHA256(key)
 		if meta.User() != e.cfg.User {
-			return nil, fmt.Errorf("user %q is not the tunnel user", meta.User())
+			return nil, e.failed(nc, a, meta.User(), fp, "not the tunnel user")
 		}
 		if key.Type() != ssh.KeyAlgoED25519 {
-			return nil, errors.New("only ssh-ed25519 keys")
+			return nil, e.failed(nc, a, meta.User(), fp, "not an ssh-ed25519 key")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -138,8 +152,9 @@ func (e *Endpoint) authorize(nc net.Conn) func(ssh.ConnMetadata, ssh.PublicKey) 
 			if enroll.ErrorCode(err) != enroll.CodeUnauthorized {
 				e.log.Warn("tunnel key check failed; dropping the connection so the VMA retries", "remote", nc.RemoteAddr().String(), "err", err)
 				nc.Close()
+				return nil, errLoginRefused
 			}
-			return nil, err
+			return nil, e.failed(nc, a, meta.User(), fp, "key not approved (unknown, revoked or superseded)")
 		}
 		return &ssh.Permissions{Extensions: map[string]string{
 			extEnrollmentID: id.EnrollmentID,
@@ -238,14 +253,19 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	remote := nc.RemoteAddr().String()
 	remoteIP, _, _ := net.SplitHostPort(remote)
-	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
-	sc := *e.ssh // per connection: the key check needs this connection
-	sc.PublicKeyCallback = e.authorize(nc)
-	conn, chans, reqs, err := ssh.NewServerConn(nc, &sc)
-	if err != nil {
-		e.log.Info("tunnel handshake refused", "remote", remote, "err", err)
+	attempts := &loginAttempts{key: ratelimit.Key(remoteIP)}
+	if !e.admitConn(attempts.key) {
 		return
 	}
+	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
+	sc := *e.ssh // per connection: the key check needs this connection
+	sc.PublicKeyCallback = e.authorize(nc, attempts)
+	conn, chans, reqs, err := ssh.NewServerConn(nc, &sc)
+	if err != nil {
+		e.logHandshakeEnd(remote, attempts, err)
+		return
+	}
+	markAuthenticated(nc)
 	nc.SetDeadline(time.Time{})
 	id := conn.Permissions.Extensions[extEnrollmentID]
 	port, _ := strconv.Atoi(conn.Permissions.Extensions[extTunnelPort])
@@ -272,6 +292,7 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	tc.close("closed by the VMA") // no-op when closed for another reason
 	tc.fwd.closeAll()
 	last := e.remove(tc)
+	e.summarizeRefusals(dbctx, tc, meta, log)
 	if err := e.svc.TunnelDisconnected(dbctx, id, tc.reason, last, meta); err != nil {
 		log.Warn("record disconnection", "err", err)
 	}
@@ -380,13 +401,6 @@ type directTCPIP struct {
 	OriginPort uint32
 }
 
-func (e *Endpoint) refuse(ctx context.Context, tc *tunnelConn, what string, meta enroll.Meta, log *slog.Logger) {
-	log.Warn("tunnel request refused", "refused", what)
-	if err := e.svc.TunnelRefused(ctx, tc.id, what, meta); err != nil {
-		log.Warn("audit refusal", "err", err)
-	}
-}
-
 func (e *Endpoint) globalRequest(ctx context.Context, tc *tunnelConn, req *ssh.Request, port int, meta enroll.Meta, log *slog.Logger) {
 	fwd := &tc.fwd
 	switch req.Type {
@@ -400,7 +414,7 @@ func (e *Endpoint) globalRequest(ctx context.Context, tc *tunnelConn, req *ssh.R
 			return
 		}
 		if (p.Addr != "127.0.0.1" && p.Addr != "localhost") || int(p.Port) != port {
-			e.refuse(ctx, tc, fmt.Sprintf("remote forward listen on %s (only 127.0.0.1:%d is allowed)", net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port))), port), meta, log)
+			e.refuse(ctx, tc, fmt.Sprintf("remote forward listen on %s (only 127.0.0.1:%d is allowed)", forwardTarget(p.Addr, p.Port), port), meta, log)
 			req.Reply(false, nil)
 			return
 		}
@@ -506,27 +520,35 @@ func (e *Endpoint) newChannel(ctx context.Context, tc *tunnelConn, nch ssh.NewCh
 		}
 		target := net.JoinHostPort(d.Host, strconv.Itoa(int(d.Port)))
 		if target != e.cfg.NBDTarget && !(d.Host == "localhost" && net.JoinHostPort("127.0.0.1", strconv.Itoa(int(d.Port))) == e.cfg.NBDTarget) {
-			e.refuse(ctx, tc, "local forward to "+target+" (only "+e.cfg.NBDTarget+" is allowed)", meta, log)
-			nch.Reject(ssh.Prohibited, "forwarding to "+target+" is not allowed")
+			shown := forwardTarget(d.Host, d.Port)
+			e.refuse(ctx, tc, "local forward to "+shown+" (only "+e.cfg.NBDTarget+" is allowed)", meta, log)
+			nch.Reject(ssh.Prohibited, "forwarding to "+shown+" is not allowed")
+			return
+		}
+		if !e.takeChannel(tc, log) {
+			nch.Reject(ssh.ResourceShortage, "too many open channels on this connection")
 			return
 		}
 		c, err := net.DialTimeout("tcp", e.cfg.NBDTarget, 5*time.Second)
 		if err != nil {
+			tc.releaseChannel()
 			nch.Reject(ssh.ConnectionFailed, "NBD target unreachable")
 			return
 		}
 		ch, reqs, err := nch.Accept()
 		if err != nil {
+			tc.releaseChannel()
 			c.Close()
 			return
 		}
 		go ssh.DiscardRequests(reqs)
 		go func() {
+			defer tc.releaseChannel()
 			defer c.Close()
 			pipe(c, ch)
 		}()
 	default:
-		e.refuse(ctx, tc, "channel "+nch.ChannelType()+" (no shell, command, agent or X11)", meta, log)
+		e.refuse(ctx, tc, "channel "+clip(nch.ChannelType(), maxHostText)+" (no shell, command, agent or X11)", meta, log)
 		nch.Reject(ssh.Prohibited, "only the tunnel's port forwards are allowed")
 	}
 }

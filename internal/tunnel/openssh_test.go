@@ -158,6 +158,7 @@ func osshRoundTrip(addr, msg string) (string, error) {
 
 // osshd is a running sshd.
 type osshd struct {
+	user       string // the user the client logs in as
 	port       int
 	hostKeyPub string // path of the host key's .pub
 	knownHosts string
@@ -167,6 +168,12 @@ type osshd struct {
 // osshStartSSHD starts sshd with a base configuration plus match (the block
 // oma-server sshd-config printed), after `sshd -t` accepted it.
 func osshStartSSHD(t *testing.T, sshdPath, match string) *osshd {
+	t.Helper()
+	return osshStartSSHDFor(t, sshdPath, osshUser, match)
+}
+
+// osshStartSSHDFor is osshStartSSHD for the tunnel user name.
+func osshStartSSHDFor(t *testing.T, sshdPath, name, match string) *osshd {
 	t.Helper()
 	dir := t.TempDir()
 	hk, err := sshkey.LoadOrGenerateFile(filepath.Join(dir, "ssh_host_ed25519_key"), "oma-test-sshd")
@@ -183,9 +190,10 @@ func osshStartSSHD(t *testing.T, sshdPath, match string) *osshd {
 		"UsePAM no",
 		"StrictModes yes",
 		"LogLevel VERBOSE",
-		"AllowUsers " + osshUser,
+		"AllowUsers " + name,
 		"AuthorizedKeysFile none",
 		"PasswordAuthentication no",
+		"Subsystem sftp internal-sftp",
 		"",
 	}, "\n")
 	if err := os.WriteFile(cfg, []byte(base+match), 0o600); err != nil {
@@ -194,7 +202,7 @@ func osshStartSSHD(t *testing.T, sshdPath, match string) *osshd {
 	if out, err := exec.Command(sshdPath, "-t", "-f", cfg, "-p", strconv.Itoa(port)).CombinedOutput(); err != nil {
 		t.Fatalf("sshd -t rejects the configuration: %v\n%s\n--- config:\n%s%s", err, out, base, match)
 	}
-	d := &osshd{port: port, hostKeyPub: hk.PublicPath, knownHosts: filepath.Join(dir, "known_hosts"), log: &testbin.Buffer{}}
+	d := &osshd{user: name, port: port, hostKeyPub: hk.PublicPath, knownHosts: filepath.Join(dir, "known_hosts"), log: &testbin.Buffer{}}
 	pub, _ := os.ReadFile(hk.PublicPath)
 	if err := os.WriteFile(d.knownHosts, []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, pub)), 0o600); err != nil {
 		t.Fatal(err)
@@ -244,7 +252,7 @@ func (d *osshd) sshArgs(key string, extra ...string) []string {
 		"-o", "UserKnownHostsFile=" + d.knownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "ConnectTimeout=10", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5"}
 	args = append(args, extra...)
-	return append(args, osshUser+"@127.0.0.1")
+	return append(args, d.user+"@127.0.0.1")
 }
 
 // run runs ssh to completion (at most 20 s) and returns its output.
@@ -487,14 +495,14 @@ func TestOpenSSHAuthorizedKeysFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	content, _ := os.ReadFile(path)
-	wantLine := fmt.Sprintf(`restrict,port-forwarding,permitopen="%s",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma 1`,
+	wantLine := fmt.Sprintf(`restrict,port-forwarding,command="/bin/false",permitopen="%s",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma 1`,
 		nbd, tport, sshkey.AuthorizedKey(vma.Public, ""), e.ID)
 	if string(content) != handLine+wantLine+"\n" {
 		t.Fatalf("authorized_keys:\n%s\nwant\n%s%s", content, handLine, wantLine)
 	}
 	fi, _ := os.Stat(path)
-	if st := fi.Sys().(*syscall.Stat_t); strconv.Itoa(int(st.Uid)) != u.Uid || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("authorized_keys owner %d mode %v, want %s and 0600", st.Uid, fi.Mode().Perm(), u.Uid)
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || strconv.Itoa(int(st.Gid)) != u.Gid || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("authorized_keys owner %d:%d mode %v, want root, group %s and 0640", st.Uid, st.Gid, fi.Mode().Perm(), u.Gid)
 	}
 
 	match := osshSSHDConfig(t, bin, "--keys-from", "file", "--tunnel-user", osshUser, "--nbd-target", nbd,
@@ -579,7 +587,7 @@ func TestOpenSSHAuthorizedKeysCommand(t *testing.T) {
 
 	// What sshd will get: the line for the tunnel user, nothing for others,
 	// only the matching key with %t %k; stdout carries nothing else.
-	want := fmt.Sprintf(`restrict,port-forwarding,permitopen="%s",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma-cmd`+"\n",
+	want := fmt.Sprintf(`restrict,port-forwarding,command="/bin/false",permitopen="%s",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma-cmd`+"\n",
 		nbd, tport, sshkey.AuthorizedKey(vma.Public, ""), e.ID)
 	ak := func(args ...string) string {
 		t.Helper()
@@ -760,14 +768,14 @@ func TestOpenSSHServe(t *testing.T) {
 		t.Fatalf("approve: %d", st)
 	}
 	// The hook wrote the line (the response came after the hook ran).
-	wantLine := fmt.Sprintf(`restrict,port-forwarding,permitopen="%s",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma-serve`,
+	wantLine := fmt.Sprintf(`restrict,port-forwarding,command="/bin/false",permitopen="%s",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma-serve`,
 		nbd, tport, sshkey.AuthorizedKey(vma.Public, ""), er.EnrollmentID)
 	if got, _ := os.ReadFile(path); string(got) != handLine+wantLine+"\n" {
 		t.Fatalf("after approval:\n%s\nwant\n%s%s", got, handLine, wantLine)
 	}
 	fi, _ := os.Stat(path)
-	if st := fi.Sys().(*syscall.Stat_t); strconv.Itoa(int(st.Uid)) != u.Uid || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("authorized_keys owner %d mode %v, want %s and 0600", st.Uid, fi.Mode().Perm(), u.Uid)
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || strconv.Itoa(int(st.Gid)) != u.Gid || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("authorized_keys owner %d:%d mode %v, want root, group %s and 0640", st.Uid, st.Gid, fi.Mode().Perm(), u.Gid)
 	}
 	// The VMA is told sshd's port, user and host key.
 	var res api.ResultResponse
@@ -795,5 +803,93 @@ func TestOpenSSHServe(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "authorized_keys: de-authorized") {
 		t.Errorf("no de-authorization in the log:\n%s", logs.String())
+	}
+}
+
+// osshShellUser is a tunnel user with a real login shell (/bin/sh): the
+// worst case an admin can set up, where only the key line stands between a
+// tunnel key and a shell.
+func osshShellUser(t *testing.T) *user.User {
+	t.Helper()
+	const name = "omatestsh"
+	osshUserOnce.Lock()
+	defer osshUserOnce.Unlock()
+	if u, err := user.Lookup(name); err == nil {
+		return u
+	}
+	if out, err := exec.Command("useradd", "--create-home", "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v\n%s", name, err, out)
+	}
+	if out, err := exec.Command("usermod", "-p", "*", name).CombinedOutput(); err != nil {
+		t.Fatalf("usermod -p '*' %s: %v\n%s", name, err, out)
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// Finding 4 of issue 13: the line the manager writes must refuse a
+// command, a shell, a subsystem and a PTY on its own, against the real
+// sshd with no Match block of ours (only AuthorizedKeysFile), for a tunnel
+// user that has a real shell. The forward still works.
+func TestOpenSSHKeyLineAloneRefusesSessions(t *testing.T) {
+	sshdPath, _ := osshPrereqs(t)
+	u := osshShellUser(t)
+	path := osshResetKeys(t, u)
+	nbd, vmaAPI := osshEcho(t, "nbd:"), osshEcho(t, "vma:")
+	keys, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, NBDTarget: nbd, Owner: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vma := osshKey(t, "vma-alone")
+	tport := testbin.FreePort(t)
+	e := enroll.Enrollment{ID: "0b9d3c4e-2222-4222-8333-444455556666", VMAName: "vma-alone", Status: enroll.StatusApproved,
+		VMAPublicKey: sshkey.AuthorizedKey(vma.Public, ""), TunnelPort: &tport}
+	if _, err := keys.Add(&e); err != nil {
+		t.Fatal(err)
+	}
+	d := osshStartSSHDFor(t, sshdPath, u.Username, "Match User "+u.Username+"\n\tAuthorizedKeysFile "+path+"\n")
+
+	// The key logs in and its forwards work: the refusals below are the
+	// line's, not a failed login.
+	lNBD := testbin.FreePort(t)
+	tun := d.start(t, vma.PrivatePath, "-L", fmt.Sprintf("127.0.0.1:%d:%s", lNBD, nbd),
+		"-R", fmt.Sprintf("127.0.0.1:%d:%s", tport, vmaAPI))
+	tun.waitFor(t, "the NBD forward", func() bool {
+		got, _ := osshRoundTrip(fmt.Sprintf("127.0.0.1:%d", lNBD), "x")
+		return got == "nbd:x"
+	})
+
+	run := func(stdin string, extra []string, command ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ssh", append(d.sshArgs(vma.PrivatePath, extra...), command...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("ssh %v %v still running after 20s", extra, command)
+		}
+		return string(out), err
+	}
+	// "PWN''ED" prints PWNED only when a shell runs it.
+	if out, err := run("", nil, "echo PWN''ED; id"); err == nil || strings.Contains(out, "PWNED") || strings.Contains(out, "uid=") {
+		t.Errorf("a command ran with only the key line in place: %v\n%s", err, out)
+	}
+	if out, err := run("echo PWN''ED; id\n", []string{"-T"}); err == nil || strings.Contains(out, "PWNED") || strings.Contains(out, "uid=") {
+		t.Errorf("a shell ran with only the key line in place: %v\n%s", err, out)
+	}
+	if out, err := run("echo PWN''ED\nexit\n", []string{"-tt"}); err == nil || strings.Contains(out, "PWNED") || !strings.Contains(out, "PTY allocation request failed") {
+		t.Errorf("a PTY shell was not refused with only the key line in place: %v\n%s", err, out)
+	}
+	// SSH_FXP_INIT (version 3): an sftp server answers SSH_FXP_VERSION.
+	init := string([]byte{0, 0, 0, 5, 1, 0, 0, 0, 3})
+	if out, err := run(init, []string{"-s"}, "sftp"); err == nil || (len(out) >= 5 && out[4] == 2) {
+		t.Errorf("the sftp subsystem answered with only the key line in place: %v\n%q", err, out)
+	}
+	// The tunnel is still up.
+	if got, _ := osshRoundTrip(fmt.Sprintf("127.0.0.1:%d", lNBD), "y"); got != "nbd:y" {
+		t.Errorf("NBD forward after the refusals = %q", got)
 	}
 }

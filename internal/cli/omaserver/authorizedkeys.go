@@ -29,7 +29,7 @@ func newAuthorizedKeysCmd(ios *cmdutil.IOStreams) *cobra.Command {
 		Use:   "authorized-keys USER [KEY_TYPE KEY_BLOB]",
 		Short: "Print the restricted authorized_keys lines of approved VMAs (for sshd's AuthorizedKeysCommand)",
 		Long: `Print, from the database, the authorized_keys line of every approved VMA
-(restrict,port-forwarding,permitopen="<nbd-target>",permitlisten="127.0.0.1:<tunnel_port>"),
+(restrict,port-forwarding,command="/bin/false",permitopen="<nbd-target>",permitlisten="127.0.0.1:<tunnel_port>"),
 when USER is the tunnel user (--tunnel-user); nothing for any other user.
 With KEY_TYPE and KEY_BLOB (sshd's %t %k) only the line of that key.
 

@@ -88,7 +88,7 @@ func TestAuthorizedKeysCommand(t *testing.T) {
 	dataDir := t.TempDir()
 	e, kp := approvedDB(t, dataDir)
 	key := sshkey.AuthorizedKey(kp.Public, "")
-	want := fmt.Sprintf(`restrict,port-forwarding,permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma1`+"\n", *e.TunnelPort, key, e.ID)
+	want := fmt.Sprintf(`restrict,port-forwarding,command="/bin/false",permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:%d" %s vma-enroll:%s:vma1`+"\n", *e.TunnelPort, key, e.ID)
 	blob := strings.Fields(key)[1]
 	stranger, _ := sshkey.LoadOrGenerate(t.TempDir(), "stranger")
 

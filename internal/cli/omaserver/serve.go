@@ -109,6 +109,11 @@ omactl then needs --server https://….`,
 	f.Int("rate-burst", 20, "burst of public requests per client IP")
 	f.Float64("code-failures-per-minute", 5, "rejected pairing codes allowed per minute per client IP")
 	f.Int("code-failure-burst", 5, "rejected (or concurrent) pairing-code attempts allowed at once per client IP")
+	f.Float64("ssh-rate-limit", 5, "new SSH connections per second per client IP (embedded tunnel mode)")
+	f.Int("ssh-rate-burst", 30, "burst of new SSH connections per client IP (embedded tunnel mode)")
+	f.Float64("ssh-login-failures-per-minute", 10, "refused SSH logins allowed per minute per client IP (embedded tunnel mode)")
+	f.Int("ssh-login-failure-burst", 10, "refused SSH logins allowed at once per client IP; then its SSH connections are closed until the budget refills (embedded tunnel mode)")
+	f.Int("max-unauthenticated-per-ip", 32, "connections per client IP not authenticated yet (SSH before login, TLS before the server's hello) on the public port (embedded tunnel mode)")
 	f.Bool("no-migrate", false, "do not apply database migrations at start")
 	addAdminUIFlags(f)
 	return cmd
@@ -124,6 +129,7 @@ type serveOptions struct {
 	SSHHostKey                            string
 	SSHPort                               int
 	AuthorizedKeysFile                    string
+	SSHLimits                             tunnel.Limits
 	AuthorizedKeysResync                  time.Duration
 	NBDTarget, VMANBDListen, VMAAPITarget string
 	AuditKeyFile                          string
@@ -166,6 +172,16 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		CodeFailures:     v.GetFloat64("code-failures-per-minute"),
 		CodeFailureBurst: v.GetInt("code-failure-burst"),
 		NoMigrate:        v.GetBool("no-migrate"),
+	}
+	o.SSHLimits = tunnel.Limits{
+		ConnPerSecond:         v.GetFloat64("ssh-rate-limit"),
+		ConnBurst:             v.GetInt("ssh-rate-burst"),
+		AuthFailuresPerMinute: v.GetFloat64("ssh-login-failures-per-minute"),
+		AuthFailureBurst:      v.GetInt("ssh-login-failure-burst"),
+		PreAuthPerAddr:        v.GetInt("max-unauthenticated-per-ip"),
+	}
+	if l := o.SSHLimits; l.ConnPerSecond <= 0 || l.ConnBurst < 1 || l.AuthFailuresPerMinute <= 0 || l.AuthFailureBurst < 1 || l.PreAuthPerAddr < 1 {
+		return o, cmdutil.FlagErrorf("--ssh-rate-limit, --ssh-rate-burst, --ssh-login-failures-per-minute, --ssh-login-failure-burst and --max-unauthenticated-per-ip must be positive")
 	}
 	o.SSHPort = v.GetInt("ssh-port")
 	o.AuthorizedKeysFile = v.GetString("authorized-keys-file")
@@ -278,7 +294,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 			return err
 		}
 		hostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
-		endpoint = tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, User: o.TunnelUser, NBDTarget: o.NBDTarget}, svc, log)
+		endpoint = tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, User: o.TunnelUser, NBDTarget: o.NBDTarget, Limits: o.SSHLimits}, svc, log)
 		onRevoke = func(e *enroll.Enrollment) { endpoint.Disconnect(e.ID, "revoked") }
 	case "openssh":
 		b, err := os.ReadFile(o.SSHHostKey)
@@ -335,10 +351,13 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	if endpoint == nil {
 		return srv.Run(ctx, nil)
 	}
+	if err := srv.RegisterMetrics(tunnelLimitMetrics(endpoint)...); err != nil {
+		return err
+	}
 	epCtx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { endpoint.Run(epCtx); close(done) }()
-	err = srv.Run(ctx, endpoint.Listener(epCtx, 10*time.Second))
+	err = srv.Run(ctx, endpoint.Listener(epCtx, tunnel.SniffTimeout))
 	stopEndpoint()
 	<-done
 	return err

@@ -385,3 +385,38 @@ func hostPort(addr string) (string, string) {
 	i := strings.LastIndex(addr, ":")
 	return addr[:i], addr[i+1:]
 }
+
+// Finding 13 of issue 13: vma-tunnel.service hides /tmp and /home
+// (PrivateTmp, ProtectHome); an enrollment whose config directory is there
+// says that the unit cannot run as written, and one elsewhere does not.
+func TestEnrollWarnsWhenTheUnitCannotRun(t *testing.T) {
+	oma := omatest.Start(t, omatest.Options{})
+	enrollInto := func(dir string) result {
+		t.Helper()
+		code := oma.Code()
+		oma.DecideWhenWaiting("approve", "")
+		r := runVE(t, "", false, "--oma", oma.Public(), "--code", code, "--fingerprint", oma.Fingerprint(),
+			"--config-dir", dir, "--timeout", "30s", "--name", "vma-"+filepath.Base(dir)[len(filepath.Base(dir))-6:])
+		if r.code != 0 {
+			t.Fatalf("enroll into %s: exit %d\n%s", dir, r.code, r.stderr)
+		}
+		return r
+	}
+	hidden, err := os.MkdirTemp("/tmp", "vma-unit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(hidden) })
+	r := enrollInto(hidden)
+	if !strings.Contains(r.stderr, "vma-tunnel.service cannot start the tunnel as written") || !strings.Contains(r.stderr, "PrivateTmp") {
+		t.Errorf("no warning for a config dir under /tmp:\n%s", r.stderr)
+	}
+	visible, err := os.MkdirTemp("/var/lib", "vma-unit-")
+	if err != nil {
+		t.Skipf("no directory outside /tmp and /home to enroll into: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(visible) })
+	if r := enrollInto(visible); strings.Contains(r.stderr, "cannot start the tunnel") {
+		t.Errorf("a warning for a config dir under /var/lib:\n%s", r.stderr)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
@@ -153,6 +154,10 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 		}
 		e.files = append([]string{e.key.PrivatePath, e.key.PublicPath}, files...)
 		e.files = append(e.files, statePath(e.dir))
+		if probs := tunnel.UnitProblems(cfg); len(probs) > 0 {
+			e.note("Warning: %s cannot start the tunnel as written: %s. Re-enroll with --config-dir under /etc (the default is /etc/vma-enroll) and vma-enroll installed under /usr/local/bin, or run `vma-enroll tunnel --config-dir %s` under a supervisor of your own.",
+				tunnel.FileUnit, strings.Join(probs, "; "), e.dir)
+		}
 		if res.Tunnel.HostKey == "" {
 			e.note("Note: the OMA sent no SSH host key (its tunnel mode is not 'embedded'): add the OMA sshd's host key to %s before starting the tunnel.", filepath.Join(e.dir, tunnel.FileKnownHosts))
 		}
