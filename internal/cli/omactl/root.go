@@ -94,8 +94,13 @@ terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
   omactl audit --since 24h
   OMACTL_SERVER=http://10.0.0.5:8082 omactl --token-file ./admin.token pending`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return f.loadConfig(cmd)
+			if err := f.loadConfig(cmd); err != nil {
+				return err
+			}
+			cmdutil.SetOutput(cmd, f.Config.Output) // -o json failures as JSON
+			return nil
 		},
+		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: "OMACTL_OUTPUT"},
 	}
 	cmdutil.Setup(root)
 	root.CompletionOptions.DisableDefaultCmd = true

@@ -157,6 +157,7 @@ func loadConfig(root *cobra.Command) (Config, error) {
 		cfg.Force = fl.Value.String() == "true"
 	}
 	cfg.Output = strings.ToLower(strings.TrimSpace(cfg.Output))
+	cmdutil.SetOutput(root, cfg.Output) // -o json failures as JSON
 	if cfg.Output != "text" && cfg.Output != "json" {
 		return Config{}, cmdutil.FlagErrorf("--output %q is not one of text, json", cfg.Output)
 	}

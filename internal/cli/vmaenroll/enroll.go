@@ -96,6 +96,10 @@ func (e *enroller) run(ctx context.Context) outcome {
 		return fail(StatusError, cmdutil.ExitFailure, err)
 	}
 	if st != nil && !e.cfg.Force {
+		if o := e.changedSettings(st); o != nil {
+			e.st = st
+			return *o
+		}
 		switch {
 		case st.Status == StatusApproved:
 			e.st = st
@@ -111,6 +115,35 @@ func (e *enroller) run(ctx context.Context) outcome {
 		}
 	}
 	return e.fresh(ctx)
+}
+
+// changedSettings refuses a rerun whose --oma or --name differ from the
+// recorded enrollment (approved or waiting) instead of silently ignoring
+// them, as 'tailscale up' refuses changed settings: --force starts over.
+func (e *enroller) changedSettings(st *State) *outcome {
+	if !st.waiting() && st.Status != StatusApproved {
+		return nil // ended: a new enrollment starts anyway
+	}
+	what := "is enrolled"
+	if st.waiting() {
+		what = "has an enrollment waiting for approval"
+	}
+	if e.cfg.OMA != "" {
+		a, err := parseOMA(e.cfg.OMA)
+		if err != nil {
+			o := usage("--oma: %v", err)
+			return &o
+		}
+		if old, err := parseOMA(st.OMA); err == nil && a != old {
+			o := usage("this VMA %s with the OMA at %s (enrollment %s), not %s: to enroll with %s instead, add --force and a new pairing code", what, old, st.EnrollmentID, a, a)
+			return &o
+		}
+	}
+	if e.cfg.Name != "" && e.cfg.Name != st.VMAName {
+		o := usage("this VMA %s as %q (enrollment %s), not %q: to enroll as %q instead, add --force and a new pairing code", what, st.VMAName, st.EnrollmentID, enroll.Printable(e.cfg.Name), enroll.Printable(e.cfg.Name))
+		return &o
+	}
+	return nil
 }
 
 // dirError explains a failure to use the config directory.
@@ -441,11 +474,6 @@ func (e *enroller) resume(ctx context.Context, st *State) outcome {
 	addr, err := parseOMA(st.OMA)
 	if err != nil {
 		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s: %v; run with --force and a new pairing code", statePath(e.dir), err))
-	}
-	if e.cfg.OMA != "" {
-		if a, err := parseOMA(e.cfg.OMA); err == nil && a != addr {
-			e.note("Note: ignoring --oma %s: the waiting enrollment is with %s.", a, addr)
-		}
 	}
 	e.addr, e.pin, e.insecure = addr, st.OMAFingerprint, st.InsecureSkipTLSVerify
 	if e.pin == "" && !e.insecure {

@@ -97,7 +97,8 @@ does not match the fingerprint.`,
   vma-enroll --code-file /root/code.txt --oma oma.example.com --fingerprint sha256:5f1c… -o json
   vma-enroll            # on a terminal: asks for the OMA address and the code
   vma-enroll status`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: EnvPrefix + "OUTPUT"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())
 			if err != nil {
