@@ -318,6 +318,11 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 	if e.st.Status == "" {
 		e.st.Status = string(enroll.StatusAwaitingApproval)
 	}
+	e.st.ExpiresAt = vr.ExpiresAt
+	if vr.ExpiresInSeconds != nil {
+		end := e.f.Now().Add(time.Duration(*vr.ExpiresInSeconds) * time.Second).UTC().Truncate(time.Second)
+		e.st.WindowEndsAt = &end
+	}
 	if err := saveState(e.dir, e.st, now); err != nil {
 		return fail(StatusError, cmdutil.ExitFailure, err)
 	}
