@@ -9,6 +9,11 @@ import (
 )
 
 // Paths of the public (enrollment) listener.
+// HeaderListener names the listener that answered ("admin" or "public")
+// on every response of oma-server, so that a client pointed at the wrong
+// one can say so instead of reporting a puzzling 404.
+const HeaderListener = "X-Oma-Listener"
+
 const (
 	PathEnroll = "/api/v1/vma/enroll"
 	PathVerify = "/api/v1/vma/enroll/verify"

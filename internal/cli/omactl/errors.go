@@ -50,6 +50,13 @@ func (f *Factory) explain(err error) error {
 	if !errors.As(err, &ae) {
 		return err
 	}
+	switch {
+	case ae.TLSOnly:
+		return fmt.Errorf("%s answers only HTTPS: it looks like oma-server's public listener (the one VMAs enroll through, port 443 by default), not its admin listener. "+
+			"Point --server (or OMACTL_SERVER) at the admin listener (http://127.0.0.1:8082 by default; oma-server logs admin_listen when it starts); for an admin listener with --admin-tls, use https:// and --fingerprint", server)
+	case ae.Listener == "public":
+		return fmt.Errorf("%s is oma-server's public listener (for VMAs), not its admin listener: point --server (or OMACTL_SERVER) at the admin listener (http://127.0.0.1:8082 by default; oma-server logs admin_listen when it starts)", server)
+	}
 	msg := cleanLong(ae.Err.Message)
 	switch string(ae.Err.Code) {
 	case string(enroll.CodeUnauthorized):

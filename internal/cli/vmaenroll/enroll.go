@@ -452,6 +452,10 @@ func (e *enroller) failed(err error, phase string) outcome {
 		return fail(StatusInterrupted, ExitInterrupted, errors.New("interrupted"))
 	case enroll.ErrorCode(err) == enroll.CodePairingCodeRejected:
 		return fail(StatusPairingCodeRejected, ExitCodeRejected, errors.New("pairing code rejected: wrong, already used or expired. Ask the OMA admin for a new one ('omactl pairing-code') and run vma-enroll again"))
+	case client.IsPlainHTTP(err):
+		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s speaks plain HTTP, not TLS: it looks like oma-server's admin listener (port 8082 by default), which is for omactl. Pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
+	case client.ListenerOf(err) == "admin":
+		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s is oma-server's admin listener, which is for omactl: pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
 	case client.IsNetwork(err):
 		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("cannot reach the OMA at %s (%v). Check the address, name resolution and that port %d is open from this VMA to the OMA", e.addr, shortError(err), e.addr.Port))
 	}
