@@ -51,7 +51,12 @@ func NewVersionCmd(binary string, ios *IOStreams) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, _ := cmd.Flags().GetString("output")
 			if !cmd.Flags().Changed("output") {
-				if env := cmd.Root().Annotations[AnnotationOutputEnv]; env != "" && os.Getenv(env) != "" {
+				// The format the program's settings chose (SetOutput),
+				// else its environment variable.
+				ann := cmd.Root().Annotations
+				if f := ann[annotationOutput]; f != "" {
+					out = f
+				} else if env := ann[AnnotationOutputEnv]; env != "" && os.Getenv(env) != "" {
 					out = os.Getenv(env)
 				}
 			}

@@ -62,7 +62,7 @@ VMA's key, with the pinned host key, and stops before logging in (no tunnel
 is opened, nothing is recorded on the OMA). The answer: enrolled (the key is
 accepted), revoked (the OMA refuses it: the enrollment was revoked, or
 replaced by a newer one of the same name; enroll again with --force and a
-new pairing code), or, when the OMA does not answer within --timeout, the
+new pairing code), or, when the OMA does not answer within --check-timeout, the
 local state with a warning. It also shows whether the tunnel runs on this VMA
 (its local forward listens) and the VMA's port on the OMA. --offline reads
 only the local file.
@@ -82,9 +82,9 @@ does not allow asking, e.g. no pinned SSH host key).`,
 				return err
 			}
 			offline, _ := cmd.Flags().GetBool("offline")
-			timeout, _ := cmd.Flags().GetDuration("timeout")
+			timeout, _ := cmd.Flags().GetDuration("check-timeout")
 			if timeout <= 0 {
-				return cmdutil.FlagErrorf("--timeout must be positive, like 5s")
+				return cmdutil.FlagErrorf("--check-timeout must be positive, like 5s")
 			}
 			dir, err := filepath.Abs(cfg.ConfigDir)
 			if err != nil {
@@ -114,7 +114,8 @@ does not allow asking, e.g. no pinned SSH host key).`,
 		},
 	}
 	cmd.Flags().Bool("offline", false, "show only the local state; do not ask the OMA")
-	cmd.Flags().Duration("timeout", DefaultStatusTimeout, "how long to wait for the OMA's answer")
+	cmd.Flags().Duration("check-timeout", DefaultStatusTimeout, "how long to wait for the OMA's answer")
+	_ = cmd.RegisterFlagCompletionFunc("check-timeout", cobra.FixedCompletions([]string{"2s", "5s", "10s"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

@@ -126,6 +126,7 @@ replaced: re-enroll).`,
 	fl.Bool("openssh", false, "run the system's OpenSSH client (ssh -F <config-dir>/ssh_config -N oma) instead of the built-in one")
 	fl.Bool("once", false, "do not reconnect: exit when the first connection ends")
 	fl.Duration("keepalive", DefaultKeepalive, "period of the keepalives; 3 unanswered ones drop the connection (0: none)")
+	_ = cmd.RegisterFlagCompletionFunc("keepalive", cobra.FixedCompletions([]string{"15s", "30s", "0"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
