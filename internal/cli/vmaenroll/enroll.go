@@ -135,12 +135,12 @@ func (e *enroller) changedSettings(st *State) *outcome {
 			return &o
 		}
 		if old, err := parseOMA(st.OMA); err == nil && a != old {
-			o := usage("this VMA %s with the OMA at %s (enrollment %s), not %s: to enroll with %s instead, add --force and a new pairing code", what, old, st.EnrollmentID, a, a)
+			o := usage("this VMA %s as %q with the OMA at %s (enrollment %s), not %s: to enroll with %s instead, add --force and a new pairing code", what, st.VMAName, old, st.EnrollmentID, a, a)
 			return &o
 		}
 	}
 	if e.cfg.Name != "" && e.cfg.Name != st.VMAName {
-		o := usage("this VMA %s as %q (enrollment %s), not %q: to enroll as %q instead, add --force and a new pairing code", what, st.VMAName, st.EnrollmentID, enroll.Printable(e.cfg.Name), enroll.Printable(e.cfg.Name))
+		o := usage("this VMA %s as %q with the OMA at %s (enrollment %s), not as %q: to enroll as %q instead, add --force and a new pairing code", what, st.VMAName, st.OMA, st.EnrollmentID, enroll.Printable(e.cfg.Name), enroll.Printable(e.cfg.Name))
 		return &o
 	}
 	return nil
