@@ -72,10 +72,18 @@ func StatusOf(code int) string {
 // error on stderr (never a stack trace). A usage error ends with the hint
 // of the command that failed ("Run 'omactl approve --help' for usage.");
 // an unknown command lists the likely ones. With -o json the failure is
-// also one JSONError object on stdout, unless the command wrote its own.
+// also one JSONError object on stdout, unless the command wrote its own
+// (or anything else) there already.
 func Run(root *cobra.Command, ios *IOStreams) int {
 	prepare(root)
+	// Commands write through ios (the factory shares it): count what
+	// reaches stdout, so that a command that printed its document before
+	// failing (audit verify's report, say) gets no second one.
+	out := &countingWriter{w: ios.Out}
+	orig := ios.Out
+	ios.Out = out
 	cmd, err := root.ExecuteC()
+	ios.Out = orig
 	if err == nil {
 		return ExitOK
 	}
@@ -107,7 +115,7 @@ func Run(root *cobra.Command, ios *IOStreams) int {
 	if code == ExitOK {
 		return code
 	}
-	if !reported && wantsJSON(root, cmd) {
+	if !reported && out.n == 0 && wantsJSON(root, cmd) {
 		writeJSON(ios.Out, JSONError{Status: StatusOf(code), ExitCode: code, Error: msg})
 	}
 	if msg != "" {
@@ -117,6 +125,17 @@ func Run(root *cobra.Command, ios *IOStreams) int {
 		fmt.Fprintf(ios.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return code
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func writeJSON(w io.Writer, v any) {

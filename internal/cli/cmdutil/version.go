@@ -49,6 +49,7 @@ func NewVersionCmd(binary string, ios *IOStreams) *cobra.Command {
 			binary + " version -o json | jq -r .version",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Its own -o, or the program's persistent one.
 			out, _ := cmd.Flags().GetString("output")
 			if !cmd.Flags().Changed("output") {
 				// The format the program's settings chose (SetOutput),
@@ -71,7 +72,7 @@ func NewVersionCmd(binary string, ios *IOStreams) *cobra.Command {
 				}
 				_, err = ios.Out.Write(b)
 				return err
-			case "text", "table", "":
+			case "text", "table", "wide", "":
 				_, err := fmt.Fprint(ios.Out, VersionString(binary))
 				return err
 			}

@@ -111,6 +111,7 @@ terminal. Exit status: 0 ok, 1 error, 2 usage error.`,
 
 	version := cmdutil.NewVersionCmd("omactl", f.IO)
 	version.Long = "Print the version of omactl, the commit it was built from, the build date and the Go version."
+	version.ResetFlags() // the root's persistent -o applies (json prints one object)
 
 	root.AddCommand(
 		newPairingCodeCmd(f),

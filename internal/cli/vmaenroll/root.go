@@ -125,6 +125,7 @@ does not match the fingerprint.`,
 
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
 	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
+	version.ResetFlags() // the root's persistent -o applies (json prints one object)
 	version.PreRunE = func(cmd *cobra.Command, args []string) error {
 		_, _ = loadConfig(cmd.Root()) // -o from the environment or config file; a broken config does not stop version
 		return nil
