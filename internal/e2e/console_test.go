@@ -436,6 +436,16 @@ func TestWrongListener(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, "public listener") {
 			t.Errorf("%s: omactl given the public listener over https: %s", mode, r)
 		}
+		// Without --fingerprint its certificate is not trusted: a probe
+		// without the token still tells which listener it is.
+		r = runBin(t, "omactl", "--server", "https://"+s.public, "--token-file", s.tokenFile, "pending")
+		if r.code != 1 || !strings.Contains(r.stderr, "public listener") {
+			t.Errorf("%s: omactl given the public listener over https without --fingerprint: %s", mode, r)
+		}
+		r = runBin(t, "omactl", "--server", "https://"+s.admin, "--token-file", s.tokenFile, "pending")
+		if r.code != 1 || !strings.Contains(r.stderr, "use http://") {
+			t.Errorf("%s: omactl given https:// for a plain-HTTP admin listener: %s", mode, r)
+		}
 	}
 }
 

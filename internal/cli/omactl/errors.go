@@ -31,9 +31,15 @@ func (f *Factory) explain(err error) error {
 			server, fm.Got, fm.Want)
 	}
 	if cause := tlsCause(err); cause != nil {
+		if client.ProbeListener(context.Background(), server) == "public" {
+			return fmt.Errorf("%s is oma-server's public listener (for VMAs), not its admin listener: point --server (or OMACTL_SERVER) at the admin listener (http://127.0.0.1:8082 by default; oma-server logs admin_listen when it starts)", server)
+		}
 		return fmt.Errorf("the admin listener at %s presents a certificate this machine does not trust (%v). "+
 			"For oma-server's own self-signed certificate, pass --fingerprint with the admin_fingerprint that oma-server logs when it starts (or OMACTL_FINGERPRINT); "+
 			"for a private CA, point SSL_CERT_FILE at its PEM bundle", server, cause)
+	}
+	if client.IsPlainHTTP(err) {
+		return fmt.Errorf("%s speaks plain HTTP, not HTTPS (an admin listener without --admin-tls): use http:// in --server (or OMACTL_SERVER)", server)
 	}
 	var ne *client.NetworkError
 	if errors.As(err, &ne) {
