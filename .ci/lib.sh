@@ -142,9 +142,11 @@ ensure_chromium() {
 }
 
 # ensure_tools installs the command-line tools of the curl walkthrough
-# (examples/curl-enroll.sh, run by internal/e2e) when missing.
+# (examples/curl-enroll.sh, run by internal/e2e) and tmux (the 80-column
+# console tests of internal/e2e) when missing.
 ensure_tools() {
 	local missing=()
+	command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
 	command -v jq >/dev/null 2>&1 || missing+=(jq)
 	command -v openssl >/dev/null 2>&1 || missing+=(openssl)

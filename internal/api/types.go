@@ -11,6 +11,11 @@ import (
 )
 
 // Paths of the public (enrollment) listener.
+// HeaderListener names the listener that answered ("admin" or "public")
+// on every response of oma-server, so that a client pointed at the wrong
+// one can say so instead of reporting a puzzling 404.
+const HeaderListener = "X-Oma-Listener"
+
 const (
 	PathEnroll = "/api/v1/vma/enroll"
 	PathVerify = "/api/v1/vma/enroll/verify"
@@ -66,6 +71,11 @@ type VerifyResponse struct {
 	EnrollmentID string `json:"enrollment_id"`
 	Status       string `json:"status"`
 	PollToken    string `json:"poll_token"`
+	// ExpiresAt ends the approval window; ExpiresInSeconds is what is
+	// left of it by the server's clock, so that a VMA whose clock is off
+	// can still count down (added fields: older servers send neither).
+	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
+	ExpiresInSeconds *int64     `json:"expires_in_seconds,omitempty"`
 }
 
 // Forward is one allowed port forward of the tunnel.
@@ -93,6 +103,9 @@ type ResultResponse struct {
 	ApprovedAt   *time.Time `json:"approved_at,omitempty"`
 	Tunnel       *Tunnel    `json:"tunnel,omitempty"`
 	Reason       string     `json:"reason,omitempty"`
+	// ExpiresInSeconds is what is left of the approval window by the
+	// server's clock while the enrollment waits (see VerifyResponse).
+	ExpiresInSeconds *int64 `json:"expires_in_seconds,omitempty"`
 }
 
 // HealthResponse is the answer of GET /health.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,13 @@ type APIError struct {
 	Status     int
 	RetryAfter time.Duration // from Retry-After, on 429 and 503
 	Err        *enroll.Error
+	// Listener is the oma-server listener that answered ("admin" or
+	// "public", api.HeaderListener), "" for anything else.
+	Listener string
+	// TLSOnly is set when the server answered a plain-HTTP request with
+	// Go's "Client sent an HTTP request to an HTTPS server": the address
+	// wants https:// (on an OMA, usually its public listener).
+	TLSOnly bool
 }
 
 func (e *APIError) Error() string { return e.Err.Message }
@@ -54,6 +62,26 @@ type ProtocolError struct {
 func (e *ProtocolError) Error() string { return e.Err.Error() }
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// IsPlainHTTP reports whether err is a TLS connection that found a plain
+// HTTP server (an oma-server admin listener without --admin-tls, say).
+func IsPlainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/" {
+		return true // a TLS handshake answered by an HTTP server
+	}
+	return err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
+// ListenerOf returns the oma-server listener ("admin", "public") that
+// answered with the error err, or "".
+func ListenerOf(err error) string {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Listener
+	}
+	return ""
+}
 
 // IsNetwork reports whether err is a network failure worth retrying.
 func IsNetwork(err error) bool {
@@ -125,7 +153,12 @@ func classify(method, target string, err error) error {
 // answer; answers without it get a code from their status.
 func decodeError(resp *resty.Response) error {
 	status := resp.StatusCode()
-	ae := &APIError{Status: status, RetryAfter: parseRetryAfter(resp.Header().Get("Retry-After"))}
+	ae := &APIError{Status: status, RetryAfter: parseRetryAfter(resp.Header().Get("Retry-After")), Listener: resp.Header().Get(api.HeaderListener)}
+	if status == http.StatusBadRequest && strings.Contains(string(resp.Body()), "Client sent an HTTP request to an HTTPS server") {
+		ae.TLSOnly = true
+		ae.Err = &enroll.Error{Code: enroll.CodeInvalidRequest, Message: "the server speaks HTTPS, not plain HTTP (HTTP 400: Client sent an HTTP request to an HTTPS server)"}
+		return ae
+	}
 	var body api.ErrorBody
 	if err := json.Unmarshal(resp.Body(), &body); err == nil && body.Error.Code != "" {
 		ae.Err = &enroll.Error{Code: enroll.Code(body.Error.Code), Message: body.Error.Message}

@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -103,4 +105,26 @@ func FetchFingerprint(ctx context.Context, addr string) (string, error) {
 		return "", fmt.Errorf("%s presented no certificate", addr)
 	}
 	return SPKIFingerprint(certs[0]), nil
+}
+
+// ProbeListener asks the server at baseURL which oma-server listener it is
+// (api.HeaderListener of its /health), without checking its certificate:
+// only to explain an error (an untrusted certificate on what may be the
+// public listener), so it sends nothing secret, no token. It returns ""
+// when the answer does not say, within two seconds.
+func ProbeListener(ctx context.Context, baseURL string) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+api.PathHealth, nil)
+	if err != nil {
+		return ""
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}} // nothing secret is sent
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return ""
+	}
+	resp.Body.Close()
+	return resp.Header.Get(api.HeaderListener)
 }

@@ -45,7 +45,7 @@ func through(addr, msg string) (string, error) {
 	return string(b), err
 }
 
-// tunnelEvent is one line of `vma-enroll tunnel -o json` on stderr.
+// tunnelEvent is one line of `vma-enroll tunnel -o json` on stdout.
 type tunnelEvent struct {
 	Time    time.Time `json:"time"`
 	Event   string    `json:"event"`
@@ -56,18 +56,17 @@ type tunnelEvent struct {
 	Target  string    `json:"target"`
 }
 
-// tunnelEvents parses the JSON lines of stderr (the final "Error:" lines
-// are plain text).
-func tunnelEvents(t *testing.T, stderr string) []tunnelEvent {
+// tunnelEvents parses the JSON lines of stdout: every line is an event.
+func tunnelEvents(t *testing.T, stdout string) []tunnelEvent {
 	t.Helper()
 	var evs []tunnelEvent
-	for _, line := range strings.Split(stderr, "\n") {
-		if !strings.HasPrefix(line, "{") {
+	for _, line := range strings.Split(stdout, "\n") {
+		if line == "" {
 			continue
 		}
 		var ev tunnelEvent
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("stderr line %q is not a JSON event: %v", line, err)
+			t.Fatalf("stdout line %q is not a JSON event: %v", line, err)
 		}
 		evs = append(evs, ev)
 	}
@@ -94,7 +93,7 @@ func waitTunnel(t *testing.T, s *server, tun *vma, n int) {
 			t.Fatalf("vma-enroll tunnel ended: exit %d\n%s", tun.cmd.ProcessState.ExitCode(), tun.stderr.String())
 		default:
 		}
-		evs := tunnelEvents(t, tun.stderr.String())
+		evs := tunnelEvents(t, tun.stdout.String())
 		return countEvents(evs, "connected") >= n && countEvents(evs, "forward_up") >= 2*n
 	})
 	eventually(t, 10*time.Second, "omactl active to show the tunnel connected", func() bool {
@@ -160,7 +159,7 @@ func testNativeTunnel(t *testing.T, b backend) {
 	tun := startVMA(t, dir, "tunnel", "-o", "json")
 	waitTunnel(t, s, tun, 1)
 	checkForwards(t, nbdListen, tport, "at first")
-	for _, ev := range tunnelEvents(t, tun.stderr.String()) {
+	for _, ev := range tunnelEvents(t, tun.stdout.String()) {
 		if ev.OMA != s.public || ev.Time.IsZero() || ev.Message == "" {
 			t.Fatalf("event %+v lacks its OMA, time or message", ev)
 		}
@@ -174,14 +173,14 @@ func testNativeTunnel(t *testing.T, b backend) {
 	}
 	waitTunnel(t, s, tun, 2)
 	checkForwards(t, nbdListen, tport, "after the restart")
-	evs := tunnelEvents(t, tun.stderr.String())
+	evs := tunnelEvents(t, tun.stdout.String())
 	if countEvents(evs, "disconnected") < 1 || countEvents(evs, "retrying") < 1 {
-		t.Fatalf("no disconnected/retrying events around the restart:\n%s", tun.stderr.String())
+		t.Fatalf("no disconnected/retrying events around the restart:\n%s", tun.stdout.String())
 	}
 
 	// SIGTERM stops it cleanly.
 	tun.cmd.Process.Signal(syscall.SIGTERM)
-	if r := tun.wait(15 * time.Second); r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, `"event":"stopped"`) {
+	if r := tun.wait(15 * time.Second); r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, `"event":"stopped"`) {
 		t.Fatalf("tunnel after SIGTERM: %s", r)
 	}
 	eventually(t, 10*time.Second, "omactl active to show the tunnel disconnected", func() bool {

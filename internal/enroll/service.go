@@ -322,6 +322,8 @@ type Verified struct {
 	EnrollmentID string
 	Status       Status
 	PollToken    Secret
+	// ExpiresAt is the end of the approval window.
+	ExpiresAt time.Time
 }
 
 // Verify checks the VMA's signature over its challenge. The challenge is
@@ -384,7 +386,7 @@ func (s *Service) Verify(ctx context.Context, id string, signature []byte, meta 
 		if err := o.audit(enrollmentAudit(e, EventVerification, meta), nil); err != nil {
 			return err
 		}
-		out = &Verified{EnrollmentID: id, Status: e.Status, PollToken: Secret(token)}
+		out = &Verified{EnrollmentID: id, Status: e.Status, PollToken: Secret(token), ExpiresAt: exp}
 		return nil
 	})
 	if err != nil {
@@ -811,8 +813,20 @@ func (s *Service) AuthenticateAdmin(ctx context.Context, tok string) (string, er
 	if t.RevokedAt != nil {
 		return "", Errorf(CodeUnauthorized, "admin token not recognised or revoked")
 	}
+	// Record the use for 'oma-server token list', at most once per
+	// TokenTouchEvery per token: the row just read says when it was last
+	// recorded, so busy tokens cost one write a minute, across instances.
+	if now := s.now(); t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) >= TokenTouchEvery {
+		if err := s.Store.TouchAdminToken(ctx, t.Name, now); err != nil && ctx.Err() == nil {
+			s.Log.Warn("cannot record the use of an admin token", "token", t.Name, "err", err)
+		}
+	}
 	return t.Name, nil
 }
+
+// TokenTouchEvery is how often at most the last use of an admin token is
+// written.
+const TokenTouchEvery = time.Minute
 
 // RevokeAdminToken revokes the token called name.
 func (s *Service) RevokeAdminToken(ctx context.Context, name string) error {

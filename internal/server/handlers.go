@@ -121,7 +121,9 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.VerifyResponse{EnrollmentID: res.EnrollmentID, Status: string(res.Status), PollToken: res.PollToken.Reveal()})
+	exp := res.ExpiresAt
+	writeJSON(w, http.StatusOK, api.VerifyResponse{EnrollmentID: res.EnrollmentID, Status: string(res.Status), PollToken: res.PollToken.Reveal(),
+		ExpiresAt: &exp, ExpiresInSeconds: s.secondsLeft(&exp)})
 }
 
 func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
@@ -156,6 +158,8 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 	}
 	res := api.ResultResponse{EnrollmentID: e.ID, Status: string(e.Status), VMAName: e.VMAName, ExpiresAt: e.ExpiresAt, ApprovedAt: e.ApprovedAt}
 	switch e.Status {
+	case enroll.StatusAwaitingApproval, enroll.StatusPendingVerification:
+		res.ExpiresInSeconds = s.secondsLeft(e.ExpiresAt)
 	case enroll.StatusApproved:
 		res.Tunnel = s.tunnelFor(e)
 	case enroll.StatusRejected:
@@ -165,6 +169,20 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// secondsLeft is how long until exp by the server's clock (0 once passed),
+// or nil without exp.
+func (s *Server) secondsLeft(exp *time.Time) *int64 {
+	if exp == nil {
+		return nil
+	}
+	now := time.Now()
+	if s.svc.Now != nil {
+		now = s.svc.Now()
+	}
+	n := max(int64(exp.Sub(now)/time.Second), 0)
+	return &n
 }
 
 // parseWait accepts "25s", "1m" or plain seconds ("25").

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -97,6 +98,7 @@ func (s *Server) common(listener string, h http.Handler) http.Handler {
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		rec.Header().Set("X-Request-Id", rid)
+		rec.Header().Set(api.HeaderListener, listener)
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

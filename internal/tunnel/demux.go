@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
 )
 
 // Demux splits one TCP listener by the first bytes a client sends: "SSH-"
@@ -102,6 +104,13 @@ func (d *Demux) sniff(c net.Conn) {
 			slot.release()
 			c.Close()
 		}
+	case plainHTTP(head):
+		// A plain-HTTP client (omactl or curl given the public port
+		// without https://): answer as a TLS-only Go server would, so it
+		// can tell the user which listener this is, then close.
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write([]byte(plainHTTPAnswer))
+		c.Close()
 	default:
 		d.log.Debug("public port: closing a connection that is neither TLS nor SSH", "remote", c.RemoteAddr().String())
 		slot.release()
@@ -144,4 +153,18 @@ func (e *Endpoint) Listener(ctx context.Context, sniffTimeout time.Duration) fun
 	return func(raw net.Listener) net.Listener {
 		return newDemux(raw, func(c net.Conn) { e.Serve(ctx, c) }, sniffTimeout, e.log, e.lim.preAuth)
 	}
+}
+
+// plainHTTPAnswer is what the public port says to a plain-HTTP request.
+const plainHTTPAnswer = "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	api.HeaderListener + ": public\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+// plainHTTP reports whether the first bytes of a connection start an HTTP
+// request.
+func plainHTTP(head []byte) bool {
+	switch string(head) {
+	case "GET ", "POST", "HEAD", "PUT ", "DELE", "PATC", "OPTI":
+		return true
+	}
+	return false
 }

@@ -386,10 +386,24 @@ func TestPublicPortRejectsOtherProtocols(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	c.Write([]byte("\x00\x01garbage\r\n\r\n"))
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if n, err := c.Read(make([]byte, 10)); err == nil || n > 0 {
-		t.Fatalf("plain HTTP on the shared port got an answer (%d bytes, %v)", n, err)
+		t.Fatalf("garbage on the shared port got an answer (%d bytes, %v)", n, err)
+	}
+	c.Close()
+	// Plain HTTP gets only the fixed 400 that names the listener (so
+	// omactl pointed here can say so), then the connection closes.
+	c, err = net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("GET /api/v1/admin/vma/pending HTTP/1.0\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	got, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.0 400 Bad Request\r\n") || !strings.Contains(string(got), "\r\nX-Oma-Listener: public\r\n") ||
+		!strings.HasSuffix(string(got), "\r\n\r\nClient sent an HTTP request to an HTTPS server.\n") {
+		t.Fatalf("plain HTTP on the shared port got %q", got)
 	}
 	c.Close()
 	// A silent client is cut after the sniff timeout.

@@ -5,21 +5,11 @@ package cmdutil
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 
-	"github.com/spf13/cobra"
 	"golang.org/x/term"
-)
-
-// Version information, stamped at build time with -ldflags -X.
-var (
-	Version = "dev"
-	Commit  = "unknown"
-	Date    = "unknown"
 )
 
 // IOStreams are the command's input and outputs. Commands never touch
@@ -37,6 +27,18 @@ type IOStreams struct {
 	// DumbTerm is set by TERM=dumb (or no TERM): a terminal that cannot
 	// clear the screen or move the cursor.
 	DumbTerm bool
+	// ErrWidth returns the width in columns of the terminal on stderr, or
+	// 0 when it is unknown (not a terminal, or the size cannot be read).
+	// Nil means unknown. It is asked each time, so a resized window counts.
+	ErrWidth func() int
+}
+
+// ErrColumns is the width of the terminal on stderr, 0 when unknown.
+func (s *IOStreams) ErrColumns() int {
+	if s == nil || s.ErrWidth == nil || !s.ErrTTY {
+		return 0
+	}
+	return max(s.ErrWidth(), 0)
 }
 
 // System returns the process's streams with terminal detection.
@@ -45,6 +47,13 @@ func System() *IOStreams {
 		InTTY:  term.IsTerminal(int(os.Stdin.Fd())),
 		OutTTY: term.IsTerminal(int(os.Stdout.Fd())),
 		ErrTTY: term.IsTerminal(int(os.Stderr.Fd())),
+	}
+	io.ErrWidth = func() int {
+		w, _, err := term.GetSize(int(os.Stderr.Fd()))
+		if err != nil {
+			return 0
+		}
+		return w
 	}
 	_, noColor := os.LookupEnv("NO_COLOR")
 	io.NoColor = noColor || !io.ErrTTY
@@ -63,6 +72,9 @@ func Test() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
 type ExitError struct {
 	Code int
 	Err  error
+	// Reported says the command already wrote its -o json document for
+	// this failure on stdout: Run then prints only the message on stderr.
+	Reported bool
 }
 
 func (e *ExitError) Error() string {
@@ -93,73 +105,4 @@ func (e *FlagError) Unwrap() error { return e.Err }
 // FlagErrorf builds a usage error.
 func FlagErrorf(format string, args ...any) error {
 	return &FlagError{Err: fmt.Errorf(format, args...)}
-}
-
-// VersionString is what `version` prints.
-func VersionString(binary string) string {
-	return fmt.Sprintf("%s %s (commit %s, built %s, %s %s/%s)\n", binary, Version, Commit, Date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
-
-// NewVersionCmd builds the `version` subcommand.
-func NewVersionCmd(binary string, ios *IOStreams) *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print version, commit and build date",
-		Example: "  " + binary + " version",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := io.WriteString(ios.Out, VersionString(binary))
-			return err
-		},
-	}
-}
-
-// Setup applies the conventions every root command shares: errors printed
-// once by Run, usage only for flag errors, flag errors exit 2.
-func Setup(root *cobra.Command) {
-	root.SilenceUsage = true
-	root.SilenceErrors = true
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return &FlagError{Err: err}
-	})
-	root.CompletionOptions.HiddenDefaultCmd = false
-}
-
-// Run executes root and turns its error into an exit code, printing the
-// error on stderr (never a stack trace).
-func Run(root *cobra.Command, ios *IOStreams) int {
-	err := root.Execute()
-	if err == nil {
-		return ExitOK
-	}
-	var fe *FlagError
-	var ee *ExitError
-	switch {
-	case errors.As(err, &ee):
-		if ee.Err != nil {
-			fmt.Fprintf(ios.ErrOut, "Error: %s\n", ee.Err)
-		}
-		return ee.Code
-	case errors.As(err, &fe):
-		fmt.Fprintf(ios.ErrOut, "Error: %s\nRun '%s --help' for usage.\n", fe.Err, root.Name())
-		return ExitUsage
-	default:
-		// cobra's own argument-count errors are usage errors too.
-		if isCobraUsageError(err) {
-			fmt.Fprintf(ios.ErrOut, "Error: %s\nRun '%s --help' for usage.\n", err, root.Name())
-			return ExitUsage
-		}
-		fmt.Fprintf(ios.ErrOut, "Error: %s\n", err)
-		return ExitFailure
-	}
-}
-
-func isCobraUsageError(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "accepts ", "requires at least", "requires at most", "received ", "unknown flag", "unknown shorthand", "invalid argument"} {
-		if bytes.Contains([]byte(msg), []byte(p)) {
-			return true
-		}
-	}
-	return false
 }

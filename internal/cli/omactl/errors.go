@@ -31,9 +31,15 @@ func (f *Factory) explain(err error) error {
 			server, fm.Got, fm.Want)
 	}
 	if cause := tlsCause(err); cause != nil {
+		if client.ProbeListener(context.Background(), server) == "public" {
+			return fmt.Errorf("%s is oma-server's public listener (for VMAs), not its admin listener: point --server (or OMACTL_SERVER) at the admin listener (http://127.0.0.1:8082 by default; oma-server logs admin_listen when it starts)", server)
+		}
 		return fmt.Errorf("the admin listener at %s presents a certificate this machine does not trust (%v). "+
 			"For oma-server's own self-signed certificate, pass --fingerprint with the admin_fingerprint that oma-server logs when it starts (or OMACTL_FINGERPRINT); "+
 			"for a private CA, point SSL_CERT_FILE at its PEM bundle", server, cause)
+	}
+	if client.IsPlainHTTP(err) {
+		return fmt.Errorf("%s speaks plain HTTP, not HTTPS (an admin listener without --admin-tls): use http:// in --server (or OMACTL_SERVER)", server)
 	}
 	var ne *client.NetworkError
 	if errors.As(err, &ne) {
@@ -49,6 +55,13 @@ func (f *Factory) explain(err error) error {
 	var ae *client.APIError
 	if !errors.As(err, &ae) {
 		return err
+	}
+	switch {
+	case ae.TLSOnly:
+		return fmt.Errorf("%s answers only HTTPS: it looks like oma-server's public listener (the one VMAs enroll through, port 443 by default), not its admin listener. "+
+			"Point --server (or OMACTL_SERVER) at the admin listener (http://127.0.0.1:8082 by default; oma-server logs admin_listen when it starts); for an admin listener with --admin-tls, use https:// and --fingerprint", server)
+	case ae.Listener == "public":
+		return fmt.Errorf("%s is oma-server's public listener (for VMAs), not its admin listener: point --server (or OMACTL_SERVER) at the admin listener (http://127.0.0.1:8082 by default; oma-server logs admin_listen when it starts)", server)
 	}
 	msg := cleanLong(ae.Err.Message)
 	switch string(ae.Err.Code) {

@@ -128,8 +128,10 @@ Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
 					return err
 				}
 			}
+			cmdutil.SetOutput(cmd, f.Config.Output) // -o json failures as JSON
 			return nil
 		},
+		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: "OMACTL_OUTPUT"},
 	}
 	cmdutil.Setup(root)
 	root.CompletionOptions.DisableDefaultCmd = true
@@ -143,6 +145,7 @@ Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
 
 	version := cmdutil.NewVersionCmd("omactl", f.IO)
 	version.Long = "Print the version of omactl, the commit it was built from, the build date and the Go version."
+	version.ResetFlags() // the root's persistent -o applies (json prints one object)
 
 	root.AddCommand(
 		newPairingCodeCmd(f),

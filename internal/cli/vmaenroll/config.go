@@ -95,6 +95,37 @@ func addFlags(root *cobra.Command, configFile string) {
 	fl.Duration("timeout", DefaultTimeout, "how long to wait for the approval ($VMA_ENROLL_TIMEOUT)")
 	fl.Bool("insecure-skip-tls-verify", false, "do not check the OMA's identity (dangerous: anyone in the path can impersonate the OMA)")
 	fl.Bool("force", false, "enroll again even if this VMA is enrolled or an enrollment is waiting")
+	registerCompletions(root)
+}
+
+// registerCompletions completes flag values: the fixed sets, directories
+// and files where a flag names one, and nothing (no file names) for
+// free-form values.
+func registerCompletions(root *cobra.Command) {
+	noFiles := func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	fixed := func(values ...string) cobra.CompletionFunc {
+		return cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp)
+	}
+	for name, fn := range map[string]cobra.CompletionFunc{
+		"output": fixed("text\thuman-readable", "json\tone JSON object for scripts"),
+		"config-dir": func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return nil, cobra.ShellCompDirectiveFilterDirs
+		},
+		"config": func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		"oma":           noFiles,
+		"code":          noFiles,
+		"fingerprint":   noFiles,
+		"name":          noFiles,
+		"vma-version":   noFiles,
+		"poll-interval": fixed("10s", "30s", "1m"),
+		"timeout":       fixed("10m", "30m", "1h"),
+	} {
+		_ = root.RegisterFlagCompletionFunc(name, fn)
+	}
 }
 
 func lookupFlag(root *cobra.Command, name string) *pflag.Flag {
@@ -160,6 +191,7 @@ func loadConfig(root *cobra.Command) (Config, error) {
 	if cfg.Output == "table" {
 		cfg.Output = "text" // omactl's spelling for what people read
 	}
+	cmdutil.SetOutput(root, cfg.Output) // -o json failures as JSON
 	if cfg.Output != "text" && cfg.Output != "json" {
 		return Config{}, cmdutil.FlagErrorf("--output %q is not one of text, json", cfg.Output)
 	}

@@ -96,6 +96,10 @@ func (e *enroller) run(ctx context.Context) outcome {
 		return fail(StatusError, cmdutil.ExitFailure, err)
 	}
 	if st != nil && !e.cfg.Force {
+		if o := e.changedSettings(st); o != nil {
+			e.st = st
+			return *o
+		}
 		switch {
 		case st.Status == StatusApproved:
 			e.st = st
@@ -111,6 +115,35 @@ func (e *enroller) run(ctx context.Context) outcome {
 		}
 	}
 	return e.fresh(ctx)
+}
+
+// changedSettings refuses a rerun whose --oma or --name differ from the
+// recorded enrollment (approved or waiting) instead of silently ignoring
+// them, as 'tailscale up' refuses changed settings: --force starts over.
+func (e *enroller) changedSettings(st *State) *outcome {
+	if !st.waiting() && st.Status != StatusApproved {
+		return nil // ended: a new enrollment starts anyway
+	}
+	what := "is enrolled"
+	if st.waiting() {
+		what = "has an enrollment waiting for approval"
+	}
+	if e.cfg.OMA != "" {
+		a, err := parseOMA(e.cfg.OMA)
+		if err != nil {
+			o := usage("--oma: %v", err)
+			return &o
+		}
+		if old, err := parseOMA(st.OMA); err == nil && a != old {
+			o := usage("this VMA %s as %q with the OMA at %s (enrollment %s), not %s: to enroll with %s instead, add --force and a new pairing code", what, st.VMAName, old, st.EnrollmentID, a, a)
+			return &o
+		}
+	}
+	if e.cfg.Name != "" && e.cfg.Name != st.VMAName {
+		o := usage("this VMA %s as %q with the OMA at %s (enrollment %s), not as %q: to enroll as %q instead, add --force and a new pairing code", what, st.VMAName, st.OMA, st.EnrollmentID, enroll.Printable(e.cfg.Name), enroll.Printable(e.cfg.Name))
+		return &o
+	}
+	return nil
 }
 
 // dirError explains a failure to use the config directory.
@@ -285,6 +318,11 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 	if e.st.Status == "" {
 		e.st.Status = string(enroll.StatusAwaitingApproval)
 	}
+	e.st.ExpiresAt = vr.ExpiresAt
+	if vr.ExpiresInSeconds != nil {
+		end := e.f.Now().Add(time.Duration(*vr.ExpiresInSeconds) * time.Second).UTC().Truncate(time.Second)
+		e.st.WindowEndsAt = &end
+	}
 	if err := saveState(e.dir, e.st, now); err != nil {
 		return fail(StatusError, cmdutil.ExitFailure, err)
 	}
@@ -414,6 +452,10 @@ func (e *enroller) failed(err error, phase string) outcome {
 		return fail(StatusInterrupted, ExitInterrupted, errors.New("interrupted"))
 	case enroll.ErrorCode(err) == enroll.CodePairingCodeRejected:
 		return fail(StatusPairingCodeRejected, ExitCodeRejected, errors.New("pairing code rejected: wrong, already used or expired. Ask the OMA admin for a new one ('omactl pairing-code') and run vma-enroll again"))
+	case client.IsPlainHTTP(err):
+		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s speaks plain HTTP, not TLS: it looks like oma-server's admin listener (port 8082 by default), which is for omactl. Pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
+	case client.ListenerOf(err) == "admin":
+		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s is oma-server's admin listener, which is for omactl: pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
 	case client.IsNetwork(err):
 		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("cannot reach the OMA at %s (%v). Check the address, name resolution and that port %d is open from this VMA to the OMA", e.addr, shortError(err), e.addr.Port))
 	}
@@ -441,11 +483,6 @@ func (e *enroller) resume(ctx context.Context, st *State) outcome {
 	addr, err := parseOMA(st.OMA)
 	if err != nil {
 		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s: %v; run with --force and a new pairing code", statePath(e.dir), err))
-	}
-	if e.cfg.OMA != "" {
-		if a, err := parseOMA(e.cfg.OMA); err == nil && a != addr {
-			e.note("Note: ignoring --oma %s: the waiting enrollment is with %s.", a, addr)
-		}
 	}
 	e.addr, e.pin, e.insecure = addr, st.OMAFingerprint, st.InsecureSkipTLSVerify
 	if e.pin == "" && !e.insecure {

@@ -23,6 +23,9 @@ func runVE(t *testing.T, stdin string, tty bool, args ...string) result {
 	ios, in, out, errOut := cmdutil.Test()
 	in.WriteString(stdin)
 	ios.InTTY, ios.ErrTTY = tty, tty
+	if tty {
+		ios.ErrWidth = func() int { return 200 } // a wide terminal: the whole line
+	}
 	f := NewFactory(ios)
 	f.Hostname = func() (string, error) { return "vma-test-01", nil }
 	f.Executable = func() (string, error) { return "/usr/local/bin/vma-enroll", nil }

@@ -18,7 +18,9 @@ type Result struct {
 	ConfigDir       string   `json:"config_dir"`
 	Files           []string `json:"files"`
 	AlreadyEnrolled bool     `json:"already_enrolled,omitempty"`
-	Error           string   `json:"error,omitempty"`
+	// ExitCode is the process's exit status, as in cmdutil.JSONError.
+	ExitCode int    `json:"exit_code"`
+	Error    string `json:"error,omitempty"`
 }
 
 // finish prints the outcome and turns it into the exit status.
@@ -43,7 +45,11 @@ func (e *enroller) finish(o outcome) error {
 	}
 	if o.err != nil {
 		r.Error = o.err.Error()
+		if o.code == 0 {
+			o.code = cmdutil.ExitFailure
+		}
 	}
+	r.ExitCode = o.code
 	out := e.f.IO.Out
 	if e.cfg.Output == "json" {
 		b, err := json.MarshalIndent(r, "", "  ")
@@ -64,10 +70,7 @@ func (e *enroller) finish(o outcome) error {
 		}
 	}
 	if o.err != nil {
-		if o.code == 0 {
-			o.code = cmdutil.ExitFailure
-		}
-		return cmdutil.Exit(o.code, o.err)
+		return &cmdutil.ExitError{Code: o.code, Err: o.err, Reported: e.cfg.Output == "json"}
 	}
 	return nil
 }

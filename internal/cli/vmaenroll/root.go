@@ -76,7 +76,9 @@ command). It:
 
 Interrupted while waiting, run it again: it resumes the same enrollment from
 enrollment.json without a new code. Once enrolled, a rerun says so and exits 0;
---force enrolls again with a new code (e.g. after a revocation).
+a rerun with another --oma or --name than the recorded enrollment's refuses
+(exit 2) instead of ignoring them; --force enrolls again with a new code
+(e.g. after a revocation, or to move to another OMA).
 
 Missing --oma or --code on a terminal, it asks for them. The code may also come
 from --code-file or VMA_ENROLL_CODE, which keeps it out of the shell history;
@@ -85,8 +87,14 @@ any case, with or without dashes. Settings: flags, then VMA_ENROLL_* variables
 ...), then the YAML config file (--config, else VMA_ENROLL_CONFIG, else
 /etc/vma-enroll/vma-enroll.yaml when it exists; keys as the flags, like
 "oma: oma.example.com" or "fingerprint: sha256:…"), then defaults. --force is
-a flag only. vma-enroll prints no colours; on a terminal its waiting status
-line is redrawn with a carriage return.
+a flag only. vma-enroll prints no colours. On a terminal of known width its
+waiting status line is redrawn with a carriage return and never gets wider
+than the terminal; elsewhere it prints a line on each change and once a
+minute. "left" is what remains of --timeout or of the OMA's approval window,
+whichever ends first.
+
+With -o json, stdout carries exactly one JSON object, failures included
+(status, exit_code, error); messages go to stderr.
 
 Exit status: 0 approved and configured (or already enrolled), 1 error,
 2 usage error, 3 rejected by the admin, 4 timed out waiting or the enrollment
@@ -97,7 +105,8 @@ does not match the fingerprint.`,
   vma-enroll --code-file /root/code.txt --oma oma.example.com --fingerprint sha256:5f1c… -o json
   vma-enroll            # on a terminal: asks for the OMA address and the code
   vma-enroll status`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: EnvPrefix + "OUTPUT"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())
 			if err != nil {
@@ -116,6 +125,11 @@ does not match the fingerprint.`,
 
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
 	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
+	version.ResetFlags() // the root's persistent -o applies (json prints one object)
+	version.PreRunE = func(cmd *cobra.Command, args []string) error {
+		_, _ = loadConfig(cmd.Root()) // -o from the environment or config file; a broken config does not stop version
+		return nil
+	}
 	root.AddCommand(
 		newStatusCmd(f),
 		newTunnelCmd(f),

@@ -23,20 +23,25 @@ type State struct {
 	// OMA is the host:port the VMA enrolled through.
 	OMA string `json:"oma"`
 	// OMAFingerprint pins the OMA's TLS key ("sha256:<hex>").
-	OMAFingerprint        string      `json:"oma_fingerprint,omitempty"`
-	InsecureSkipTLSVerify bool        `json:"insecure_skip_tls_verify,omitempty"`
-	EnrollmentID          string      `json:"enrollment_id"`
-	Status                string      `json:"status"`
-	PollToken             string      `json:"poll_token,omitempty"`
-	VMAName               string      `json:"vma_name"`
-	VMAVersion            string      `json:"vma_version,omitempty"`
-	VMAFingerprint        string      `json:"vma_fingerprint"`
-	ExpiresAt             *time.Time  `json:"expires_at,omitempty"`
-	ApprovedAt            *time.Time  `json:"approved_at,omitempty"`
-	Reason                string      `json:"reason,omitempty"`
-	Tunnel                *api.Tunnel `json:"tunnel,omitempty"`
-	CreatedAt             time.Time   `json:"created_at"`
-	UpdatedAt             time.Time   `json:"updated_at"`
+	OMAFingerprint        string     `json:"oma_fingerprint,omitempty"`
+	InsecureSkipTLSVerify bool       `json:"insecure_skip_tls_verify,omitempty"`
+	EnrollmentID          string     `json:"enrollment_id"`
+	Status                string     `json:"status"`
+	PollToken             string     `json:"poll_token,omitempty"`
+	VMAName               string     `json:"vma_name"`
+	VMAVersion            string     `json:"vma_version,omitempty"`
+	VMAFingerprint        string     `json:"vma_fingerprint"`
+	ExpiresAt             *time.Time `json:"expires_at,omitempty"`
+	// WindowEndsAt is the end of the approval window by this VMA's clock
+	// (when the answer came plus the server's expires_in_seconds), so a
+	// resumed wait counts down what is really left even if the clocks
+	// disagree.
+	WindowEndsAt *time.Time  `json:"window_ends_at,omitempty"`
+	ApprovedAt   *time.Time  `json:"approved_at,omitempty"`
+	Reason       string      `json:"reason,omitempty"`
+	Tunnel       *api.Tunnel `json:"tunnel,omitempty"`
+	CreatedAt    time.Time   `json:"created_at"`
+	UpdatedAt    time.Time   `json:"updated_at"`
 }
 
 // waiting reports whether the enrollment may still be approved.

@@ -1,42 +1,90 @@
 package vmaenroll
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
 // StatusReport is what `vma-enroll status -o json` prints: the local state
-// without the poll token.
+// without the poll token, and what the OMA said about it.
 type StatusReport struct {
+	// Status is the enrollment's status: the OMA's answer when it was
+	// asked ("revoked" when it refuses the key), else the local file's.
 	Status    string `json:"status"`
 	ConfigDir string `json:"config_dir"`
+	// LocalStatus is the status recorded in enrollment.json.
+	LocalStatus string `json:"local_status,omitempty"`
+	// OMACheck is the OMA's answer for an approved enrollment.
+	OMACheck *OMACheck `json:"oma_check,omitempty"`
+	// TunnelUp says whether the tunnel runs on this VMA (its first local
+	// forward listens); absent when it cannot be told.
+	TunnelUp *bool `json:"tunnel_up,omitempty"`
+	// TunnelPort is this VMA's port on the OMA (its reverse forward).
+	TunnelPort int `json:"tunnel_port,omitempty"`
 	*State
 }
 
+// OMACheck is the answer of the OMA's SSH endpoint to "do you still accept
+// this VMA's key" (a handshake that stops before logging in).
+type OMACheck struct {
+	// Result is accepted, refused (revoked, or replaced by a newer
+	// enrollment), unreachable, identity_mismatch or skipped.
+	Result string `json:"result"`
+	Error  string `json:"error,omitempty"`
+}
+
+// DefaultStatusTimeout bounds status's question to the OMA.
+const DefaultStatusTimeout = 5 * time.Second
+
 func newStatusCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show this VMA's enrollment state",
-		Long: `Show the enrollment state recorded in enrollment.json in --config-dir: the
-OMA and its fingerprint, the enrollment id, its status (awaiting_approval,
-approved, rejected, expired), this VMA's key fingerprint and, once approved,
-the tunnel settings. It reads only the local file and does not contact the
-OMA. A VMA that never enrolled shows the status not_enrolled.`,
+		Short: "Show this VMA's enrollment state, as the OMA sees it",
+		Long: `Show this VMA's enrollment: the state recorded in enrollment.json in
+--config-dir (the OMA and its fingerprint, the enrollment id, this VMA's key
+fingerprint, the tunnel settings) and, once approved, whether the OMA still
+accepts it.
+
+To find out, it asks the OMA's SSH endpoint whether it would accept this
+VMA's key, with the pinned host key, and stops before logging in (no tunnel
+is opened, nothing is recorded on the OMA). The answer: enrolled (the key is
+accepted), revoked (the OMA refuses it: the enrollment was revoked, or
+replaced by a newer one of the same name; enroll again with --force and a
+new pairing code), or, when the OMA does not answer within --check-timeout, the
+local state with a warning. It also shows whether the tunnel runs on this VMA
+(its local forward listens) and the VMA's port on the OMA. --offline reads
+only the local file.
+
+A VMA that never enrolled shows the status not_enrolled. With -o json, status
+is the OMA's answer when it gave one ("revoked" when it refuses the key),
+local_status the file's, oma_check.result one of accepted, refused,
+unreachable, identity_mismatch, skipped or unknown (the local configuration
+does not allow asking, e.g. no pinned SSH host key).`,
 		Example: `  vma-enroll status
+  vma-enroll status --offline
   vma-enroll status -o json | jq -r .status`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())
 			if err != nil {
 				return err
+			}
+			offline, _ := cmd.Flags().GetBool("offline")
+			timeout, _ := cmd.Flags().GetDuration("check-timeout")
+			if timeout <= 0 {
+				return cmdutil.FlagErrorf("--check-timeout must be positive, like 5s")
 			}
 			dir, err := filepath.Abs(cfg.ConfigDir)
 			if err != nil {
@@ -51,7 +99,8 @@ OMA. A VMA that never enrolled shows the status not_enrolled.`,
 				s := *st
 				s.PollToken = ""
 				rep.State = &s
-				rep.Status = s.Status
+				rep.Status, rep.LocalStatus = s.Status, s.Status
+				rep.check(ctxOf(cmd), dir, offline, timeout)
 			}
 			if cfg.Output == "json" {
 				b, err := json.MarshalIndent(rep, "", "  ")
@@ -63,6 +112,48 @@ OMA. A VMA that never enrolled shows the status not_enrolled.`,
 			}
 			return writeStatus(f, rep)
 		},
+	}
+	cmd.Flags().Bool("offline", false, "show only the local state; do not ask the OMA")
+	cmd.Flags().Duration("check-timeout", DefaultStatusTimeout, "how long to wait for the OMA's answer")
+	_ = cmd.RegisterFlagCompletionFunc("check-timeout", cobra.FixedCompletions([]string{"2s", "5s", "10s"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// check asks the OMA about an approved enrollment and looks for the tunnel
+// on this VMA.
+func (rep *StatusReport) check(ctx context.Context, dir string, offline bool, timeout time.Duration) {
+	s := rep.State
+	if s.Status != StatusApproved || s.Tunnel == nil {
+		return
+	}
+	for _, fw := range s.Tunnel.RemoteForwards {
+		if _, p, err := net.SplitHostPort(fw.Listen); err == nil {
+			rep.TunnelPort, _ = strconv.Atoi(p)
+			break
+		}
+	}
+	if len(s.Tunnel.LocalForwards) > 0 {
+		if up, ok := listening(s.Tunnel.LocalForwards[0].Listen); ok {
+			rep.TunnelUp = &up
+		}
+	}
+	if offline {
+		rep.OMACheck = &OMACheck{Result: CheckSkipped}
+		return
+	}
+	tc, _, err := tunnelClientConfig(tunnelOptions{Dir: dir})
+	if err != nil {
+		rep.OMACheck = &OMACheck{Result: CheckUnknown, Error: err.Error()}
+		return
+	}
+	tc.ClientVersion = "SSH-2.0-vma-enroll_" + versionToken(cmdutil.Version)
+	res, err := probeKey(ctx, tc, timeout)
+	rep.OMACheck = &OMACheck{Result: res}
+	if err != nil {
+		rep.OMACheck.Error = err.Error()
+	}
+	if res == CheckRefused {
+		rep.Status = StatusRevoked
 	}
 }
 
@@ -80,7 +171,24 @@ func writeStatus(f *Factory, rep StatusReport) error {
 			fmt.Fprintf(tw, "%s:\t%s\n", k, cleanMessage(v))
 		}
 	}
-	line("Status", s.Status)
+	status := s.Status
+	if c := rep.OMACheck; c != nil {
+		switch c.Result {
+		case CheckAccepted:
+			status = "enrolled (approved; the OMA accepts this VMA's key)"
+		case CheckRefused:
+			status = "revoked (the OMA refuses this VMA's key: the enrollment was revoked, or replaced by a newer one)"
+		case CheckUnreachable:
+			status += " (local file: the OMA did not answer)"
+		case CheckMismatch:
+			status += " (local file: the OMA's SSH host key is not the pinned one)"
+		case CheckUnknown:
+			status += " (local file: cannot ask the OMA)"
+		case CheckSkipped:
+			status += " (local file, --offline)"
+		}
+	}
+	line("Status", status)
 	line("Enrollment", s.EnrollmentID)
 	line("VMA name", s.VMAName)
 	line("Key fingerprint", s.VMAFingerprint)
@@ -118,11 +226,36 @@ func writeStatus(f *Factory, rep StatusReport) error {
 			fw = append(fw, "OMA "+x.Listen+" -> local "+x.Target)
 		}
 		line("Forwards", strings.Join(fw, "; "))
+		if rep.TunnelPort > 0 {
+			line("Tunnel port", fmt.Sprintf("%d on the OMA", rep.TunnelPort))
+		}
+		if rep.TunnelUp != nil {
+			up := "down (not running on this VMA)"
+			if *rep.TunnelUp {
+				up = "up (" + t.LocalForwards[0].Listen + " listens)"
+			}
+			line("Tunnel state", up)
+		}
 	}
 	line("Config dir", rep.ConfigDir)
 	line("Updated", s.UpdatedAt.Local().Format(time.DateTime))
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if c := rep.OMACheck; c != nil && c.Error != "" {
+		switch c.Result {
+		case CheckUnreachable:
+			fmt.Fprintf(f.IO.ErrOut, "Warning: cannot ask the OMA whether it still accepts this VMA (%s): the status above is the local file's. Check the network to %s, or use --offline.\n", cleanMessage(c.Error), s.OMA)
+		case CheckUnknown:
+			fmt.Fprintf(f.IO.ErrOut, "Warning: cannot ask the OMA whether it still accepts this VMA: %s\n", cleanMessage(c.Error))
+		case CheckMismatch:
+			fmt.Fprintf(f.IO.ErrOut, "Warning: %s. Someone may be impersonating the OMA, or it was reinstalled: check with the OMA admin.\n", cleanMessage(c.Error))
+		}
+	}
+	switch {
+	case rep.Status == StatusRevoked:
+		fmt.Fprintln(f.IO.ErrOut, "Enroll again with a new pairing code: vma-enroll --force --oma HOST --code …")
+		return nil
 	}
 	switch s.Status {
 	case string(enroll.StatusAwaitingApproval), string(enroll.StatusPendingVerification):

@@ -68,7 +68,7 @@ then twice as long after each failed attempt up to 60s (less up to a quarter
 at random), and starts over at 1s once a connection stayed up for a minute.
 Each change (connecting, connected, forward up, disconnected and why,
 retrying in Ns) is one line on stderr; with -o json one JSON object per line
-(fields time, event, message, oma, and reason, listen, target, direction,
+on stdout (fields time, event, message, oma, and reason, listen, target, direction,
 retry_in_seconds where they apply). SIGINT or SIGTERM stops it (exit 0).
 
 When the OMA refuses the key (the enrollment was revoked, or replaced by a
@@ -126,6 +126,7 @@ replaced: re-enroll).`,
 	fl.Bool("openssh", false, "run the system's OpenSSH client (ssh -F <config-dir>/ssh_config -N oma) instead of the built-in one")
 	fl.Bool("once", false, "do not reconnect: exit when the first connection ends")
 	fl.Duration("keepalive", DefaultKeepalive, "period of the keepalives; 3 unanswered ones drop the connection (0: none)")
+	_ = cmd.RegisterFlagCompletionFunc("keepalive", cobra.FixedCompletions([]string{"15s", "30s", "0"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -136,7 +137,13 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 	if err != nil {
 		return cmdutil.Exit(cmdutil.ExitFailure, err)
 	}
-	tc.OnEvent = eventWriter(f.IO.ErrOut, opts.Output)
+	// Text lines are progress (stderr); -o json's JSON Lines are the
+	// data asked for (stdout).
+	events := f.IO.ErrOut
+	if opts.Output == "json" {
+		events = f.IO.Out
+	}
+	tc.OnEvent = eventWriter(events, opts.Output)
 	tc.Now = f.Now
 	client, err := tunnel.NewClient(tc)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,6 +25,12 @@ func (e *enroller) wait(ctx context.Context) outcome {
 	start := e.f.Now()
 	deadline := start.Add(e.cfg.Timeout)
 	p := newProgress(e.f.IO, e.f.Now, start, deadline, st.VMAFingerprint)
+	switch {
+	case st.WindowEndsAt != nil:
+		p.SetWindow(*st.WindowEndsAt)
+	case st.ExpiresAt != nil:
+		p.SetWindow(*st.ExpiresAt) // an older state file: the server's clock
+	}
 	p.Start()
 	res, err := e.poll(ctx, deadline, p)
 	p.Stop()
@@ -45,6 +53,28 @@ func (e *enroller) wait(ctx context.Context) outcome {
 }
 
 var errTimedOut = errors.New("timed out")
+
+// reason is the gist of a failed request in a few words, for the live
+// status line ("connection refused", "no such host", "HTTP 503").
+func reason(err error) string {
+	var dns *net.DNSError
+	var se *os.SyscallError
+	var ne net.Error
+	switch {
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "no such host"
+		}
+		return "name lookup failed"
+	case errors.As(err, &se):
+		return se.Err.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timed out"
+	case client.StatusCode(err) > 0:
+		return fmt.Sprintf("HTTP %d", client.StatusCode(err))
+	}
+	return shortError(err)
+}
 
 // poll asks for the result: long polls of up to longPollWait, or plain polls
 // every --poll-interval when the server does not hold the request; network
@@ -92,7 +122,8 @@ func (e *enroller) poll(ctx context.Context, deadline time.Time, p *progress) (*
 			if client.IsNetwork(err) {
 				what = "OMA unreachable"
 			}
-			p.Set(fmt.Sprintf("%s (%s), retrying in %s", what, shortError(err), d.Round(time.Second)))
+			p.SetBoth(fmt.Sprintf("%s: %s; retry in %s", what, reason(err), d.Round(time.Second)),
+				fmt.Sprintf("%s (%s), retrying in %s", what, shortError(err), d.Round(time.Second)))
 			if !sleep(ctx, d) {
 				return nil, ctx.Err()
 			}
@@ -103,6 +134,9 @@ func (e *enroller) poll(ctx context.Context, deadline time.Time, p *progress) (*
 		p.Set("waiting for approval")
 		if res.ExpiresAt != nil {
 			st.ExpiresAt = res.ExpiresAt
+		}
+		if end, ok := e.windowEnd(res.ExpiresInSeconds, res.ExpiresAt); ok {
+			p.SetWindow(end)
 		}
 		switch res.Status {
 		case string(enroll.StatusAwaitingApproval), string(enroll.StatusPendingVerification):
@@ -118,6 +152,31 @@ func (e *enroller) poll(ctx context.Context, deadline time.Time, p *progress) (*
 			}
 		}
 	}
+}
+
+// windowEnd turns the server's answer about the approval window into its
+// end by this VMA's clock, and records it in enrollment.json when it moved
+// (so a resumed wait knows it at once). ok is false when the server sent
+// nothing (an older oma-server).
+func (e *enroller) windowEnd(secs *int64, at *time.Time) (time.Time, bool) {
+	var end time.Time
+	switch {
+	case secs != nil:
+		end = e.f.Now().Add(time.Duration(*secs) * time.Second)
+	case at != nil:
+		end = *at
+	default:
+		return time.Time{}, false
+	}
+	st := e.st
+	if old := st.WindowEndsAt; old == nil || old.Sub(end).Abs() > 5*time.Second {
+		u := end.UTC().Truncate(time.Second)
+		st.WindowEndsAt = &u
+		if err := saveState(e.dir, st, e.f.Now().UTC()); err != nil {
+			e.note("Warning: %v", err)
+		}
+	}
+	return end, true
 }
 
 // decided acts on the admin's decision.
