@@ -51,12 +51,16 @@ const (
 	EventEnrollmentFailed     EventType = "enrollment_failed"
 	EventExpiry               EventType = "expiry"
 	EventPairingCodeGenerated EventType = "pairing_code_generated"
+	// EventAdminTokenCreated and EventAdminTokenRevoked record changes to
+	// the admin credentials: the actor and the token's name, never the token.
+	EventAdminTokenCreated EventType = "admin_token_created"
+	EventAdminTokenRevoked EventType = "admin_token_revoked"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
 	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated,
-	EventForwardRefused}
+	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked}
 
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {

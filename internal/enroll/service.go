@@ -777,8 +777,16 @@ func (s *Service) Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error
 }
 
 // CreateAdminToken creates an admin token called name and returns it; the
-// plain token is never stored and cannot be shown again.
+// plain token is never stored and cannot be shown again. The actor is
+// "system" (the first token a server creates); see CreateAdminTokenBy.
 func (s *Service) CreateAdminToken(ctx context.Context, name string) (Secret, error) {
+	return s.CreateAdminTokenBy(ctx, name, Meta{Actor: "system"})
+}
+
+// CreateAdminTokenBy creates an admin token called name on behalf of
+// meta.Actor and audits it (actor and token name, never the token) in the
+// same transaction.
+func (s *Service) CreateAdminTokenBy(ctx context.Context, name string, meta Meta) (Secret, error) {
 	if err := ValidateActorName(name); err != nil {
 		return "", err
 	}
@@ -786,13 +794,21 @@ func (s *Service) CreateAdminToken(ctx context.Context, name string) (Secret, er
 	if err != nil {
 		return "", err
 	}
-	err = s.Store.InTx(ctx, func(tx Tx) error {
-		return tx.CreateAdminToken(ctx, &AdminToken{Name: name, TokenHash: HashSecret(tok), CreatedAt: s.now()})
+	err = s.do(ctx, func(o *op) error {
+		if err := o.tx.CreateAdminToken(ctx, &AdminToken{Name: name, TokenHash: HashSecret(tok), CreatedAt: o.now}); err != nil {
+			return err
+		}
+		return o.audit(tokenAudit(EventAdminTokenCreated, meta), map[string]any{"token_name": name})
 	})
 	if err != nil {
 		return "", err
 	}
 	return Secret(tok), nil
+}
+
+func tokenAudit(t EventType, meta Meta) *AuditEvent {
+	return &AuditEvent{EventType: t, SourceIP: meta.SourceIP, UserAgent: truncateUTF8(meta.UserAgent, 255),
+		ApprovedBy: truncateUTF8(meta.Actor, 255)}
 }
 
 // AuthenticateAdmin returns the name of the live admin token tok.
@@ -813,16 +829,23 @@ func (s *Service) AuthenticateAdmin(ctx context.Context, tok string) (string, er
 	return t.Name, nil
 }
 
-// RevokeAdminToken revokes the token called name.
+// RevokeAdminToken revokes the token called name, with "system" as the
+// actor; see RevokeAdminTokenBy.
 func (s *Service) RevokeAdminToken(ctx context.Context, name string) error {
-	return s.Store.InTx(ctx, func(tx Tx) error {
-		ok, err := tx.RevokeAdminToken(ctx, name, s.now())
+	return s.RevokeAdminTokenBy(ctx, name, Meta{Actor: "system"})
+}
+
+// RevokeAdminTokenBy revokes the token called name on behalf of meta.Actor
+// and audits it in the same transaction.
+func (s *Service) RevokeAdminTokenBy(ctx context.Context, name string, meta Meta) error {
+	return s.do(ctx, func(o *op) error {
+		ok, err := o.tx.RevokeAdminToken(ctx, name, o.now)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return Errorf(CodeNotFound, "no live admin token named %q", Printable(name))
 		}
-		return nil
+		return o.audit(tokenAudit(EventAdminTokenRevoked, meta), map[string]any{"token_name": name})
 	})
 }

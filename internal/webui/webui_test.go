@@ -109,11 +109,7 @@ func start(t *testing.T, opts ...options) *env {
 	<-srv.Ready()
 	t.Cleanup(func() { cancel(); <-stopped })
 	e.name = "tester"
-	tok, err := svc.CreateAdminToken(ctx, e.name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.token = tok.Reveal()
+	e.token = omatest.FixtureAdminToken(t, svc, e.name)
 	scheme := "http://"
 	if o.adminTLS {
 		scheme = "https://"
