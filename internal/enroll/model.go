@@ -101,6 +101,15 @@ type Enrollment struct {
 	UpdatedAt       time.Time  `db:"updated_at"`
 }
 
+// Replacement is an approved enrollment that approving another would
+// supersede, and why.
+type Replacement struct {
+	EnrollmentID string
+	VMAName      string
+	SameName     bool // the same VMA name (a re-enrollment)
+	SameKey      bool // the same public key (a renamed VMA, or a clone sharing its key)
+}
+
 // PairingCode is an issued pairing code; only its hash is stored.
 type PairingCode struct {
 	ID                 string     `db:"id"`

@@ -490,7 +490,8 @@ func (s *Service) decisionInput(ctx context.Context, id, field, text string) (st
 
 // Approve authorizes a verified enrollment: it allocates the VMA's tunnel
 // port, records the actor and notes, revokes an earlier approved enrollment
-// of the same VMA name, and audits it, all in one transaction.
+// of the same VMA name or of the same public key, and audits it, all in one
+// transaction.
 func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*Enrollment, error) {
 	id, err := s.decisionInput(ctx, id, "notes", notes)
 	if err != nil {
@@ -508,6 +509,11 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		if e.ExpiresAt != nil && !o.now.Before(*e.ExpiresAt) {
 			return Errorf(CodeWrongState, "cannot approve enrollment %s: its approval window ended (it expires); the VMA must enroll again with a new pairing code", id)
 		}
+		// An approved VMA of the same name, or holding the same key, is
+		// superseded: a key is approved under at most one enrollment (the
+		// store enforces it with a unique constraint, so two instances
+		// approving two holders at once cannot both win), and the SSH
+		// endpoint's lookup by key never finds a second holder.
 		olds, err := o.tx.ApprovedByName(ctx, e.VMAName)
 		if err != nil {
 			return err
@@ -515,6 +521,19 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		for i := range olds {
 			old := &olds[i]
 			if err := o.revoke(old, "superseded by re-enrollment "+e.ID, meta); err != nil {
+				return err
+			}
+		}
+		sameKey, err := o.tx.ApprovedByFingerprint(ctx, e.VMAFingerprint)
+		if err != nil {
+			return err
+		}
+		for i := range sameKey {
+			old := &sameKey[i]
+			if old.Status != StatusApproved || old.VMAName == e.VMAName {
+				continue // revoked just above
+			}
+			if err := o.revoke(old, "superseded by enrollment "+e.ID+" ("+e.VMAName+"), which holds the same key", meta); err != nil {
 				return err
 			}
 		}
@@ -742,6 +761,40 @@ func (s *Service) Pending(ctx context.Context) ([]Enrollment, error) {
 		return nil, err
 	}
 	return s.Store.ListEnrollments(ctx, EnrollmentFilter{Statuses: []Status{StatusAwaitingApproval}})
+}
+
+// PendingWithReplacements is Pending plus, by enrollment id, the approved
+// VMAs that approving each would supersede (same name or same key), so that
+// the admin sees a replacement before approving it.
+func (s *Service) PendingWithReplacements(ctx context.Context) ([]Enrollment, map[string][]Replacement, error) {
+	list, err := s.Pending(ctx)
+	if err != nil || len(list) == 0 {
+		return list, nil, err
+	}
+	approved, err := s.Store.ListEnrollments(ctx, EnrollmentFilter{Statuses: []Status{StatusApproved}})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string][]Replacement)
+	for i := range list {
+		if r := replacements(&list[i], approved); len(r) > 0 {
+			out[list[i].ID] = r
+		}
+	}
+	return list, out, nil
+}
+
+// replacements lists the approved enrollments that approving e supersedes.
+func replacements(e *Enrollment, approved []Enrollment) []Replacement {
+	var out []Replacement
+	for _, a := range approved {
+		r := Replacement{EnrollmentID: a.ID, VMAName: a.VMAName,
+			SameName: a.VMAName == e.VMAName, SameKey: a.VMAFingerprint == e.VMAFingerprint}
+		if r.SameName || r.SameKey {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Enrollments lists enrollments matching f.

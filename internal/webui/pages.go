@@ -105,16 +105,19 @@ func (u *UI) handleSignOut(w http.ResponseWriter, r *http.Request, se *session) 
 
 type pendingData struct {
 	Enrollments []enroll.Enrollment
-	Version     string
+	// Replaces names, by enrollment id, the approved VMAs that approving
+	// it revokes (same name or same key).
+	Replaces map[string][]enroll.Replacement
+	Version  string
 }
 
 func (u *UI) handlePending(w http.ResponseWriter, r *http.Request, se *session) {
-	list, err := u.svc.Pending(r.Context())
+	list, repl, err := u.svc.PendingWithReplacements(r.Context())
 	if err != nil {
 		u.serverError(w, r, err)
 		return
 	}
-	v := u.newView(r, se, "pending", "Pending", pendingData{Enrollments: list, Version: pendingVersion(list)})
+	v := u.newView(r, se, "pending", "Pending", pendingData{Enrollments: list, Replaces: repl, Version: pendingVersion(list)})
 	v.PendingCount = len(list)
 	u.render(w, r, http.StatusOK, "pending", v)
 }

@@ -3,6 +3,7 @@ package omactl
 import (
 	"context"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,11 @@ func newPendingCmd(f *Factory) *cobra.Command {
 oldest first: name, version, source IP and the SHA256 fingerprint of the VMA's
 SSH key. Before approving, compare that fingerprint with the one the VMA
 console shows ('vma-enroll' prints it while it waits).
+
+A name followed by "(replaces NAME)" marks a VMA whose approval revokes an
+approved one: the same name (a re-enrollment) or, with "same key", the same
+SSH key (a renamed VMA, or a clone of an appliance sharing its key). -o json
+lists them in "replaces".
 
 An enrollment not approved within the approval window (30 minutes by
 default) expires and disappears from this list.
@@ -87,7 +93,26 @@ func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders boo
 		if verified == nil {
 			verified = &e.CreatedAt
 		}
-		t.row(short(e.ID), e.VMAName, e.VMAVersion, e.VMAIPAddress, e.VMAFingerprint, f.ago(verified), f.ago(e.ExpiresAt))
+		t.row(short(e.ID), e.VMAName+replacesMarker(e.Replaces), e.VMAVersion, e.VMAIPAddress, e.VMAFingerprint, f.ago(verified), f.ago(e.ExpiresAt))
 	}
 	return t.flush()
+}
+
+// replacesMarker is the NAME column's note on the approved VMAs an approval
+// would supersede: " (replaces vma-a)", " (replaces vma-a, same key)".
+func replacesMarker(rs []api.Replacement) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	var names []string
+	sameKey := false
+	for _, r := range rs {
+		names = append(names, r.VMAName)
+		sameKey = sameKey || r.SameKey && !r.SameName
+	}
+	m := " (replaces " + strings.Join(names, ", ")
+	if sameKey {
+		m += ", same key"
+	}
+	return m + ")"
 }
