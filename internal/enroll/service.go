@@ -190,7 +190,7 @@ func (s *Service) CreatePairingCode(ctx context.Context, ttl time.Duration, note
 			return err
 		}
 		pc := &PairingCode{
-			ID: id, CodeHash: HashSecret(code), CodeHint: code[:4] + "-…",
+			ID: id, CodeHash: PairingCodeHash(s.AuditKey, code), CodeHint: code[:4] + "-…",
 			GeneratedBy: meta.Actor, Note: note, ExpiresAt: o.now.Add(ttl), CreatedAt: o.now,
 		}
 		if err := o.tx.CreatePairingCode(ctx, pc); err != nil {
@@ -251,7 +251,10 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		// the form: the form is no secret.
 		return nil, &Error{Code: CodePairingCodeRejected, Message: ErrorMessage(err), Err: errMalformedCode}
 	}
-	hash := HashSecret(code)
+	// The keyed hash; codes issued before it (an upgrade while a code was
+	// outstanding) are stored as plain SHA-256 and still match until they
+	// expire (24 h at most): their row cannot hold the other form.
+	hash, legacy := PairingCodeHash(s.AuditKey, code), HashSecret(code)
 	fp := sshkey.Fingerprint(pub)
 
 	var (
@@ -260,20 +263,31 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 	)
 	err = s.do(ctx, func(o *op) error {
 		res, rejected = nil, ""
+		used := hash
 		ok, err := o.tx.ConsumePairingCode(ctx, hash, o.now)
+		if err == nil && !ok {
+			used = legacy
+			ok, err = o.tx.ConsumePairingCode(ctx, legacy, o.now)
+		}
 		if err != nil {
 			return err
 		}
 		if !ok {
 			rejected = "unknown"
-			if pc, err := o.tx.PairingCodeByHash(ctx, hash); err == nil {
+			for _, h := range []string{hash, legacy} {
+				pc, err := o.tx.PairingCodeByHash(ctx, h)
+				if err != nil {
+					if !errors.Is(err, ErrNotFound) {
+						return err
+					}
+					continue
+				}
 				if pc.UsedAt != nil {
 					rejected = "used"
 				} else {
 					rejected = "expired"
 				}
-			} else if !errors.Is(err, ErrNotFound) {
-				return err
+				break
 			}
 			ev := &AuditEvent{EventType: EventEnrollmentFailed, VMAName: req.Name, VMAFingerprint: fp,
 				SourceIP: meta.SourceIP, UserAgent: truncateUTF8(meta.UserAgent, 255)}
@@ -289,7 +303,7 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		}
 		exp := o.now.Add(s.Config.VerifyWindow)
 		e := &Enrollment{
-			ID: id, PairingCodeHash: hash, VMAPublicKey: canon, VMAName: req.Name, VMAVersion: req.Version,
+			ID: id, PairingCodeHash: used, VMAPublicKey: canon, VMAName: req.Name, VMAVersion: req.Version,
 			VMAFingerprint: fp, VMAIPAddress: meta.SourceIP, VMAUserAgent: truncateUTF8(meta.UserAgent, 255),
 			ChallengeNonce: hex.EncodeToString(challenge), Status: StatusPendingVerification,
 			ExpiresAt: &exp, CreatedAt: o.now, UpdatedAt: o.now,
@@ -297,7 +311,7 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		if err := o.tx.CreateEnrollment(ctx, e); err != nil {
 			return err
 		}
-		if err := o.tx.LinkPairingCode(ctx, hash, id); err != nil {
+		if err := o.tx.LinkPairingCode(ctx, used, id); err != nil {
 			return err
 		}
 		if err := o.audit(enrollmentAudit(e, EventEnrollment, meta), map[string]any{"vma_version": req.Version}); err != nil {

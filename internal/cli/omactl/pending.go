@@ -25,10 +25,11 @@ oldest first: name, version, source IP and the SHA256 fingerprint of the VMA's
 SSH key. Before approving, compare that fingerprint with the one the VMA
 console shows ('vma-enroll' prints it while it waits).
 
-A name followed by "(replaces NAME)" marks a VMA whose approval revokes an
-approved one: the same name (a re-enrollment) or, with "same key", the same
-SSH key (a renamed VMA, or a clone of an appliance sharing its key). -o json
-lists them in "replaces".
+A name followed by "(re-enrollment)" or "(replaces NAME: same key)" marks a
+VMA whose approval revokes an approved one: of the same name, or holding the
+same SSH key under another name (a renamed VMA, or a clone of an appliance
+sharing its key: only one of them can keep the key). -o json lists them in
+"replaces".
 
 An enrollment not approved within the approval window (30 minutes by
 default) expires and disappears from this list.
@@ -99,20 +100,23 @@ func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders boo
 }
 
 // replacesMarker is the NAME column's note on the approved VMAs an approval
-// would supersede: " (replaces vma-a)", " (replaces vma-a, same key)".
+// would supersede: " (re-enrollment)" for the same name, " (replaces vma-a:
+// same key)" for another name holding the same key.
 func replacesMarker(rs []api.Replacement) string {
-	if len(rs) == 0 {
-		return ""
-	}
-	var names []string
-	sameKey := false
+	var others []string
+	sameName := false
 	for _, r := range rs {
-		names = append(names, r.VMAName)
-		sameKey = sameKey || r.SameKey && !r.SameName
+		if r.SameName {
+			sameName = true
+		} else {
+			others = append(others, r.VMAName)
+		}
 	}
-	m := " (replaces " + strings.Join(names, ", ")
-	if sameKey {
-		m += ", same key"
+	switch {
+	case len(others) > 0:
+		return " (replaces " + strings.Join(others, ", ") + ": same key)"
+	case sameName:
+		return " (re-enrollment)"
 	}
-	return m + ")"
+	return ""
 }
