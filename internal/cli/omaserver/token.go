@@ -138,7 +138,9 @@ YAML. --no-headers leaves out the table's header row.`,
 			})
 		},
 	}
-	cmd.PersistentFlags().String("audit-key-file", "", "HMAC key of the audit chain (default <data-dir>/audit.key); create and revoke are audited")
+	for _, c := range []*cobra.Command{create, revoke} {
+		c.Flags().String("audit-key-file", "", "HMAC key of the audit chain (default <data-dir>/audit.key); the change is audited")
+	}
 	cmd.AddCommand(create, list, revoke)
 	return cmd
 }
