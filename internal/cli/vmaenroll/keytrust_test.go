@@ -1,7 +1,9 @@
 package vmaenroll
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,5 +101,79 @@ func TestEnrollRefusesUntrustedKey(t *testing.T) {
 	}
 	if want := "Using the existing key " + sshkey.Fingerprint(kp.Public); !strings.Contains(r.stderr, want) {
 		t.Fatalf("stderr does not say %q:\n%s", want, r.stderr)
+	}
+}
+
+// TestKeyTrustHelper is not a test of its own: TestKeyTrustAsAnotherUser
+// runs the test binary as another user with VMA_KEYTRUST_DIR set, and this
+// prints what checkKeyTrust says about that directory.
+func TestKeyTrustHelper(t *testing.T) {
+	dir := os.Getenv("VMA_KEYTRUST_DIR")
+	if dir == "" {
+		return
+	}
+	if err := checkKeyTrust(dir); err != nil {
+		fmt.Println("REFUSED:", err)
+		return
+	}
+	fmt.Println("ACCEPTED")
+}
+
+// TestKeyTrustAsAnotherUser: vma-enroll running as an unprivileged user
+// (uid 65534, through setpriv) refuses a key root placed in its config
+// directory, and accepts its own.
+func TestKeyTrustAsAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run as another user (setpriv); CI runs the tests as root (.ci/run)")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is required: %v", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A copy of this test binary that uid 65534 can run, and a config
+	// directory of its own holding a key root made.
+	base := t.TempDir()
+	for p := base; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
+	bin := filepath.Join(base, "vmaenroll.test")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "vma")
+	if _, err := sshkey.LoadOrGenerate(dir, "planted-by-root"); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o700)
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		cmd := exec.Command(setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups", bin, "-test.run", "^TestKeyTrustHelper$")
+		cmd.Env = append(os.Environ(), "VMA_KEYTRUST_DIR="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("helper as uid 65534: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := run(); !strings.Contains(out, "REFUSED:") || !strings.Contains(out, "belongs to uid 0, not to the user running vma-enroll (uid 65534)") {
+		t.Fatalf("a root-owned key, as uid 65534:\n%s", out)
+	}
+	for _, n := range []string{"id_ed25519", "id_ed25519.pub"} {
+		if err := os.Chown(filepath.Join(dir, n), 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := run(); !strings.Contains(out, "ACCEPTED") {
+		t.Fatalf("its own key, as uid 65534:\n%s", out)
 	}
 }
