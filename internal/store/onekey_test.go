@@ -144,6 +144,7 @@ func TestConcurrentApprovalsOneKey(t *testing.T) {
 			if h := holders(t, s2, pair[0]); len(h) != 1 {
 				t.Fatalf("round %d: the key is approved under %d enrollments, want 1", round, len(h))
 			}
+			t.Logf("round %d (earlier holder: %v): approvals answered %v, %v", round, round%2 == 1, errs[0], errs[1])
 		}
 		wantChainOK(t, svc2)
 	})
