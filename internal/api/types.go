@@ -163,6 +163,18 @@ type Enrollment struct {
 	// SourceIP is VMAIPAddress under the name every admin object uses for
 	// the client's address (vma_ip_address stays for existing scripts).
 	SourceIP string `json:"source_ip"`
+	// Replaces (pending list only) names the approved VMAs that approving
+	// this enrollment revokes: the same VMA name (a re-enrollment) or the
+	// same public key (a renamed VMA, or a clone sharing its key).
+	Replaces []Replacement `json:"replaces,omitempty"`
+}
+
+// Replacement is an approved VMA that approving a pending one supersedes.
+type Replacement struct {
+	EnrollmentID string `json:"enrollment_id"`
+	VMAName      string `json:"vma_name"`
+	SameName     bool   `json:"same_name"`
+	SameKey      bool   `json:"same_key"`
 }
 
 // EnrollmentList is the answer of the pending and enrollments lists.

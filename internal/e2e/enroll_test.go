@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -215,7 +216,16 @@ func (s *server) expireCode(code string) {
 		s.t.Fatal(err)
 	}
 	defer db.Close()
-	res, err := db.Exec("UPDATE vma_pairing_codes SET expires_at = created_at WHERE pairing_code_hash = ?", enroll.HashSecret(canon))
+	// The stored hash is keyed by the server's audit key (its data dir).
+	keyHex, err := os.ReadFile(filepath.Join(s.dataDir, "audit.key"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(keyHex)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	res, err := db.Exec("UPDATE vma_pairing_codes SET expires_at = created_at WHERE pairing_code_hash = ?", enroll.PairingCodeHash(key, canon))
 	if err != nil {
 		s.t.Fatalf("age the pairing code: %v", err)
 	}

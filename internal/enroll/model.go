@@ -51,12 +51,16 @@ const (
 	EventEnrollmentFailed     EventType = "enrollment_failed"
 	EventExpiry               EventType = "expiry"
 	EventPairingCodeGenerated EventType = "pairing_code_generated"
+	// EventAdminTokenCreated and EventAdminTokenRevoked record changes to
+	// the admin credentials: the actor and the token's name, never the token.
+	EventAdminTokenCreated EventType = "admin_token_created"
+	EventAdminTokenRevoked EventType = "admin_token_revoked"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
 	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated,
-	EventForwardRefused}
+	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked}
 
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {
@@ -95,6 +99,15 @@ type Enrollment struct {
 	ExpiresAt       *time.Time `db:"expires_at"`
 	CreatedAt       time.Time  `db:"created_at"`
 	UpdatedAt       time.Time  `db:"updated_at"`
+}
+
+// Replacement is an approved enrollment that approving another would
+// supersede, and why.
+type Replacement struct {
+	EnrollmentID string
+	VMAName      string
+	SameName     bool // the same VMA name (a re-enrollment)
+	SameKey      bool // the same public key (a renamed VMA, or a clone sharing its key)
 }
 
 // PairingCode is an issued pairing code; only its hash is stored.

@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -103,6 +104,20 @@ func IsCodeFailure(err error) bool {
 func HashSecret(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
+}
+
+// PairingCodeHash returns the stored form of a canonical pairing code: a
+// hex HMAC-SHA256 of the code under a key derived from the audit chain's key
+// (auditKey, kept in the data directory and shared by every instance, never
+// in the database). A copy of the database alone therefore gives nothing to
+// guess codes against: unlike a plain SHA-256, the hash cannot be searched
+// offline without the key. The derivation keeps the two uses of the key apart.
+func PairingCodeHash(auditKey []byte, code string) string {
+	k := hmac.New(sha256.New, auditKey)
+	k.Write([]byte("oma-enroll pairing-code hash key v1"))
+	m := hmac.New(sha256.New, k.Sum(nil))
+	m.Write([]byte(code))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // EqualHash compares two hex hashes in constant time.

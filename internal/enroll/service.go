@@ -191,7 +191,7 @@ func (s *Service) CreatePairingCode(ctx context.Context, ttl time.Duration, note
 			return err
 		}
 		pc := &PairingCode{
-			ID: id, CodeHash: HashSecret(code), CodeHint: code[:4] + "-…",
+			ID: id, CodeHash: PairingCodeHash(s.AuditKey, code), CodeHint: code[:4] + "-…",
 			GeneratedBy: meta.Actor, Note: note, ExpiresAt: o.now.Add(ttl), CreatedAt: o.now,
 		}
 		if err := o.tx.CreatePairingCode(ctx, pc); err != nil {
@@ -252,7 +252,10 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		// the form: the form is no secret.
 		return nil, &Error{Code: CodePairingCodeRejected, Message: ErrorMessage(err), Err: errMalformedCode}
 	}
-	hash := HashSecret(code)
+	// The keyed hash; codes issued before it (an upgrade while a code was
+	// outstanding) are stored as plain SHA-256 and still match until they
+	// expire (24 h at most): their row cannot hold the other form.
+	hash, legacy := PairingCodeHash(s.AuditKey, code), HashSecret(code)
 	fp := sshkey.Fingerprint(pub)
 
 	var (
@@ -261,20 +264,31 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 	)
 	err = s.do(ctx, func(o *op) error {
 		res, rejected = nil, ""
+		used := hash
 		ok, err := o.tx.ConsumePairingCode(ctx, hash, o.now)
+		if err == nil && !ok {
+			used = legacy
+			ok, err = o.tx.ConsumePairingCode(ctx, legacy, o.now)
+		}
 		if err != nil {
 			return err
 		}
 		if !ok {
 			rejected = "unknown"
-			if pc, err := o.tx.PairingCodeByHash(ctx, hash); err == nil {
+			for _, h := range []string{hash, legacy} {
+				pc, err := o.tx.PairingCodeByHash(ctx, h)
+				if err != nil {
+					if !errors.Is(err, ErrNotFound) {
+						return err
+					}
+					continue
+				}
 				if pc.UsedAt != nil {
 					rejected = "used"
 				} else {
 					rejected = "expired"
 				}
-			} else if !errors.Is(err, ErrNotFound) {
-				return err
+				break
 			}
 			ev := &AuditEvent{EventType: EventEnrollmentFailed, VMAName: req.Name, VMAFingerprint: fp,
 				SourceIP: meta.SourceIP, UserAgent: truncateUTF8(meta.UserAgent, 255)}
@@ -290,7 +304,7 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		}
 		exp := o.now.Add(s.Config.VerifyWindow)
 		e := &Enrollment{
-			ID: id, PairingCodeHash: hash, VMAPublicKey: canon, VMAName: req.Name, VMAVersion: req.Version,
+			ID: id, PairingCodeHash: used, VMAPublicKey: canon, VMAName: req.Name, VMAVersion: req.Version,
 			VMAFingerprint: fp, VMAIPAddress: meta.SourceIP, VMAUserAgent: truncateUTF8(meta.UserAgent, 255),
 			ChallengeNonce: hex.EncodeToString(challenge), Status: StatusPendingVerification,
 			ExpiresAt: &exp, CreatedAt: o.now, UpdatedAt: o.now,
@@ -298,7 +312,7 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		if err := o.tx.CreateEnrollment(ctx, e); err != nil {
 			return err
 		}
-		if err := o.tx.LinkPairingCode(ctx, hash, id); err != nil {
+		if err := o.tx.LinkPairingCode(ctx, used, id); err != nil {
 			return err
 		}
 		if err := o.audit(enrollmentAudit(e, EventEnrollment, meta), map[string]any{"vma_version": req.Version}); err != nil {
@@ -493,7 +507,8 @@ func (s *Service) decisionInput(ctx context.Context, id, field, text string) (st
 
 // Approve authorizes a verified enrollment: it allocates the VMA's tunnel
 // port, records the actor and notes, revokes an earlier approved enrollment
-// of the same VMA name, and audits it, all in one transaction.
+// of the same VMA name or of the same public key, and audits it, all in one
+// transaction.
 func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*Enrollment, error) {
 	id, err := s.decisionInput(ctx, id, "notes", notes)
 	if err != nil {
@@ -511,6 +526,11 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		if e.ExpiresAt != nil && !o.now.Before(*e.ExpiresAt) {
 			return Errorf(CodeWrongState, "cannot approve enrollment %s: its approval window ended (it expires); the VMA must enroll again with a new pairing code", id)
 		}
+		// An approved VMA of the same name, or holding the same key, is
+		// superseded: a key is approved under at most one enrollment (the
+		// store enforces it with a unique constraint, so two instances
+		// approving two holders at once cannot both win), and the SSH
+		// endpoint's lookup by key never finds a second holder.
 		olds, err := o.tx.ApprovedByName(ctx, e.VMAName)
 		if err != nil {
 			return err
@@ -518,6 +538,19 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		for i := range olds {
 			old := &olds[i]
 			if err := o.revoke(old, "superseded by re-enrollment "+e.ID, meta); err != nil {
+				return err
+			}
+		}
+		sameKey, err := o.tx.ApprovedByFingerprint(ctx, e.VMAFingerprint)
+		if err != nil {
+			return err
+		}
+		for i := range sameKey {
+			old := &sameKey[i]
+			if old.Status != StatusApproved || old.VMAName == e.VMAName {
+				continue // revoked just above
+			}
+			if err := o.revoke(old, "superseded by enrollment "+e.ID+" ("+e.VMAName+"), which holds the same key", meta); err != nil {
 				return err
 			}
 		}
@@ -747,6 +780,40 @@ func (s *Service) Pending(ctx context.Context) ([]Enrollment, error) {
 	return s.Store.ListEnrollments(ctx, EnrollmentFilter{Statuses: []Status{StatusAwaitingApproval}})
 }
 
+// PendingWithReplacements is Pending plus, by enrollment id, the approved
+// VMAs that approving each would supersede (same name or same key), so that
+// the admin sees a replacement before approving it.
+func (s *Service) PendingWithReplacements(ctx context.Context) ([]Enrollment, map[string][]Replacement, error) {
+	list, err := s.Pending(ctx)
+	if err != nil || len(list) == 0 {
+		return list, nil, err
+	}
+	approved, err := s.Store.ListEnrollments(ctx, EnrollmentFilter{Statuses: []Status{StatusApproved}})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string][]Replacement)
+	for i := range list {
+		if r := replacements(&list[i], approved); len(r) > 0 {
+			out[list[i].ID] = r
+		}
+	}
+	return list, out, nil
+}
+
+// replacements lists the approved enrollments that approving e supersedes.
+func replacements(e *Enrollment, approved []Enrollment) []Replacement {
+	var out []Replacement
+	for _, a := range approved {
+		r := Replacement{EnrollmentID: a.ID, VMAName: a.VMAName,
+			SameName: a.VMAName == e.VMAName, SameKey: a.VMAFingerprint == e.VMAFingerprint}
+		if r.SameName || r.SameKey {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Enrollments lists enrollments matching f.
 func (s *Service) Enrollments(ctx context.Context, f EnrollmentFilter) ([]Enrollment, error) {
 	for _, st := range f.Statuses {
@@ -780,8 +847,16 @@ func (s *Service) Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error
 }
 
 // CreateAdminToken creates an admin token called name and returns it; the
-// plain token is never stored and cannot be shown again.
+// plain token is never stored and cannot be shown again. The actor is
+// "system" (the first token a server creates); see CreateAdminTokenBy.
 func (s *Service) CreateAdminToken(ctx context.Context, name string) (Secret, error) {
+	return s.CreateAdminTokenBy(ctx, name, Meta{Actor: "system"})
+}
+
+// CreateAdminTokenBy creates an admin token called name on behalf of
+// meta.Actor and audits it (actor and token name, never the token) in the
+// same transaction.
+func (s *Service) CreateAdminTokenBy(ctx context.Context, name string, meta Meta) (Secret, error) {
 	if err := ValidateActorName(name); err != nil {
 		return "", err
 	}
@@ -789,13 +864,21 @@ func (s *Service) CreateAdminToken(ctx context.Context, name string) (Secret, er
 	if err != nil {
 		return "", err
 	}
-	err = s.Store.InTx(ctx, func(tx Tx) error {
-		return tx.CreateAdminToken(ctx, &AdminToken{Name: name, TokenHash: HashSecret(tok), CreatedAt: s.now()})
+	err = s.do(ctx, func(o *op) error {
+		if err := o.tx.CreateAdminToken(ctx, &AdminToken{Name: name, TokenHash: HashSecret(tok), CreatedAt: o.now}); err != nil {
+			return err
+		}
+		return o.audit(tokenAudit(EventAdminTokenCreated, meta), map[string]any{"token_name": name})
 	})
 	if err != nil {
 		return "", err
 	}
 	return Secret(tok), nil
+}
+
+func tokenAudit(t EventType, meta Meta) *AuditEvent {
+	return &AuditEvent{EventType: t, SourceIP: meta.SourceIP, UserAgent: truncateUTF8(meta.UserAgent, 255),
+		ApprovedBy: truncateUTF8(meta.Actor, 255)}
 }
 
 // AuthenticateAdmin returns the name of the live admin token tok.
@@ -828,16 +911,23 @@ func (s *Service) AuthenticateAdmin(ctx context.Context, tok string) (string, er
 // written.
 const TokenTouchEvery = time.Minute
 
-// RevokeAdminToken revokes the token called name.
+// RevokeAdminToken revokes the token called name, with "system" as the
+// actor; see RevokeAdminTokenBy.
 func (s *Service) RevokeAdminToken(ctx context.Context, name string) error {
-	return s.Store.InTx(ctx, func(tx Tx) error {
-		ok, err := tx.RevokeAdminToken(ctx, name, s.now())
+	return s.RevokeAdminTokenBy(ctx, name, Meta{Actor: "system"})
+}
+
+// RevokeAdminTokenBy revokes the token called name on behalf of meta.Actor
+// and audits it in the same transaction.
+func (s *Service) RevokeAdminTokenBy(ctx context.Context, name string, meta Meta) error {
+	return s.do(ctx, func(o *op) error {
+		ok, err := o.tx.RevokeAdminToken(ctx, name, o.now)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return Errorf(CodeNotFound, "no live admin token named %q", Printable(name))
 		}
-		return nil
+		return o.audit(tokenAudit(EventAdminTokenRevoked, meta), map[string]any{"token_name": name})
 	})
 }

@@ -52,6 +52,10 @@ type Tx interface {
 	// has status from, and reports whether it did.
 	UpdateEnrollment(ctx context.Context, e *Enrollment, from Status) (bool, error)
 	ApprovedByName(ctx context.Context, name string) ([]Enrollment, error)
+	// ApprovedByFingerprint lists approved enrollments of this key
+	// fingerprint, locked for the rest of the transaction. The store
+	// guarantees at most one (a unique constraint over approved keys).
+	ApprovedByFingerprint(ctx context.Context, fingerprint string) ([]Enrollment, error)
 	UsedTunnelPorts(ctx context.Context) ([]int, error)
 
 	// UpsertConnection inserts or replaces the connection row of c.EnrollmentID.

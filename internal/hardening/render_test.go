@@ -55,8 +55,10 @@ func TestStoredNamesRenderSafely(t *testing.T) {
 	mustExec(t, e.raw, insert, pendingID, strings.Repeat("a", 64), "ssh-ed25519 AAAA", hostile, "1.0"+hostile,
 		"SHA256:"+hostile, "10.0.0.1"+hostile, hostile, "awaiting_approval", "", "", nil,
 		ts(-time.Minute), nil, ts(time.Hour), ts(-2*time.Minute), ts(-time.Minute))
+	// The approved VMA holds another key (approving the pending one would
+	// otherwise supersede it: one key, one approved VMA).
 	mustExec(t, e.raw, insert, approvedID, strings.Repeat("b", 64), "ssh-ed25519 BBBB", "b"+hostile, "2.0"+hostile,
-		"SHA256:"+hostile, "10.0.0.2"+hostile, hostile, "approved", "admin"+hostile, "notes"+hostile, 9500,
+		"SHA256:b"+hostile, "10.0.0.2"+hostile, hostile, "approved", "admin"+hostile, "notes"+hostile, 9500,
 		ts(-time.Hour), ts(-time.Hour), nil, ts(-2*time.Hour), ts(-time.Hour))
 	mustExec(t, e.raw, `INSERT INTO vma_active_connections (id, enrollment_id, vma_name, vma_fingerprint, ssh_user,
 		connection_status, tunnel_port, remote_addr, last_seen_at, connected_at, revoked_by, created_at, updated_at)

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"database/sql"
 	"fmt"
 	"io"
@@ -111,7 +112,6 @@ var auditKey = bytes.Repeat([]byte{5}, 32)
 // server stops when the test ends.
 func Start(t testing.TB, opts Options) *OMA {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
 	db := Store(t, store.DriverSQLite, filepath.Join(dir, "oma.db"))
 	pub, _, err := sshkey.Generate(nil)
@@ -131,15 +131,34 @@ func Start(t testing.TB, opts Options) *OMA {
 	if opts.Rand != nil {
 		o.Svc.Rand = &lockedReader{r: opts.Rand}
 	}
-	tok, err := o.Svc.CreateAdminToken(ctx, "admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Token = tok.Reveal()
+	o.Token = FixtureAdminToken(t, o.Svc, "admin")
 	o.tunnelMode = opts.TunnelMode
 	o.start("127.0.0.1:0", "127.0.0.1:0")
 	t.Cleanup(o.Stop)
 	return o
+}
+
+// FixtureAdminToken stores an admin token called name straight into the
+// service's store (drawing on its randomness) and returns it. It is a test
+// fixture: unlike Service.CreateAdminToken it writes no audit event, so tests
+// see the audit trail their own steps make.
+func FixtureAdminToken(t testing.TB, svc *enroll.Service, name string) string {
+	t.Helper()
+	var rnd io.Reader = crand.Reader
+	if svc.Rand != nil {
+		rnd = svc.Rand
+	}
+	tok, err := enroll.NewToken(rnd, "oma_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.Store.InTx(context.Background(), func(tx enroll.Tx) error {
+		return tx.CreateAdminToken(context.Background(), &enroll.AdminToken{Name: name, TokenHash: enroll.HashSecret(tok), CreatedAt: time.Now().UTC()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // OpenStore opens a migrated store on a fresh database of driver (see

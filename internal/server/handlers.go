@@ -333,12 +333,18 @@ func (s *Server) Revoke(ctx context.Context, id, reason string, m enroll.Meta) (
 }
 
 func (s *Server) handlePending(w http.ResponseWriter, r *http.Request) {
-	list, err := s.svc.Pending(r.Context())
+	list, repl, err := s.svc.PendingWithReplacements(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: toAPIEnrollments(list)})
+	out := toAPIEnrollments(list)
+	for i := range out {
+		for _, x := range repl[out[i].ID] {
+			out[i].Replaces = append(out[i].Replaces, api.Replacement{EnrollmentID: x.EnrollmentID, VMAName: x.VMAName, SameName: x.SameName, SameKey: x.SameKey})
+		}
+	}
+	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: out})
 }
 
 func (s *Server) handleEnrollments(w http.ResponseWriter, r *http.Request) {

@@ -76,3 +76,41 @@ func TestAdminTokens(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminTokenChangesAreAudited: creating and revoking an admin token
+// each write an audit event with the actor and the token's name (never the
+// token or its hash), in the chain (issue 13, finding 11).
+func TestAdminTokenChangesAreAudited(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *DB) {
+		svc, _ := newService(t, s)
+		ctx := context.Background()
+		tok, err := svc.CreateAdminTokenBy(ctx, "carol", enroll.Meta{Actor: "local:root", SourceIP: "127.0.0.1"})
+		if err != nil {
+			t.Fatalf("CreateAdminTokenBy: %v", err)
+		}
+		if err := svc.RevokeAdminTokenBy(ctx, "carol", enroll.Meta{Actor: "alice"}); err != nil {
+			t.Fatalf("RevokeAdminTokenBy: %v", err)
+		}
+		// A refused revoke changes nothing and audits nothing.
+		wantCode(t, "RevokeAdminTokenBy(carol) again", svc.RevokeAdminTokenBy(ctx, "carol", enroll.Meta{Actor: "alice"}), enroll.CodeNotFound)
+		for _, c := range []struct {
+			typ   enroll.EventType
+			actor string
+		}{{enroll.EventAdminTokenCreated, "local:root"}, {enroll.EventAdminTokenRevoked, "alice"}} {
+			evs := auditEvents(t, s, enroll.AuditFilter{EventType: c.typ})
+			if len(evs) != 1 {
+				t.Fatalf("%s events: %d, want 1", c.typ, len(evs))
+			}
+			ev := evs[0]
+			if ev.ApprovedBy != c.actor || ev.Details()["token_name"] != "carol" || ev.EnrollmentID != nil {
+				t.Errorf("%s event = %+v (details %v), want actor %q and token_name carol", c.typ, ev, ev.Details(), c.actor)
+			}
+		}
+		for _, secret := range []string{tok.Reveal(), enroll.HashSecret(tok.Reveal())} {
+			if n := count(t, s, "SELECT COUNT(*) FROM vma_connection_audit WHERE event_details LIKE ?", "%"+secret+"%"); n != 0 {
+				t.Errorf("the token (or its hash) is in the audit trail")
+			}
+		}
+		wantChainOK(t, svc)
+	})
+}

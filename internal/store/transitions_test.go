@@ -188,7 +188,7 @@ func TestEnrollCodes(t *testing.T) {
 			t.Errorf("expires_at = %v, want %v", res.ExpiresAt, want)
 		}
 		e := mustGet(t, s, res.EnrollmentID)
-		if e.PairingCodeHash != enroll.HashSecret(mustNormalize(t, code)) || e.VMAName != "vma-a" || e.VMAIPAddress != vmaIP.SourceIP {
+		if e.PairingCodeHash != enroll.PairingCodeHash(testAuditKey, mustNormalize(t, code)) || e.VMAName != "vma-a" || e.VMAIPAddress != vmaIP.SourceIP {
 			t.Errorf("stored enrollment = %+v", e)
 		}
 		// The code is marked used and linked to the enrollment.

@@ -218,6 +218,23 @@ func (t *tx) ApprovedByName(ctx context.Context, name string) ([]enroll.Enrollme
 	return out, nil
 }
 
+// ApprovedByFingerprint lists (and on MySQL locks) the approved
+// enrollments holding this key; uq_vma_enrollments_approved_key (migration
+// 0002) keeps it to at most one.
+func (t *tx) ApprovedByFingerprint(ctx context.Context, fingerprint string) ([]enroll.Enrollment, error) {
+	var out []enroll.Enrollment
+	err := t.tx.SelectContext(ctx, &out, `SELECT `+enrollmentCols+` FROM vma_enrollments
+		WHERE vma_fingerprint = ? AND status = ? ORDER BY created_at, id`+t.forUpdate(),
+		fingerprint, string(enroll.StatusApproved))
+	if err != nil {
+		return nil, fmt.Errorf("approved enrollments by key: %w", err)
+	}
+	for i := range out {
+		fixEnrollment(&out[i])
+	}
+	return out, nil
+}
+
 func (t *tx) UsedTunnelPorts(ctx context.Context) ([]int, error) {
 	var ports []int
 	err := t.tx.SelectContext(ctx, &ports, `SELECT tunnel_port FROM vma_enrollments

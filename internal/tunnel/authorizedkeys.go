@@ -131,6 +131,8 @@ func checkPermitTarget(target string) error {
 type AuthorizedKeyEntry struct {
 	EnrollmentID string
 	VMAName      string
+	// Fingerprint is the SHA256 fingerprint of the line's key.
+	Fingerprint string
 	// ListenPort is the port of the line's permitlisten (the VMA's tunnel
 	// port), 0 when the line has none.
 	ListenPort int
@@ -146,7 +148,7 @@ func ParseAuthorizedKeyEntry(line string) (AuthorizedKeyEntry, bool) {
 	if !strings.Contains(line, AuthorizedKeysMarker) {
 		return AuthorizedKeyEntry{}, false
 	}
-	_, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	key, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
 	if err != nil || len(bytes.TrimSpace(rest)) > 0 {
 		return AuthorizedKeyEntry{}, false
 	}
@@ -161,7 +163,7 @@ func ParseAuthorizedKeyEntry(line string) (AuthorizedKeyEntry, bool) {
 	if n, err := enroll.NormalizeID(id); err != nil || n != id {
 		return AuthorizedKeyEntry{}, false
 	}
-	e := AuthorizedKeyEntry{EnrollmentID: id, VMAName: name, Line: line}
+	e := AuthorizedKeyEntry{EnrollmentID: id, VMAName: name, Fingerprint: ssh.FingerprintSHA256(key), Line: line}
 	for _, o := range opts {
 		v, ok := strings.CutPrefix(o, "permitlisten=")
 		if !ok {
@@ -268,8 +270,9 @@ func (a *AuthorizedKeysFile) Entries() ([]AuthorizedKeyEntry, error) {
 }
 
 // Add authorizes an approved enrollment: its line replaces any line of the
-// same enrollment and any line of another enrollment of the same VMA name
-// (approving a re-enrollment revokes the old one in the same transaction).
+// same enrollment and any line of another enrollment of the same VMA name or
+// the same key (approving a re-enrollment, or another holder of the key,
+// revokes the old one in the same transaction).
 // It returns the lines it removed, whose live sessions the caller may end.
 func (a *AuthorizedKeysFile) Add(e *enroll.Enrollment) ([]AuthorizedKeyEntry, error) {
 	line, err := AuthorizedKeyLine(e, a.nbdTarget)
@@ -290,7 +293,9 @@ func (a *AuthorizedKeysFile) Add(e *enroll.Enrollment) ([]AuthorizedKeyEntry, er
 					out = append(out, line)
 					placed = true
 				}
-			case ent.VMAName == e.VMAName:
+			case ent.VMAName == e.VMAName || ent.Fingerprint == e.VMAFingerprint:
+				// Superseded: the same VMA name, or the same key under
+				// another name (one key, one approved VMA).
 				removed = append(removed, ent)
 			default:
 				out = append(out, l)

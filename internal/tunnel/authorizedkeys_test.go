@@ -665,3 +665,32 @@ func TestAuthorizedKeysConcurrentProcesses(t *testing.T) {
 	akFinalCheck(t, path, c, n)
 	t.Logf("%d consistent reads during %d writes from 2 processes", reads.Load(), n+n/2)
 }
+
+// TestAuthorizedKeysAddReplacesSameKey: approving another name with a key
+// already in the file (a clone, a renamed VMA) replaces that line, so that
+// revoking the new one leaves the key nowhere (issue 13, finding 3).
+func TestAuthorizedKeysAddReplacesSameKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authorized_keys")
+	a := newAKFile(t, path)
+	orig, other := akEnrollment(1, "vma-a", 9081), akEnrollment(2, "vma-b", 9082)
+	for _, e := range []enroll.Enrollment{orig, other} {
+		if _, err := a.Add(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clone := akEnrollment(1, "vma-clone", 9083) // vma-a's key
+	clone.ID = "00000000-0000-4000-8000-000000000009"
+	removed, err := a.Add(&clone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0].EnrollmentID != orig.ID || removed[0].Fingerprint != orig.VMAFingerprint {
+		t.Fatalf("superseded = %+v, want vma-a's line", removed)
+	}
+	if _, err := a.Remove(clone.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readFile(t, path), akLine(t, other)+"\n"; got != want {
+		t.Fatalf("after revoking the clone:\n%s\nwant only vma-b:\n%s", got, want)
+	}
+}

@@ -136,9 +136,15 @@ type vma struct {
 // enrollVMA enrolls and approves a VMA over HTTPS on the shared public
 // port, then writes its tunnel configuration with the VMA-side writer.
 func (o *oma) enrollVMA(name string, approveVia *oma) *vma {
+	o.t.Helper()
+	return o.enrollVMAIn(o.t.TempDir(), name, approveVia)
+}
+
+// enrollVMAIn is enrollVMA with the VMA's config directory given (its key,
+// when dir holds one, is used).
+func (o *oma) enrollVMAIn(dir, name string, approveVia *oma) *vma {
 	t := o.t
 	t.Helper()
-	dir := t.TempDir()
 	kp, err := sshkey.LoadOrGenerate(dir, name)
 	if err != nil {
 		t.Fatal(err)

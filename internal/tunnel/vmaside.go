@@ -87,14 +87,67 @@ func (c VMAConfig) Validate() error {
 			return err
 		}
 	}
-	for _, f := range append(append([]api.Forward{}, c.Tunnel.LocalForwards...), c.Tunnel.RemoteForwards...) {
-		for _, a := range []string{f.Listen, f.Target} {
-			if err := validHostPort(a); err != nil {
-				return fmt.Errorf("forward %q -> %q: %w", f.Listen, f.Target, err)
+	return validForwards(c.Tunnel)
+}
+
+// validForwards accepts only what the design's tunnel needs: at most one
+// forward of each kind, and every end the VMA or the OMA's listener opens on
+// loopback. A local forward listening on 0.0.0.0 would open the OMA's side to
+// the customer's network; a remote forward to 10.20.30.40:445 would let the
+// OMA (or whoever answers in its place) reach hosts behind the VMA; a remote
+// listen on 0.0.0.0 would offer the VMA's API to the OMA's network. Each is
+// refused, saying which forward and why. The local forward's target is the
+// one end left free: the OMA's side dials it (oma-server --nbd-target), so it
+// reaches only what the OMA reaches already, never the VMA's networks.
+func validForwards(t api.Tunnel) error {
+	if len(t.LocalForwards) > 1 || len(t.RemoteForwards) > 1 {
+		return fmt.Errorf("the OMA asked for %d local and %d remote forwards; a VMA tunnel has at most one of each (NBD out, VMA API in): refusing to write them, ask the OMA admin to check the server's tunnel settings",
+			len(t.LocalForwards), len(t.RemoteForwards))
+	}
+	check := func(kind string, f api.Forward) error {
+		for _, end := range []struct{ what, addr string }{{"listen", f.Listen}, {"target", f.Target}} {
+			if err := validHostPort(end.addr); err != nil {
+				return fmt.Errorf("%s forward %.80q -> %.80q: %w", kind, f.Listen, f.Target, err)
 			}
+			if kind == "local" && end.what == "target" {
+				continue // dialled by the OMA, on the OMA's side
+			}
+			if !loopbackHostPort(end.addr) {
+				return fmt.Errorf("%s forward %.80q -> %.80q: its %s address %.80q is not on loopback (127.0.0.1, ::1 or localhost); a VMA forwards only between loopback addresses, so that the tunnel cannot reach into the networks around the VMA or the OMA: refusing to write it, ask the OMA admin to check --vma-nbd-listen and --vma-api-target",
+					kind, f.Listen, f.Target, end.what, end.addr)
+			}
+		}
+		return nil
+	}
+	for _, f := range t.LocalForwards {
+		if err := check("local", f); err != nil {
+			return err
+		}
+	}
+	for _, f := range t.RemoteForwards {
+		if err := check("remote", f); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// loopbackHostPort reports whether a (host:port) names a loopback address.
+func loopbackHostPort(a string) bool {
+	h, _, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	return LoopbackHost(h)
+}
+
+// LoopbackHost reports whether h is localhost or a loopback IP.
+func LoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 func safePath(p string) bool {

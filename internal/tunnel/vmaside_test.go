@@ -128,3 +128,46 @@ func TestValidateRejectsInjection(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateRefusesPivotForwards: the VMA writes only loopback forwards,
+// at most one of each kind, and says why it refuses (issue 13, finding 6:
+// LocalForward 0.0.0.0:10808 and RemoteForward 0.0.0.0:9081 ->
+// 10.20.30.40:445 were written as sent).
+func TestValidateRefusesPivotForwards(t *testing.T) {
+	for name, c := range map[string]struct {
+		mut  func(c *VMAConfig)
+		want string
+	}{
+		"local listen on all": {func(c *VMAConfig) { c.Tunnel.LocalForwards[0].Listen = "0.0.0.0:10808" }, `listen address "0.0.0.0:10808" is not on loopback`},
+		"local listen on LAN": {func(c *VMAConfig) { c.Tunnel.LocalForwards[0].Listen = "192.168.1.5:10808" }, "not on loopback"},
+		"remote listen all":   {func(c *VMAConfig) { c.Tunnel.RemoteForwards[0].Listen = "0.0.0.0:9081" }, "not on loopback"},
+		"remote target LAN":   {func(c *VMAConfig) { c.Tunnel.RemoteForwards[0].Target = "10.20.30.40:445" }, `remote forward "127.0.0.1:9081" -> "10.20.30.40:445"`},
+		"remote target name":  {func(c *VMAConfig) { c.Tunnel.RemoteForwards[0].Target = "fileserver:445" }, "not on loopback"},
+		"remote target v6":    {func(c *VMAConfig) { c.Tunnel.RemoteForwards[0].Target = "[fe80::1]:445" }, "not on loopback"},
+		"two local": {func(c *VMAConfig) {
+			c.Tunnel.LocalForwards = append(c.Tunnel.LocalForwards, api.Forward{Listen: "127.0.0.1:2222", Target: "127.0.0.1:22"})
+		}, "at most one of each"},
+		"two remote": {func(c *VMAConfig) {
+			c.Tunnel.RemoteForwards = append(c.Tunnel.RemoteForwards, api.Forward{Listen: "127.0.0.1:9082", Target: "127.0.0.1:22"})
+		}, "at most one of each"},
+	} {
+		cfg := testConfig(t)
+		c.mut(&cfg)
+		_, err := WriteVMAConfig(cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want one containing %q", name, err, c.want)
+			continue
+		}
+		if entries, _ := os.ReadDir(cfg.Dir); len(entries) != 0 {
+			t.Errorf("%s: files written despite the error", name)
+		}
+	}
+	// Loopback in every spelling is accepted, and the local forward's
+	// target is the OMA's to choose (it dials it, on its own side).
+	cfg := testConfig(t)
+	cfg.Tunnel.LocalForwards[0] = api.Forward{Listen: "localhost:10808", Target: "10.0.0.9:10809"}
+	cfg.Tunnel.RemoteForwards[0] = api.Forward{Listen: "127.0.0.1:9081", Target: "[::1]:8081"}
+	if _, err := WriteVMAConfig(cfg); err != nil {
+		t.Fatalf("loopback forwards refused: %v", err)
+	}
+}

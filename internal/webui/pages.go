@@ -52,20 +52,27 @@ func (u *UI) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	d := signInData{Next: safeNext(r.PostForm.Get("next"))}
 	now := u.now()
-	if wait, blocked := u.limiter.blocked(ip, now); blocked {
-		secs := int(math.Ceil(wait.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		d.Error = fmt.Sprintf("Too many failed sign-ins from your address. Wait %d seconds and try again.", secs)
-		d.Limited, d.Retry = true, secs
-		u.log.Warn("web UI sign-in rate limited", "client_ip", ip)
-		u.render(w, r, http.StatusTooManyRequests, "signin", u.newView(r, nil, "", "Sign in", d))
-		return
-	}
+	// The limiter bounds failures, never a correct token: while an address
+	// has spent its failures, a wrong token is answered 429 (and not looked
+	// at further), but the right one still signs in, so five typos (or
+	// someone else behind the same address) cannot lock the admin out.
+	// Admin tokens carry 256 random bits: guessing is no threat; the limit
+	// bounds the lookups, log lines and noise a client can cause.
+	wait, blocked := u.limiter.blocked(ip, now)
 	tok := strings.TrimSpace(r.PostForm.Get("token"))
 	name, err := u.svc.AuthenticateAdmin(r.Context(), tok)
 	if err != nil {
 		if enroll.ErrorCode(err) != enroll.CodeUnauthorized {
 			u.serverError(w, r, err)
+			return
+		}
+		if blocked {
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			d.Error = fmt.Sprintf("Too many failed sign-ins from your address. Wait %d seconds and try again.", secs)
+			d.Limited, d.Retry = true, secs
+			u.log.Warn("web UI sign-in rate limited", "client_ip", ip)
+			u.render(w, r, http.StatusTooManyRequests, "signin", u.newView(r, nil, "", "Sign in", d))
 			return
 		}
 		u.limiter.fail(ip, now)
@@ -98,16 +105,19 @@ func (u *UI) handleSignOut(w http.ResponseWriter, r *http.Request, se *session) 
 
 type pendingData struct {
 	Enrollments []enroll.Enrollment
-	Version     string
+	// Replaces names, by enrollment id, the approved VMAs that approving
+	// it revokes (same name or same key).
+	Replaces map[string][]enroll.Replacement
+	Version  string
 }
 
 func (u *UI) handlePending(w http.ResponseWriter, r *http.Request, se *session) {
-	list, err := u.svc.Pending(r.Context())
+	list, repl, err := u.svc.PendingWithReplacements(r.Context())
 	if err != nil {
 		u.serverError(w, r, err)
 		return
 	}
-	v := u.newView(r, se, "pending", "Pending", pendingData{Enrollments: list, Version: pendingVersion(list)})
+	v := u.newView(r, se, "pending", "Pending", pendingData{Enrollments: list, Replaces: repl, Version: pendingVersion(list)})
 	v.PendingCount = len(list)
 	u.render(w, r, http.StatusOK, "pending", v)
 }

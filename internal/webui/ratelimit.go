@@ -8,8 +8,8 @@ import (
 )
 
 // signInLimiter bounds failed sign-ins per client IP: each failure takes a
-// token from the IP's bucket; with the bucket empty every sign-in from that
-// IP, right token or not, is refused until it refills.
+// token from the IP's bucket; with the bucket empty every wrong token from
+// that IP is answered 429 until it refills. A right token always signs in.
 type signInLimiter struct {
 	mu      sync.Mutex
 	limit   rate.Limit

@@ -109,11 +109,7 @@ func start(t *testing.T, opts ...options) *env {
 	<-srv.Ready()
 	t.Cleanup(func() { cancel(); <-stopped })
 	e.name = "tester"
-	tok, err := svc.CreateAdminToken(ctx, e.name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.token = tok.Reveal()
+	e.token = omatest.FixtureAdminToken(t, svc, e.name)
 	scheme := "http://"
 	if o.adminTLS {
 		scheme = "https://"
@@ -205,15 +201,22 @@ func (b *browser) csrf() string {
 // would through the public API, and returns its enrollment.
 func (e *env) enrollVMA(name string) *enroll.Enrollment {
 	e.t.Helper()
+	_, priv, err := sshkey.Generate(rand.Reader)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.enrollVMAKey(name, priv)
+}
+
+// enrollVMAKey is enrollVMA with the VMA's key pair given.
+func (e *env) enrollVMAKey(name string, priv ed25519.PrivateKey) *enroll.Enrollment {
+	e.t.Helper()
 	ctx := context.Background()
 	code, err := e.svc.CreatePairingCode(ctx, 0, "", enroll.Meta{Actor: "setup"})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	pub, priv, err := sshkey.Generate(rand.Reader)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	pub := priv.Public().(ed25519.PublicKey)
 	res, err := e.svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: code.Code.Reveal(), PublicKey: sshkey.AuthorizedKey(pub, ""), Name: name, Version: "1.0"},
 		enroll.Meta{SourceIP: "192.0.2.7"})
 	if err != nil {
@@ -361,8 +364,8 @@ func TestSignInWrongTokenAndRateLimit(t *testing.T) {
 			t.Fatalf("wrong token set a cookie: %v", r.header.Values("Set-Cookie"))
 		}
 	}
-	// The budget is spent: even the right token is refused for now.
-	r := b.post("/signin", url.Values{"token": {e.token}})
+	// The failures are spent: a wrong token is now answered 429.
+	r := b.post("/signin", url.Values{"token": {"oma_still-not-a-token"}})
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 		t.Fatalf("after 5 failures: %d (Retry-After %q), want 429 with Retry-After", r.status, r.header.Get("Retry-After"))
 	}
@@ -376,6 +379,28 @@ func TestSignInWrongTokenAndRateLimit(t *testing.T) {
 	// A minute later the first address may try again.
 	e.clock.Advance(time.Minute)
 	b.signIn(e.token)
+}
+
+// TestSignInRightTokenWhileFailuresLimited: the limit counts failures; it
+// never refuses a correct token (issue 13, finding 8: five wrong tokens from
+// 127.0.0.1 locked every admin on that address out).
+func TestSignInRightTokenWhileFailuresLimited(t *testing.T) {
+	e := start(t)
+	b := e.browser()
+	b.ip = "127.0.0.1"
+	for i := 0; i < 6; i++ {
+		b.post("/signin", url.Values{"token": {"oma_not-a-token"}})
+	}
+	if r := b.post("/signin", url.Values{"token": {"oma_not-a-token"}}); r.status != http.StatusTooManyRequests {
+		t.Fatalf("wrong token after 6 failures: %d, want 429", r.status)
+	}
+	r := b.post("/signin", url.Values{"token": {e.token}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("right token after the failures: %d, want 303 (signed in)", r.status)
+	}
+	if p := b.get("/pending"); p.status != http.StatusOK {
+		t.Fatalf("/pending after signing in: %d, want 200", p.status)
+	}
 }
 
 func TestSessionCookie(t *testing.T) {
@@ -742,5 +767,84 @@ func TestAssetsAreLocal(t *testing.T) {
 	}
 	if r := b.get("/no-such-page"); r.status != http.StatusNotFound || r.header.Get("Content-Security-Policy") != wantCSP {
 		t.Errorf("unknown page: %d", r.status)
+	}
+}
+
+// TestPendingShowsReplacements: the pending page says when approving an
+// enrollment revokes an approved VMA, by name or by key, in the row and in
+// the approval's confirmation text; the API's pending list carries the same
+// in "replaces" (issue 13, finding 3).
+func TestPendingShowsReplacements(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	_, priv, err := sshkey.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := e.enrollVMAKey("vma-a", priv)
+	if _, err := e.svc.Approve(ctx, a.ID, "", enroll.Meta{Actor: "setup"}); err != nil {
+		t.Fatal(err)
+	}
+	clone := e.enrollVMAKey("vma-clone", priv)
+	again := e.enrollVMA("vma-a")
+	plain := e.enrollVMA("vma-new")
+	b := e.browser()
+	b.signIn(e.token)
+	page := html.UnescapeString(b.get("/pending").body)
+	row := func(id string) string {
+		i := strings.Index(page, `data-id="`+id+`"`)
+		if i < 0 {
+			t.Fatalf("no row for %s", id)
+		}
+		j := strings.Index(page[i:], "</tr>")
+		return page[i : i+j]
+	}
+	if r := row(clone.ID); !strings.Contains(r, "Replaces approved <strong>vma-a</strong> (same key): approving revokes it.") ||
+		!strings.Contains(r, "It revokes the approved vma-a (same key).") {
+		t.Errorf("the clone's row does not say it replaces vma-a by key:\n%s", r)
+	}
+	if r := row(again.ID); !strings.Contains(r, "Replaces approved <strong>vma-a</strong>: approving revokes it.") {
+		t.Errorf("the re-enrollment's row does not say it replaces vma-a:\n%s", r)
+	}
+	if r := row(plain.ID); strings.Contains(r, "data-replaces") {
+		t.Errorf("a new VMA's row claims to replace one:\n%s", r)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, e.admin+"/api/v1/admin/vma/pending", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var list struct {
+		Enrollments []struct {
+			ID       string `json:"id"`
+			Replaces []struct {
+				EnrollmentID string `json:"enrollment_id"`
+				VMAName      string `json:"vma_name"`
+				SameName     bool   `json:"same_name"`
+				SameKey      bool   `json:"same_key"`
+			} `json:"replaces"`
+		} `json:"enrollments"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&list); err != nil || len(list.Enrollments) != 3 {
+		t.Fatalf("API pending: %v, %d enrollments", err, len(list.Enrollments))
+	}
+	for _, en := range list.Enrollments {
+		switch en.ID {
+		case clone.ID:
+			if len(en.Replaces) != 1 || en.Replaces[0].EnrollmentID != a.ID || !en.Replaces[0].SameKey || en.Replaces[0].SameName {
+				t.Errorf("API: the clone replaces %+v, want vma-a by key", en.Replaces)
+			}
+		case again.ID:
+			if len(en.Replaces) != 1 || en.Replaces[0].VMAName != "vma-a" || !en.Replaces[0].SameName || en.Replaces[0].SameKey {
+				t.Errorf("API: the re-enrollment replaces %+v, want vma-a by name", en.Replaces)
+			}
+		case plain.ID:
+			if len(en.Replaces) != 0 {
+				t.Errorf("API: a new VMA replaces %+v", en.Replaces)
+			}
+		}
 	}
 }

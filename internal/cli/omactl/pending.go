@@ -2,7 +2,9 @@ package omactl
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +25,12 @@ func newPendingCmd(f *Factory) *cobra.Command {
 oldest first: name, version, source IP and the SHA256 fingerprint of the VMA's
 SSH key. Before approving, compare that fingerprint with the one the VMA
 console shows ('vma-enroll' prints it while it waits).
+
+A name followed by "(re-enrollment)" or "(replaces NAME: same key)" marks a
+VMA whose approval revokes an approved one: of the same name, or holding the
+same SSH key under another name (a renamed VMA, or a clone of an appliance
+sharing its key: only one of them can keep the key). -o json lists them in
+"replaces".
 
 An enrollment not approved within the approval window (30 minutes by
 default) expires and disappears from this list.
@@ -88,9 +96,25 @@ func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders boo
 		if verified == nil {
 			verified = &e.CreatedAt
 		}
-		t.row(short(e.ID), e.VMAName, e.VMAVersion, e.VMAIPAddress, e.VMAFingerprint, f.ago(verified), f.ago(e.ExpiresAt))
+		name := e.VMAName
+		if len(e.Replaces) > 0 {
+			name = "*" + name
+		}
+		t.row(short(e.ID), name, e.VMAVersion, e.VMAIPAddress, e.VMAFingerprint, f.ago(verified), f.ago(e.ExpiresAt))
 	}
-	return t.write(w)
+	if err := t.write(w); err != nil {
+		return err
+	}
+	// The replacements as notes under the table, where no column width
+	// can cut them.
+	for _, e := range list {
+		if m := replacesMarker(e.Replaces); m != "" {
+			if _, err := fmt.Fprintf(w, "* %s%s: approving it revokes the approved VMA.\n", cleanLong(e.VMAName), m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // minFingerprint is the narrowest a key fingerprint is cut to in a table:
@@ -98,3 +122,25 @@ func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders boo
 // fingerprint starts the same) and "...". -o wide and 'omactl get' show it
 // whole.
 const minFingerprint = 7 + 16 + 3
+
+// replacesMarker is the NAME column's note on the approved VMAs an approval
+// would supersede: " (re-enrollment)" for the same name, " (replaces vma-a:
+// same key)" for another name holding the same key.
+func replacesMarker(rs []api.Replacement) string {
+	var others []string
+	sameName := false
+	for _, r := range rs {
+		if r.SameName {
+			sameName = true
+		} else {
+			others = append(others, r.VMAName)
+		}
+	}
+	switch {
+	case len(others) > 0:
+		return " (replaces " + strings.Join(others, ", ") + ": same key)"
+	case sameName:
+		return " (re-enrollment)"
+	}
+	return ""
+}

@@ -192,8 +192,13 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		return o, cmdutil.FlagErrorf("--tunnel-mode %q: use embedded, openssh or none", o.TunnelMode)
 	}
 	for flag, addr := range map[string]string{"nbd-target": o.NBDTarget, "vma-nbd-listen": o.VMANBDListen, "vma-api-target": o.VMAAPITarget} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		h, _, err := net.SplitHostPort(addr)
+		if err != nil {
 			return o, cmdutil.FlagErrorf("--%s %q is not HOST:PORT", flag, addr)
+		}
+		// vma-enroll writes only loopback forward ends on the VMA's side.
+		if flag != "nbd-target" && !tunnel.LoopbackHost(h) {
+			return o, cmdutil.FlagErrorf("--%s %q: the VMA's end of a forward must be a loopback address (127.0.0.1, ::1 or localhost); vma-enroll refuses anything else", flag, addr)
 		}
 	}
 	if o.PortMin, o.PortMax, err = parsePortRange(v.GetString("tunnel-port-range")); err != nil {

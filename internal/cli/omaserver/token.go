@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -41,7 +45,23 @@ a new token is printed once and cannot be shown again.`,
 			return err
 		}
 		defer db.Close()
-		return fn(cmd.Context(), enroll.New(db, enroll.Config{}, nil, nil), db)
+		// create and revoke are audited: the chain needs its key (the one
+		// serve uses; created here when the audit trail is still empty).
+		keyFile, _ := cmd.Flags().GetString("audit-key-file")
+		if keyFile == "" {
+			keyFile = filepath.Join(c.DataDir, "audit.key")
+		}
+		log, err := c.logger(ios.ErrOut)
+		if err != nil {
+			return err
+		}
+		var key []byte
+		if cmd.Name() != "list" {
+			if key, err = loadOrCreateAuditKey(cmd.Context(), keyFile, db, log); err != nil {
+				return err
+			}
+		}
+		return fn(cmd.Context(), enroll.New(db, enroll.Config{}, key, nil), db)
 	}
 
 	create := &cobra.Command{
@@ -56,7 +76,7 @@ a new token is printed once and cannot be shown again.`,
 				return cmdutil.FlagErrorf("--name is required")
 			}
 			return withService(cmd, func(ctx context.Context, svc *enroll.Service, db *store.DB) error {
-				tok, err := svc.CreateAdminToken(ctx, name)
+				tok, err := svc.CreateAdminTokenBy(ctx, name, localActor())
 				if err != nil {
 					if enroll.ErrorCode(err) == enroll.CodeConflict {
 						return fmt.Errorf("a token named %q exists already: pick another name or revoke it first", name)
@@ -110,7 +130,7 @@ YAML. --no-headers leaves out the table's header row.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withService(cmd, func(ctx context.Context, svc *enroll.Service, db *store.DB) error {
-				if err := svc.RevokeAdminToken(ctx, args[0]); err != nil {
+				if err := svc.RevokeAdminTokenBy(ctx, args[0], localActor()); err != nil {
 					return err
 				}
 				fmt.Fprintf(ios.ErrOut, "Revoked admin token %q.\n", args[0])
@@ -118,8 +138,21 @@ YAML. --no-headers leaves out the table's header row.`,
 			})
 		},
 	}
+	for _, c := range []*cobra.Command{create, revoke} {
+		c.Flags().String("audit-key-file", "", "HMAC key of the audit chain (default <data-dir>/audit.key); the change is audited")
+	}
 	cmd.AddCommand(create, list, revoke)
 	return cmd
+}
+
+// localActor names who ran 'oma-server token create|revoke' on this
+// machine, for the audit: "local:<user>" (there is no admin token to name).
+func localActor() enroll.Meta {
+	name := "uid " + strconv.Itoa(os.Getuid())
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	return enroll.Meta{Actor: enroll.Sanitize("local:"+name, 64)}
 }
 
 // tokenInfo is what 'token list -o json|yaml' prints of a token.

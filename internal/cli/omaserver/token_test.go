@@ -1,6 +1,8 @@
 package omaserver
 
 import (
+	"context"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/store"
 )
 
 // runServerCmd runs oma-server in-process with args. It never reads the
@@ -84,5 +88,57 @@ func isolateServerConfig(t *testing.T) {
 	t.Helper()
 	for _, k := range []string{"OMA_CONFIG", "OMA_DB_DRIVER", "OMA_DB_DSN", "OMA_DATA_DIR"} {
 		t.Setenv(k, "")
+	}
+}
+
+// TestTokenCreateRevokeAudited: 'oma-server token create|revoke' write
+// admin_token_created / admin_token_revoked events (actor local:<user>, the
+// token's name, never the token) into the chain that serve keeps, keyed by
+// the audit key in the data directory (issue 13, finding 11).
+func TestTokenCreateRevokeAudited(t *testing.T) {
+	t.Setenv("OMA_CONFIG", "")
+	dir := t.TempDir()
+	if _, stderr, code := runServerCmd(t, "migrate", "up", "--data-dir", dir); code != 0 {
+		t.Fatalf("migrate up: exit %d\n%s", code, stderr)
+	}
+	tok, stderr, code := runServerCmd(t, "token", "create", "--name", "dave", "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("token create: exit %d\n%s", code, stderr)
+	}
+	if _, stderr, code := runServerCmd(t, "token", "revoke", "dave", "--data-dir", dir); code != 0 {
+		t.Fatalf("token revoke: exit %d\n%s", code, stderr)
+	}
+	keyHex, err := os.ReadFile(filepath.Join(dir, "audit.key"))
+	if err != nil {
+		t.Fatalf("token create left no audit key: %v", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(keyHex)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db, err := store.Open(ctx, "sqlite", filepath.Join(dir, "oma.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	evs, err := db.ListAudit(ctx, enroll.AuditFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].EventType != enroll.EventAdminTokenCreated || evs[1].EventType != enroll.EventAdminTokenRevoked {
+		t.Fatalf("audit = %+v, want admin_token_created, admin_token_revoked", evs)
+	}
+	for _, ev := range evs {
+		if !strings.HasPrefix(ev.ApprovedBy, "local:") || ev.Details()["token_name"] != "dave" {
+			t.Errorf("event %s: actor %q, details %v; want local:<user> and token_name dave", ev.EventType, ev.ApprovedBy, ev.Details())
+		}
+		if strings.Contains(ev.EventDetails, strings.TrimSpace(tok)) {
+			t.Errorf("event %s holds the token", ev.EventType)
+		}
+	}
+	rep, err := enroll.New(db, enroll.Config{}, key, nil).VerifyAudit(ctx)
+	if err != nil || !rep.OK {
+		t.Fatalf("audit chain: %+v, %v; want OK under the data directory's key", rep, err)
 	}
 }

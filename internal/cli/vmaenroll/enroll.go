@@ -253,6 +253,9 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 	if err := enroll.ValidateVersion(e.cfg.VMAVersion); err != nil {
 		return usage("--vma-version: %s", enroll.ErrorMessage(err))
 	}
+	if err := checkKeyTrust(e.dir); err != nil {
+		return fail(StatusError, cmdutil.ExitFailure, err)
+	}
 	if o := e.establishPin(ctx); o != nil {
 		return *o
 	}
@@ -267,7 +270,7 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 	if kp.Generated {
 		e.note("Generated a new SSH key: %s", kp.PrivatePath)
 	} else {
-		e.note("Using the SSH key %s", kp.PrivatePath)
+		e.note("Using the existing key %s (%s)", keyFingerprint(kp), kp.PrivatePath)
 	}
 	if err := e.newClient(); err != nil {
 		return fail(StatusError, cmdutil.ExitFailure, err)
@@ -487,6 +490,9 @@ func (e *enroller) resume(ctx context.Context, st *State) outcome {
 	e.addr, e.pin, e.insecure = addr, st.OMAFingerprint, st.InsecureSkipTLSVerify
 	if e.pin == "" && !e.insecure {
 		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s has no OMA fingerprint: run with --force and a new pairing code", statePath(e.dir)))
+	}
+	if err := checkKeyTrust(e.dir); err != nil {
+		return fail(StatusError, cmdutil.ExitFailure, err)
 	}
 	kp, err := sshkey.LoadOrGenerate(e.dir, "vma-enroll@"+st.VMAName)
 	if err != nil {

@@ -223,6 +223,9 @@ func tunnelClientConfig(opts tunnelOptions) (tunnel.ClientConfig, *State, error)
 		}
 	}
 
+	if err := checkKeyTrust(dir); err != nil {
+		return tunnel.ClientConfig{}, st, err
+	}
 	keyPath := filepath.Join(dir, "id_ed25519")
 	data, err := os.ReadFile(keyPath)
 	if err != nil {
