@@ -31,6 +31,9 @@ type IOStreams struct {
 	// 0 when it is unknown (not a terminal, or the size cannot be read).
 	// Nil means unknown. It is asked each time, so a resized window counts.
 	ErrWidth func() int
+	// OutWidth is ErrWidth for stdout: the terminal's width in columns, 0
+	// when unknown. Nil means unknown.
+	OutWidth func() int
 }
 
 // ErrColumns is the width of the terminal on stderr, 0 when unknown.
@@ -41,6 +44,14 @@ func (s *IOStreams) ErrColumns() int {
 	return max(s.ErrWidth(), 0)
 }
 
+// OutColumns is the width of the terminal on stdout, 0 when unknown.
+func (s *IOStreams) OutColumns() int {
+	if s == nil || s.OutWidth == nil || !s.OutTTY {
+		return 0
+	}
+	return max(s.OutWidth(), 0)
+}
+
 // System returns the process's streams with terminal detection.
 func System() *IOStreams {
 	io := &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
@@ -48,13 +59,8 @@ func System() *IOStreams {
 		OutTTY: term.IsTerminal(int(os.Stdout.Fd())),
 		ErrTTY: term.IsTerminal(int(os.Stderr.Fd())),
 	}
-	io.ErrWidth = func() int {
-		w, _, err := term.GetSize(int(os.Stderr.Fd()))
-		if err != nil {
-			return 0
-		}
-		return w
-	}
+	io.ErrWidth = func() int { return termWidth(os.Stderr) }
+	io.OutWidth = func() int { return termWidth(os.Stdout) }
 	_, noColor := os.LookupEnv("NO_COLOR")
 	io.NoColor = noColor || !io.ErrTTY
 	t := os.Getenv("TERM")
@@ -105,4 +111,13 @@ func (e *FlagError) Unwrap() error { return e.Err }
 // FlagErrorf builds a usage error.
 func FlagErrorf(format string, args ...any) error {
 	return &FlagError{Err: fmt.Errorf(format, args...)}
+}
+
+// termWidth is the width in columns of the terminal f is, 0 when unknown.
+func termWidth(f *os.File) int {
+	w, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return w
 }

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"golang.org/x/term"
-
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
@@ -153,12 +151,8 @@ func (f *Factory) width() int {
 	if f.Width > 0 {
 		return f.Width
 	}
-	if f.IO.OutTTY {
-		if fd, ok := f.IO.Out.(interface{ Fd() uintptr }); ok {
-			if w, _, err := term.GetSize(int(fd.Fd())); err == nil && w > 0 {
-				return w
-			}
-		}
+	if w := f.IO.OutColumns(); w > 0 {
+		return w
 	}
 	if n, err := strconv.Atoi(f.Getenv("COLUMNS")); err == nil && n > 0 {
 		return n
