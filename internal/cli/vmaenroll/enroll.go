@@ -40,6 +40,10 @@ const longPollWait = 25 * time.Second
 // enrollAttempts bounds retries of enroll and verify on transient errors.
 const enrollAttempts = 5
 
+// exchangeTimeout bounds enroll and verify together once the pairing code
+// is on its way: an interrupt waits for them (see enroll) at most this long.
+const exchangeTimeout = 45 * time.Second
+
 // enroller carries one run of the enrollment.
 type enroller struct {
 	f        *Factory
@@ -277,10 +281,16 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 	}
 	e.note("Enrolling %q with the OMA at %s ...", name, e.addr)
 
+	// Once the code is sent, an interruption must not lose what the OMA
+	// did with it: enroll consumes the code and verify hands out the poll
+	// token, so both finish (within exchangeTimeout) and the state is saved
+	// before an interrupt ends the run, which a rerun then resumes.
+	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exchangeTimeout)
+	defer cancel()
 	var er *api.EnrollResponse
 	err = e.retry(ctx, "enroll", func() error {
 		var err error
-		er, err = e.c.Enroll(ctx, api.EnrollRequest{
+		er, err = e.c.Enroll(xctx, api.EnrollRequest{
 			PairingCode:  code,
 			VMAPublicKey: sshkey.AuthorizedKey(kp.Public, ""),
 			VMAName:      name,
@@ -297,9 +307,9 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 	}
 	sig := enroll.SignChallenge(kp.Private, er.EnrollmentID, challenge)
 	var vr *api.VerifyResponse
-	err = e.retry(ctx, "verify", func() error {
+	err = e.retry(xctx, "verify", func() error {
 		var err error
-		vr, err = e.c.Verify(ctx, api.VerifyRequest{EnrollmentID: er.EnrollmentID, Signature: base64.StdEncoding.EncodeToString(sig)})
+		vr, err = e.c.Verify(xctx, api.VerifyRequest{EnrollmentID: er.EnrollmentID, Signature: base64.StdEncoding.EncodeToString(sig)})
 		return err
 	})
 	if err != nil {
