@@ -215,6 +215,7 @@ func (s *Server) PublicAddr() string { return s.publicInner.Addr().String() }
 func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: TLS12CipherSuites,
 		Certificates: []tls.Certificate{s.cfg.TLS},
 		NextProtos:   []string{"h2", "http/1.1"},
 	}

@@ -279,7 +279,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // a server with several host keys presents the pinned one.
 func hostKeyAlgorithms(k ssh.PublicKey) []string {
 	if k.Type() == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256} // never ssh-rsa (SHA-1)
 	}
 	return []string{k.Type()}
 }
@@ -296,6 +296,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	pinned := c.cfg.HostKey
 	conf := &ssh.ClientConfig{
+		Config:            algorithmsConfig(ClientCiphers()),
 		User:              c.cfg.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(c.cfg.Signer)},
 		HostKeyAlgorithms: hostKeyAlgorithms(pinned),
@@ -571,7 +572,7 @@ func proxy(a, b net.Conn, done <-chan struct{}) {
 	wg.Add(2)
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		io.Copy(dst, src)
+		bulkCopy(dst, src)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {

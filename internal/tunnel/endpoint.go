@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -36,6 +35,9 @@ type EndpointConfig struct {
 	SeenEvery time.Duration
 	// HandshakeTimeout cuts clients that do not finish authentication (20s).
 	HandshakeTimeout time.Duration
+	// BulkGCPercent is GOGC while forwarded connections carry data (400;
+	// negative leaves GOGC alone). See copy.go.
+	BulkGCPercent int
 }
 
 func (c *EndpointConfig) fill() {
@@ -57,6 +59,9 @@ func (c *EndpointConfig) fill() {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 20 * time.Second
 	}
+	if c.BulkGCPercent == 0 {
+		c.BulkGCPercent = 400
+	}
 }
 
 // Endpoint is the embedded SSH server of the VMA tunnels.
@@ -69,6 +74,7 @@ type Endpoint struct {
 	mu    sync.Mutex
 	conns map[string]map[*tunnelConn]bool // live connections by enrollment id
 	wg    sync.WaitGroup
+	gc    *bulkGC // GOGC while forwards carry data (copy.go)
 }
 
 type tunnelConn struct {
@@ -108,10 +114,12 @@ func NewEndpoint(cfg EndpointConfig, svc *enroll.Service, log *slog.Logger) *End
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}}
+	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}, gc: &bulkGC{Percent: cfg.BulkGCPercent}}
 	sc := &ssh.ServerConfig{
-		MaxAuthTries:  6,
-		ServerVersion: "SSH-2.0-oma-enroll",
+		Config:                  algorithmsConfig(Ciphers()),
+		PublicKeyAuthAlgorithms: []string{ssh.KeyAlgoED25519},
+		MaxAuthTries:            6,
+		ServerVersion:           "SSH-2.0-oma-enroll",
 	}
 	sc.AddHostKey(cfg.HostKey)
 	e.ssh = sc
@@ -490,7 +498,7 @@ func (e *Endpoint) acceptForwarded(tc *tunnelConn, ln net.Listener, p tcpipForwa
 				return
 			}
 			go ssh.DiscardRequests(reqs)
-			pipe(c, ch)
+			e.pipe(c, ch)
 		}()
 	}
 }
@@ -522,7 +530,7 @@ func (e *Endpoint) newChannel(ctx context.Context, tc *tunnelConn, nch ssh.NewCh
 		go ssh.DiscardRequests(reqs)
 		go func() {
 			defer c.Close()
-			pipe(c, ch)
+			e.pipe(c, ch)
 		}()
 	default:
 		e.refuse(ctx, tc, "channel "+nch.ChannelType()+" (no shell, command, agent or X11)", meta, log)
@@ -530,16 +538,19 @@ func (e *Endpoint) newChannel(ctx context.Context, tc *tunnelConn, nch ssh.NewCh
 	}
 }
 
-// pipe copies both ways until both directions end.
-func pipe(c net.Conn, ch ssh.Channel) {
+// pipe copies both ways until both directions end (copy.go: bulk
+// buffers, GC relaxed while data flows).
+func (e *Endpoint) pipe(c net.Conn, ch ssh.Channel) {
+	e.gc.begin()
+	defer e.gc.end()
 	done := make(chan struct{}, 2)
 	go func() {
-		io.Copy(ch, c)
+		bulkCopy(ch, c)
 		ch.CloseWrite()
 		done <- struct{}{}
 	}()
 	go func() {
-		io.Copy(c, ch)
+		bulkCopy(c, ch)
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
