@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,17 @@ type ClientConfig struct {
 	RefusedRetry time.Duration
 	// DialTimeout bounds dialing a VMA-local target of a remote forward (10s).
 	DialTimeout time.Duration
+	// DataTLS, when set, lets local forwards to DataTarget ride TLS data
+	// streams on the OMA's public port (tlsdata.go): the pinned OMA
+	// certificate, the VMA's client certificate, NextProtos ALPNData. At
+	// most DataConnections streams are open at once; more connections,
+	// and every one when the OMA does not offer the data path, ride the
+	// SSH connection.
+	DataTLS         *tls.Config
+	DataAddr        string // the OMA's public port, host:port
+	DataTarget      string
+	DataConnections int
+
 	// Once makes Run return after the first connection ends, without
 	// reconnecting; a refused key then ends it at the first refusal.
 	Once bool
@@ -433,6 +445,7 @@ func (c *Client) openForwards(client *ssh.Client, done <-chan struct{}, wg *sync
 		c.emit(Event{Type: EventForwardUp, Direction: "remote", Listen: f.Listen, Target: f.Target,
 			Message: fmt.Sprintf("forward up: OMA %s -> VMA %s", f.Listen, f.Target)})
 	}
+	dialer := c.newLocalDialer(client)
 	for _, f := range c.cfg.LocalForwards {
 		ln, err := net.Listen("tcp", f.Listen)
 		if err != nil {
@@ -442,7 +455,7 @@ func (c *Client) openForwards(client *ssh.Client, done <-chan struct{}, wg *sync
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.serveLocal(client, ln, f, done, wg)
+			c.serveLocal(dialer, ln, f, done, wg)
 		}()
 		c.emit(Event{Type: EventForwardUp, Direction: "local", Listen: f.Listen, Target: f.Target,
 			Message: fmt.Sprintf("forward up: VMA %s -> OMA %s", f.Listen, f.Target)})
@@ -492,9 +505,9 @@ func (c *Client) keepalive(client *ssh.Client, done <-chan struct{}, end func(st
 	}
 }
 
-// serveLocal accepts on the VMA and opens a direct-tcpip channel per
-// connection.
-func (c *Client) serveLocal(client *ssh.Client, ln net.Listener, f api.Forward, done <-chan struct{}, wg *sync.WaitGroup) {
+// serveLocal accepts on the VMA and opens a TLS data stream or a
+// direct-tcpip channel per connection (clientdata.go).
+func (c *Client) serveLocal(dialer *localDialer, ln net.Listener, f api.Forward, done <-chan struct{}, wg *sync.WaitGroup) {
 	for {
 		lc, err := ln.Accept()
 		if err != nil {
@@ -503,7 +516,16 @@ func (c *Client) serveLocal(client *ssh.Client, ln net.Listener, f api.Forward, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rc, err := client.Dial("tcp", f.Target)
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				select {
+				case <-done:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			rc, release, err := dialer.dial(ctx, f)
+			cancel()
 			if err != nil {
 				lc.Close()
 				select {
@@ -514,6 +536,7 @@ func (c *Client) serveLocal(client *ssh.Client, ln net.Listener, f api.Forward, 
 				}
 				return
 			}
+			defer release()
 			proxy(lc, rc, done)
 		}()
 	}
@@ -572,8 +595,12 @@ func proxy(a, b net.Conn, done <-chan struct{}) {
 	wg.Add(2)
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		bulkCopy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		_, err := bulkCopy(dst, src)
+		if err != nil {
+			// A broken stream is passed on as a reset, not an end of data.
+			abort(a)
+			abort(b)
+		} else if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
 			dst.Close()

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"io"
+	"net"
 	"runtime/debug"
 	"sync"
 )
@@ -71,4 +72,14 @@ func (g *bulkGC) end() {
 	if g.active--; g.active == 0 {
 		debug.SetGCPercent(g.prev)
 	}
+}
+
+// abort closes c so that its peer sees an error, not an end of data: a TCP
+// connection is reset (linger 0). A broken transfer must not pass for a
+// finished one on either end.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }

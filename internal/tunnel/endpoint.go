@@ -75,6 +75,10 @@ type Endpoint struct {
 	conns map[string]map[*tunnelConn]bool // live connections by enrollment id
 	wg    sync.WaitGroup
 	gc    *bulkGC // GOGC while forwards carry data (copy.go)
+	// data holds the live TLS data streams by enrollment id (tlsdata.go);
+	// stopping refuses new ones at shutdown.
+	data     map[string]map[*dataConn]bool
+	stopping bool
 }
 
 type tunnelConn struct {
@@ -165,6 +169,10 @@ func (e *Endpoint) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			e.mu.Lock()
+			e.stopping = true
+			e.mu.Unlock()
+			e.closeData("")
+			e.mu.Lock()
 			for _, set := range e.conns {
 				for c := range set {
 					c.close("server shutting down")
@@ -182,12 +190,7 @@ func (e *Endpoint) Run(ctx context.Context) {
 // recheck closes tunnels whose enrollment is no longer approved, whichever
 // instance changed it: one query for all live tunnels.
 func (e *Endpoint) recheck(ctx context.Context) {
-	e.mu.Lock()
-	ids := make([]string, 0, len(e.conns))
-	for id := range e.conns {
-		ids = append(ids, id)
-	}
-	e.mu.Unlock()
+	ids := e.liveIDs() // SSH tunnels and TLS data streams (tlsdata.go)
 	if len(ids) == 0 {
 		return
 	}
@@ -205,6 +208,7 @@ func (e *Endpoint) recheck(ctx context.Context) {
 
 // Disconnect closes the live tunnels of an enrollment on this instance.
 func (e *Endpoint) Disconnect(id, reason string) {
+	e.closeData(id)
 	for _, c := range e.live(id) {
 		c.close(reason)
 	}
