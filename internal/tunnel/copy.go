@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"runtime/debug"
@@ -75,9 +76,16 @@ func (g *bulkGC) end() {
 }
 
 // abort closes c so that its peer sees an error, not an end of data: a TCP
-// connection is reset (linger 0). A broken transfer must not pass for a
-// finished one on either end.
+// connection is reset (linger 0), a TLS stream is cut under TLS without a
+// close_notify. A broken transfer must not pass for a finished one on
+// either end.
 func abort(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if pc, ok := c.(*peekedConn); ok {
+		c = pc.Conn
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}

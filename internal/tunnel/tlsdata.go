@@ -50,7 +50,7 @@ type dataConn struct {
 	once sync.Once
 }
 
-func (d *dataConn) close() { d.once.Do(func() { d.conn.Close() }) }
+func (d *dataConn) close() { d.once.Do(func() { abort(d.conn) }) } // an error on the VMA's side, not an end of data
 
 // DataTLSConfig is the TLS configuration of the data path, made from the
 // public port's: a VMA client certificate is required, TLS 1.3 only.
