@@ -179,6 +179,7 @@ func (c *ClientConfig) fill() {
 type Client struct {
 	cfg    ClientConfig
 	emitMu sync.Mutex
+	gc     *bulkGC // GOGC while forwards carry data (copy.go)
 }
 
 // NewClient checks cfg and builds the client.
@@ -203,7 +204,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			}
 		}
 	}
-	return &Client{cfg: cfg}, nil
+	return &Client{cfg: cfg, gc: &bulkGC{Percent: 400}}, nil
 }
 
 func (c *Client) emit(e Event) {
@@ -537,6 +538,8 @@ func (c *Client) serveLocal(dialer *localDialer, ln net.Listener, f api.Forward,
 				return
 			}
 			defer release()
+			c.gc.begin()
+			defer c.gc.end()
 			proxy(lc, rc, done)
 		}()
 	}
@@ -583,6 +586,8 @@ func (c *Client) serveRemote(ln net.Listener, f api.Forward, done <-chan struct{
 					Message: fmt.Sprintf("forward OMA %s -> VMA %s: %v", f.Listen, f.Target, err)})
 				return
 			}
+			c.gc.begin()
+			defer c.gc.end()
 			proxy(lc, rc, done)
 		}()
 	}
