@@ -83,11 +83,128 @@ func abort(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	if pc, ok := c.(*peekedConn); ok {
-		c = pc.Conn
+	for {
+		if u, ok := c.(interface{ Unwrap() net.Conn }); ok {
+			c = u.Unwrap()
+			continue
+		}
+		if pc, ok := c.(*peekedConn); ok {
+			c = pc.Conn
+			continue
+		}
+		break
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 	c.Close()
 }
+
+// tlsRecordMax is the most plaintext one TLS record carries.
+const tlsRecordMax = 16 << 10
+
+// coalescingCopy copies a TLS stream (one record per Read) to dst in
+// writes of up to 256 KiB: it keeps reading while buffered() says more
+// received bytes wait below TLS, so a bulk transfer costs one write
+// syscall per buffer instead of one per 16 KiB record, and an interactive
+// one is passed on at once.
+func coalescingCopy(dst io.Writer, src io.Reader, buffered func() int) (int64, error) {
+	bp := bulkBuffers.Get().(*[]byte)
+	defer bulkBuffers.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := src.Read(buf)
+		for err == nil && n <= len(buf)-tlsRecordMax && buffered() > 0 {
+			var m int
+			m, err = src.Read(buf[n:])
+			n += m
+		}
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// batchConn sits under a TLS client connection and gathers the records
+// of one large Write into few syscalls: tls.Conn writes every 16 KiB
+// record on its own. Outside a batch it writes through.
+type batchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte
+	n        int
+}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	if !b.batching {
+		b.mu.Unlock()
+		return b.Conn.Write(p)
+	}
+	defer b.mu.Unlock()
+	if b.buf == nil {
+		b.buf = bulkBuffers.Get().(*[]byte)
+	}
+	if b.n+len(p) > len(*b.buf) {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > len(*b.buf) {
+			return b.Conn.Write(p)
+		}
+	}
+	b.n += copy((*b.buf)[b.n:], p)
+	return len(p), nil
+}
+
+func (b *batchConn) flushLocked() error {
+	if b.n == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write((*b.buf)[:b.n])
+	b.n = 0
+	return err
+}
+
+// Unwrap is the connection underneath (to reset it on an abort).
+func (b *batchConn) Unwrap() net.Conn { return b.Conn }
+
+// batchedTLS is a TLS client connection whose Writes go out in batches.
+type batchedTLS struct {
+	*tls.Conn
+	b *batchConn
+}
+
+func (c *batchedTLS) Write(p []byte) (int, error) {
+	c.b.mu.Lock()
+	c.b.batching = true
+	c.b.mu.Unlock()
+	n, err := c.Conn.Write(p)
+	c.b.mu.Lock()
+	c.b.batching = false
+	ferr := c.b.flushLocked()
+	if c.b.buf != nil {
+		bulkBuffers.Put(c.b.buf) // only while data flows
+		c.b.buf = nil
+	}
+	c.b.mu.Unlock()
+	if err == nil {
+		err = ferr
+	}
+	return n, err
+}
+
+// Unwrap is the TCP connection underneath (to reset it on an abort).
+func (c *batchedTLS) Unwrap() net.Conn { return c.b.Conn }

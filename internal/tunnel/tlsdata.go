@@ -98,15 +98,27 @@ func (e *Endpoint) ServeData(ctx context.Context, c *tls.Conn) {
 	e.log.Debug("tunnel data stream up", "enrollment_id", id.EnrollmentID, "vma_name", id.VMAName, "remote", remote)
 	e.gc.begin()
 	defer e.gc.end()
-	pipeConns(c, nbd)
+	// Bulk reads below TLS, coalesced writes to NBD (copy.go), when the
+	// public port's listener offers them.
+	var buffered func() int
+	if ra, ok := c.NetConn().(interface{ ReadAhead(int) func() int }); ok {
+		buffered = ra.ReadAhead(bulkBufferSize)
+	}
+	pipeConns(c, nbd, buffered)
 }
 
-// pipeConns copies both ways with bulk buffers, passing each end of data
+// pipeConns copies both ways with bulk buffers (a's reads coalesced when
+// aBuffered is given), passing each end of data
 // on as a half-close, until both directions ended.
-func pipeConns(a, b net.Conn) {
+func pipeConns(a, b net.Conn, aBuffered func() int) {
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
-		_, err := bulkCopy(dst, src)
+		var err error
+		if src == a && aBuffered != nil {
+			_, err = coalescingCopy(dst, src, aBuffered)
+		} else {
+			_, err = bulkCopy(dst, src)
+		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
 			cw.CloseWrite()
 		} else {
@@ -205,9 +217,19 @@ var errDataUnsupported = errors.New("the OMA does not offer the TLS data path he
 // answer. cfg is the VMA's TLS configuration (pinned OMA certificate,
 // client certificate, NextProtos = ALPNData).
 func DialData(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: cfg}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nd := net.Dialer{KeepAlive: 30 * time.Second}
+	raw, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		return nil, err
+	}
+	bc := &batchConn{Conn: raw}
+	if cfg.ServerName == "" {
+		cfg = cfg.Clone()
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	c := tls.Client(bc, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
 		var rec tls.RecordHeaderError
 		var alert tls.AlertError
 		if errors.As(err, &rec) || (errors.As(err, &alert) && alert == 120) { // no_application_protocol
@@ -215,7 +237,6 @@ func DialData(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, erro
 		}
 		return nil, err
 	}
-	c := nc.(*tls.Conn)
 	if c.ConnectionState().NegotiatedProtocol != ALPNData {
 		c.Close()
 		return nil, errDataUnsupported
@@ -231,7 +252,7 @@ func DialData(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, erro
 	}
 	switch {
 	case line == strings.TrimSuffix(dataOK, "\n"):
-		return c, nil
+		return &batchedTLS{Conn: c, b: bc}, nil
 	case line == dataRefused:
 		c.Close()
 		return nil, ErrDataRefused
