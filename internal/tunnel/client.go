@@ -323,7 +323,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	// The handshake ends with ctx: on a stop or after ConnectTimeout.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	conn, chans, reqs, err := ssh.NewClientConn(nc, c.cfg.Addr, conf)
+	conn, chans, reqs, err := ssh.NewClientConn(&bulkReadConn{Conn: nc}, c.cfg.Addr, conf)
 	if !stop() {
 		if err == nil {
 			conn.Close()

@@ -208,3 +208,53 @@ func (c *batchedTLS) Write(p []byte) (int, error) {
 
 // Unwrap is the TCP connection underneath (to reset it on an abort).
 func (c *batchedTLS) Unwrap() net.Conn { return c.b.Conn }
+
+// readAheadSize is the read buffer of a busy SSH connection.
+const readAheadSize = 256 << 10
+
+// bulkReadConn sits under x/crypto/ssh, which reads through a 4 KiB buffer
+// and then each packet's rest straight from the socket: two or three read
+// syscalls per 32 KiB packet. While data streams in, bulkReadConn reads
+// 256 KiB at a time instead; the buffer is taken from the pool only when a
+// read filled the caller's buffer (more is waiting) and goes back as soon
+// as it is drained, so an idle tunnel holds none (bench row 4) and a
+// blocking read on a quiet connection never holds one either.
+type bulkReadConn struct {
+	net.Conn
+	buf  *[]byte
+	r, w int
+	hot  bool // the last read filled its buffer: more is likely waiting
+}
+
+func (c *bulkReadConn) Read(p []byte) (int, error) {
+	if c.buf != nil {
+		n := copy(p, (*c.buf)[c.r:c.w])
+		if c.r += n; c.r == c.w {
+			bulkBuffers.Put(c.buf)
+			c.buf = nil
+		}
+		return n, nil
+	}
+	if !c.hot || len(p) >= readAheadSize {
+		n, err := c.Conn.Read(p)
+		c.hot = n == len(p)
+		return n, err
+	}
+	bp := bulkBuffers.Get().(*[]byte)
+	n, err := c.Conn.Read(*bp)
+	c.hot = n == len(*bp)
+	if n == 0 {
+		bulkBuffers.Put(bp)
+		return 0, err
+	}
+	m := copy(p, (*bp)[:n])
+	if m < n {
+		c.buf, c.r, c.w = bp, m, n
+	} else {
+		bulkBuffers.Put(bp)
+	}
+	return m, err
+}
+
+// Unwrap is the connection underneath (to reset it on an abort).
+func (c *bulkReadConn) Unwrap() net.Conn { return c.Conn }

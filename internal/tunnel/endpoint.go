@@ -252,7 +252,7 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	sc := *e.ssh // per connection: the key check needs this connection
 	sc.PublicKeyCallback = e.authorize(nc)
-	conn, chans, reqs, err := ssh.NewServerConn(nc, &sc)
+	conn, chans, reqs, err := ssh.NewServerConn(&bulkReadConn{Conn: nc}, &sc) // copy.go: bulk reads while data flows
 	if err != nil {
 		e.log.Info("tunnel handshake refused", "remote", remote, "err", err)
 		return
