@@ -220,3 +220,70 @@ func (e *events) first(typ tunnel.EventType) tunnel.Event {
 	}
 	return tunnel.Event{}
 }
+
+// TestDataPathInterruptedIsAnError: a TLS data stream broken on either
+// side surfaces as an error on the other end, never as a clean end of
+// data that would pass for a finished transfer.
+func TestDataPathInterruptedIsAnError(t *testing.T) {
+	// The OMA's NBD target reads 1 MiB, then resets its connection.
+	got := make(chan error, 4)
+	nbd := testbin.Serve(t, "127.0.0.1:0", func(c net.Conn) {
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return
+		}
+		if b[0] == 'r' { // "reset": the target breaks after 1 MiB
+			io.CopyN(io.Discard, c, 1<<20)
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			return
+		}
+		_, err := io.Copy(io.Discard, c) // "keep": until the VMA side breaks
+		got <- err
+	})
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := runOMA(t, db, newSetup(t, nbd, echoServer(t, "vma-api:")))
+	v := o.enrollVMA("vma-broken", nil)
+	rc := startClient(t, o.oma, v, withDataPath(t, o.oma, v, 4))
+	rc.waitUp(t, 1)
+
+	t.Run("target breaks", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", o.nbdLocal, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		c.Write([]byte("r"))
+		block := make([]byte, 64<<10)
+		var werr error
+		for sent := 0; sent < 512<<20 && werr == nil; sent += len(block) {
+			_, werr = c.Write(block)
+		}
+		_, rerr := io.Copy(io.Discard, c)
+		if werr == nil && rerr == nil {
+			t.Fatal("the VMA-side writer saw neither a write nor a read error after the NBD target broke the connection")
+		}
+	})
+	t.Run("VMA side breaks", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", o.nbdLocal, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("k"))
+		c.Write(make([]byte, 4<<20))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // reset, mid-transfer
+		select {
+		case err := <-got:
+			if err == nil {
+				t.Fatal("the NBD target saw a clean end of data after the VMA side broke the transfer")
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the NBD target's connection did not end within 30s of the VMA side breaking")
+		}
+	})
+	if ev := rc.ev.first(tunnel.EventDataPath); ev.Reason != "" || ev.Type == "" {
+		t.Fatalf("the streams did not take the TLS data path:\n%s", rc.ev)
+	}
+}
