@@ -15,7 +15,7 @@ func Defaults() Config {
 	return Config{
 		Enrollments: 2000, Approvals: 200, Tunnels: 1000, Revokes: 100, SSHDTunnels: 200, TunnelRuns: 20,
 		ScaleVMAs: 10000, ScaleEvents: 1000000, KeyGens: 200, Clients: []int{1, 16, 64},
-		ThroughputBytes: 1 << 30, ThroughputRuns: 2,
+		ThroughputBytes: 512 << 20, ThroughputRuns: 3,
 	}
 }
 

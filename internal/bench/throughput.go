@@ -290,32 +290,14 @@ func throughputRows(ctx context.Context, cfg Config, bins Bins, work string, rep
 	omaCPU := func() time.Duration { return procCPU(s.cmd.Process.Pid) }
 	size, runs := cfg.ThroughputBytes, max(cfg.ThroughputRuns, 1)
 
-	results := map[string]throughputFigures{}
-	var order []string
-	run := func(p fwdPath, start func() (func(), error)) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		stop := func() {}
-		if start != nil {
-			var err error
-			if stop, err = start(); err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
-			}
-		}
-		f, err := measurePath(p, size, runs, nbd, vmaAPI, logf)
-		stop()
-		if err != nil {
-			return err
-		}
-		results[p.name] = f
-		order = append(order, p.name)
-		return nil
+	// The paths are measured round-robin, one run of each in turn, so that
+	// a load that comes and goes on a shared machine weighs on all alike.
+	type pathRun struct {
+		p     fwdPath
+		start func() (func(), error) // nil: nothing to start
 	}
-
-	if err := run(fwdPath{name: "raw loopback", local: nbd.addr(), reverse: vmaAPI.addr()}, nil); err != nil {
-		return err
-	}
+	var paths []pathRun
+	paths = append(paths, pathRun{p: fwdPath{name: "raw loopback", local: nbd.addr(), reverse: vmaAPI.addr()}})
 
 	// OpenSSH sshd with the same forwards, the VMA's key in its
 	// authorized_keys as the openssh mode writes it.
@@ -334,6 +316,7 @@ func throughputRows(ctx context.Context, cfg Config, bins Bins, work string, rep
 	case skipped != "":
 		rep.note("Row 8: OpenSSH sshd not measured: %s", skipped)
 	default:
+		defer sd.stop(false)
 		sshdLocal := freeAddr()
 		sshdRev := net.JoinHostPort("127.0.0.1", strconv.Itoa(sshdPort))
 		_, port, _ := net.SplitHostPort(sd.addr)
@@ -351,15 +334,10 @@ func throughputRows(ctx context.Context, cfg Config, bins Bins, work string, rep
 			if c.cipher != "" {
 				extra = []string{"-c", c.cipher}
 			}
-			err := run(fwdPath{name: c.name, local: sshdLocal, reverse: sshdRev, cpu: cpu}, func() (func(), error) {
+			paths = append(paths, pathRun{fwdPath{name: c.name, local: sshdLocal, reverse: sshdRev, cpu: cpu}, func() (func(), error) {
 				return startTunnelClient(ctx, "ssh", sshArgs(extra...), sshdLocal, sshdRev)
-			})
-			if err != nil {
-				sd.stop(true)
-				return err
-			}
+			}})
 		}
-		sd.stop(false)
 		sshdRef = "sshd, aes128-gcm (its fastest)"
 	}
 
@@ -377,11 +355,41 @@ func throughputRows(ctx context.Context, cfg Config, bins Bins, work string, rep
 		{"embedded, vma-enroll tunnel (TLS data path)", bins.path("vma-enroll"), []string{"tunnel", "--config-dir", cfgDir}},
 		{"embedded, vma-enroll tunnel --connections 0 (SSH only)", bins.path("vma-enroll"), []string{"tunnel", "--config-dir", cfgDir, "--connections", "0"}},
 	} {
-		err := run(fwdPath{name: c.name, local: nbdListen, reverse: reverse, cpu: omaCPU}, func() (func(), error) {
+		paths = append(paths, pathRun{fwdPath{name: c.name, local: nbdListen, reverse: reverse, cpu: omaCPU}, func() (func(), error) {
 			return startTunnelClient(ctx, c.bin, c.args, nbdListen, reverse)
-		})
-		if err != nil {
-			return err
+		}})
+	}
+
+	results := map[string]throughputFigures{}
+	var order []string
+	for r := range runs {
+		for _, pr := range paths {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			stop := func() {}
+			if pr.start != nil {
+				var err error
+				if stop, err = pr.start(); err != nil {
+					return fmt.Errorf("%s: %w", pr.p.name, err)
+				}
+			}
+			logf("row 8: run %d of %d", r+1, runs)
+			f, err := measurePath(pr.p, size, 1, nbd, vmaAPI, logf)
+			stop()
+			if err != nil {
+				return err
+			}
+			best, seen := results[pr.p.name]
+			if !seen {
+				order = append(order, pr.p.name)
+			}
+			if f.mbps1 > best.mbps1 {
+				best.mbps1, best.cpuPerGiB = f.mbps1, f.cpuPerGiB
+			}
+			best.mbps4 = max(best.mbps4, f.mbps4)
+			best.mbpsRev = max(best.mbpsRev, f.mbpsRev)
+			results[pr.p.name] = best
 		}
 	}
 
@@ -407,7 +415,7 @@ func throughputRows(ctx context.Context, cfg Config, bins Bins, work string, rep
 			target = "≥ 0.8 (1 conn)"
 		}
 		rep.add(Row{"8. forward throughput: " + name,
-			fmt.Sprintf("%d MiB per figure, best of %d; NBD forward with 1 and 4 connections, reverse forward with 1", size>>20, runs),
+			fmt.Sprintf("%d MiB per figure, best of %d runs taken round-robin over the paths; NBD forward with 1 and 4 connections, reverse forward with 1", size>>20, runs),
 			res, refCell, r, target})
 	}
 	return nil

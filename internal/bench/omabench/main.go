@@ -17,7 +17,7 @@ import (
 func main() {
 	smoke := flag.Bool("smoke", false, "a ten-second run that only checks the harness works")
 	rows := flag.String("rows", "", "measure only these rows of the table, e.g. 5 or 2,7 or 8 (default all)")
-	size := flag.Int("throughput-mib", 0, "MiB per figure of row 8 (default 1024; smaller on a busy machine)")
+	size := flag.Int("throughput-mib", 0, "MiB per figure of row 8 (default 512)")
 	flag.Parse()
 	cfg := bench.Defaults()
 	if *smoke {
