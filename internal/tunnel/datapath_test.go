@@ -287,3 +287,51 @@ func TestDataPathInterruptedIsAnError(t *testing.T) {
 		t.Fatalf("the streams did not take the TLS data path:\n%s", rc.ev)
 	}
 }
+
+// TestDataPathRefusesUnapprovedKeys: a key that is not approved (unknown,
+// or revoked) gets "refused", and a client without a certificate does not
+// finish the handshake; an approved key gets its stream.
+func TestDataPathRefusesUnapprovedKeys(t *testing.T) {
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := runOMA(t, db, newSetup(t, streamEcho(t), echoServer(t, "vma-api:")))
+	v := o.enrollVMA("vma-keys", nil)
+	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := sshkey.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	addr := o.srv.PublicAddr()
+	c, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv))
+	if err != nil {
+		t.Fatalf("approved key: %v", err)
+	}
+	c.Close()
+
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	if _, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), stranger)); !errors.Is(err, tunnel.ErrDataRefused) {
+		t.Fatalf("unknown key: %v, want ErrDataRefused", err)
+	}
+	noCert := dataTLS(t, o.srv.Fingerprint(), priv)
+	noCert.Certificates = nil
+	if c, err := tunnel.DialData(ctx, addr, noCert); err == nil {
+		c.Close()
+		t.Fatal("a client without a certificate got a data stream")
+	}
+	if _, err := o.svc.Revoke(context.Background(), v.id, "test", enroll.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv)); !errors.Is(err, tunnel.ErrDataRefused) {
+		t.Fatalf("revoked key: %v, want ErrDataRefused", err)
+	}
+	// HTTPS on the same port is unaffected (no certificate asked).
+	res, err := o.client.Get("https://" + addr + "/health")
+	if err != nil {
+		t.Fatalf("HTTPS next to the data path: %v", err)
+	}
+	res.Body.Close()
+}
