@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -57,14 +56,17 @@ func (d *localDialer) dial(ctx context.Context, f api.Forward) (conn net.Conn, r
 				return conn, func() { d.active.Add(-1) }, nil
 			}
 			d.active.Add(-1)
-			if errors.Is(err, errDataUnsupported) || errors.Is(err, ErrDataRefused) {
+			// Whatever failed (no data path there, a refusal, a certificate
+			// that does not match the pin, the network), this connection and
+			// the rest of the session take the SSH way; the next connection
+			// to the OMA tries again.
+			if ctx.Err() == nil {
 				d.off.Store(true)
 				d.announce.Do(func() {
 					d.c.emit(Event{Type: EventDataPath, Direction: "local", Listen: f.Listen, Target: f.Target, Reason: err.Error(),
 						Message: "NBD connections ride the SSH connection: " + err.Error()})
 				})
 			}
-			// Any other failure: this connection takes the SSH way.
 		} else {
 			d.active.Add(-1)
 		}

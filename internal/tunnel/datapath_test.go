@@ -10,6 +10,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -334,4 +336,42 @@ func TestDataPathRefusesUnapprovedKeys(t *testing.T) {
 		t.Fatalf("HTTPS next to the data path: %v", err)
 	}
 	res.Body.Close()
+}
+
+// TestDataPathFallsBackToSSH: where the OMA's port does not offer the data
+// path (an older OMA, or a plain HTTPS server), NBD connections ride the
+// SSH connection, and the client says so once.
+func TestDataPathFallsBackToSSH(t *testing.T) {
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := runOMA(t, db, newSetup(t, streamEcho(t), echoServer(t, "vma-api:")))
+	v := o.enrollVMA("vma-old-oma", nil)
+	plain := httptest.NewTLSServer(http.NotFoundHandler())
+	defer plain.Close()
+	pin := client.SPKIFingerprint(plain.Certificate())
+	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := sshkey.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) {
+		c.DataTLS = dataTLS(t, pin, priv)
+		c.DataAddr = plain.Listener.Addr().String()
+		c.DataTarget = v.tun.LocalForwards[0].Target
+		c.DataConnections = 4
+	})
+	rc.waitUp(t, 1)
+	for i := range 3 {
+		if err := checksumEcho(o.nbdLocal, 1<<20, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rc.ev.count(tunnel.EventDataPath); n != 1 {
+		t.Fatalf("%d data_path events, want 1:\n%s", n, rc.ev)
+	}
+	if ev := rc.ev.first(tunnel.EventDataPath); ev.Reason == "" {
+		t.Fatalf("the data_path event gives no reason for the fallback: %s", ev.Message)
+	}
 }
