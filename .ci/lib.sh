@@ -142,8 +142,9 @@ ensure_chromium() {
 }
 
 # ensure_tools installs the command-line tools of the curl walkthrough
-# (examples/curl-enroll.sh, run by internal/e2e) and tmux (the 80-column
-# console tests of internal/e2e) when missing.
+# (examples/curl-enroll.sh, run by internal/e2e), tmux (the 80-column
+# console tests of internal/e2e) and ssh-audit (the algorithm test of
+# internal/tunnel) when missing.
 ensure_tools() {
 	local missing=()
 	command -v tmux >/dev/null 2>&1 || missing+=(tmux)
@@ -151,6 +152,8 @@ ensure_tools() {
 	command -v jq >/dev/null 2>&1 || missing+=(jq)
 	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 	command -v xxd >/dev/null 2>&1 || missing+=(xxd)
+	# internal/tunnel asserts the public port's SSH algorithms with it
+	command -v ssh-audit >/dev/null 2>&1 || missing+=(ssh-audit)
 	if [ "${#missing[@]}" -gt 0 ]; then
 		apt_install "${missing[@]}"
 	fi

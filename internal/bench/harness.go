@@ -26,20 +26,24 @@ import (
 
 // Config sets the size of a run.
 type Config struct {
-	MySQLDSN    string        // root DSN of a MariaDB server; empty: SQLite only
-	Enrollments int           // per throughput measurement
-	Approvals   int           // approval-to-VMA samples
-	Tunnels     int           // idle tunnels for the memory figure
-	Revokes     int           // of those, revoked one at a time for the revoke-to-drop figure
-	SSHDTunnels int           // idle tunnels to OpenSSH sshd, the memory figure's reference
-	TunnelRuns  int           // approval-to-tunnel samples
-	ScaleVMAs   int           // enrolled VMAs for the admin query figure
-	ScaleEvents int           // audit events for the admin query figure
-	KeyGens     int           // key generations per side
-	Clients     []int         // concurrency levels
-	Rows        []int         // the table rows to measure (1-7); all when empty
-	Timeout     time.Duration // per measurement
-	Log         io.Writer     // progress
+	MySQLDSN    string // root DSN of a MariaDB server; empty: SQLite only
+	Enrollments int    // per throughput measurement
+	Approvals   int    // approval-to-VMA samples
+	Tunnels     int    // idle tunnels for the memory figure
+	Revokes     int    // of those, revoked one at a time for the revoke-to-drop figure
+	SSHDTunnels int    // idle tunnels to OpenSSH sshd, the memory figure's reference
+	TunnelRuns  int    // approval-to-tunnel samples
+	ScaleVMAs   int    // enrolled VMAs for the admin query figure
+	ScaleEvents int    // audit events for the admin query figure
+	KeyGens     int    // key generations per side
+	Clients     []int  // concurrency levels
+	Rows        []int  // the table rows to measure (1-8); all when empty
+	// ThroughputBytes is the size of each figure of row 8; ThroughputRuns
+	// how many runs each figure is the best of.
+	ThroughputBytes int64
+	ThroughputRuns  int
+	Timeout         time.Duration // per measurement
+	Log             io.Writer     // progress
 }
 
 // wants reports whether row n of the table is to be measured.

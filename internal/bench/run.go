@@ -15,6 +15,7 @@ func Defaults() Config {
 	return Config{
 		Enrollments: 2000, Approvals: 200, Tunnels: 1000, Revokes: 100, SSHDTunnels: 200, TunnelRuns: 20,
 		ScaleVMAs: 10000, ScaleEvents: 1000000, KeyGens: 200, Clients: []int{1, 16, 64},
+		ThroughputBytes: 512 << 20, ThroughputRuns: 3,
 	}
 }
 
@@ -23,6 +24,7 @@ func Smoke() Config {
 	return Config{
 		Enrollments: 64, Approvals: 10, Tunnels: 10, Revokes: 5, SSHDTunnels: 5, TunnelRuns: 1,
 		ScaleVMAs: 100, ScaleEvents: 2000, KeyGens: 5, Clients: []int{1, 16},
+		ThroughputBytes: 16 << 20, ThroughputRuns: 1,
 	}
 }
 
@@ -56,6 +58,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
+	if cfg.wants(8) {
+		logf("row 8: forward throughput (%d MiB per figure)", cfg.ThroughputBytes>>20)
+		if err := throughputRows(ctx, cfg, bins, work, rep, logf); err != nil {
+			return rep, fmt.Errorf("forward throughput: %w", err)
+		}
+	}
 	if !cfg.wants(6) {
 		return rep, nil
 	}

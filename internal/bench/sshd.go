@@ -55,38 +55,58 @@ func sshdPath() (string, string) {
 	return p, ""
 }
 
-// sshdIdleTunnels starts a private sshd, opens m idle tunnels to it (each
-// with its reverse forward on its own permitlisten port) and returns the
-// PSS growth of sshd (the listener and every per-connection process) per
-// tunnel. Everything it starts or creates is gone when it returns.
-func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf func(string, ...any)) (res sshdResult, err error) {
+// privateSSHD is a private sshd set up as the openssh tunnel mode sets it
+// up: the Match block `oma-server sshd-config` prints and an authorized_keys
+// file written by the real manager with one restricted line per approved
+// VMA.
+type privateSSHD struct {
+	addr     string
+	hostKey  ssh.PublicKey
+	listener int // pid of the listening sshd
+	version  string
+	stop     func(failed bool)
+}
+
+// startPrivateSSHD starts it with approved's keys and ports, allowing
+// nbdTarget as the local forward's target. skipped says why sshd cannot
+// run here (then s is nil and err nil). stop ends everything it started
+// and removes what it created.
+func startPrivateSSHD(ctx context.Context, bins Bins, dir string, approved []enroll.Enrollment, nbdTarget string, logf func(string, ...any)) (s *privateSSHD, skipped string, err error) {
 	path, why := sshdPath()
 	if why != "" {
-		return sshdResult{skipped: why}, nil
+		return nil, why, nil
 	}
-	res.version = sshdVersion(path)
-	if m < 1 {
-		return sshdResult{skipped: "no tunnels asked for (SSHDTunnels is 0)"}, nil
+	version := sshdVersion(path)
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
 	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
 	// sshd refuses to start without its privilege separation directory,
 	// which the package creates at boot only.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		return res, err
+		return nil, "", err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return res, err
+		return nil, "", err
 	}
-	defer os.RemoveAll(dir)
+	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 	u, created, err := sshdTunnelUser()
 	if err != nil {
-		return res, err
+		return nil, "", err
 	}
 	if created {
-		defer func() {
+		cleanups = append(cleanups, func() {
 			if out, err := exec.Command("userdel", "--remove", sshdUser).CombinedOutput(); err != nil {
 				logf("sshd: userdel %s: %v %s", sshdUser, err, bytes.TrimSpace(out))
 			}
-		}()
+		})
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
@@ -95,36 +115,25 @@ func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf fun
 	// tunnel user's home (StrictModes accepts it there, and the tests' own
 	// ~/.ssh/authorized_keys is left alone).
 	if u.HomeDir == "" {
-		return res, fmt.Errorf("tunnel user %s has no home directory", sshdUser)
+		return nil, "", fmt.Errorf("tunnel user %s has no home directory", sshdUser)
 	}
 	keyDir, err := os.MkdirTemp(u.HomeDir, ".oma-bench-")
 	if err != nil {
-		return res, err
+		return nil, "", err
 	}
-	defer os.RemoveAll(keyDir)
+	cleanups = append(cleanups, func() { os.RemoveAll(keyDir) })
 	if err := os.Chown(keyDir, uid, gid); err != nil {
-		return res, err
+		return nil, "", err
 	}
 	akPath := filepath.Join(keyDir, "authorized_keys")
-	const nbdTarget = contract.NBDTarget
 	ak, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: akPath, NBDTarget: nbdTarget, Owner: u})
 	if err != nil {
-		return res, err
-	}
-	ports, err := freePorts(m)
-	if err != nil {
-		return res, err
-	}
-	ks := keys(m)
-	approved := make([]enroll.Enrollment, m)
-	for i := range approved {
-		approved[i] = enroll.Enrollment{ID: randomUUID(), VMAName: fmt.Sprintf("sshd-%d", i), Status: enroll.StatusApproved,
-			VMAPublicKey: ks[i].line, TunnelPort: &ports[i]}
+		return nil, "", err
 	}
 	if sr, err := ak.Sync(approved); err != nil {
-		return res, err
-	} else if len(sr.Added) != m {
-		return res, fmt.Errorf("authorized_keys: %d lines written, want %d (skipped %v)", len(sr.Added), m, sr.Skipped)
+		return nil, "", err
+	} else if len(sr.Added) != len(approved) {
+		return nil, "", fmt.Errorf("authorized_keys: %d lines written, want %d (skipped %v)", len(sr.Added), len(approved), sr.Skipped)
 	}
 
 	// The configuration: a minimal base and the Match block of the openssh
@@ -136,22 +145,22 @@ func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf fun
 	gen.Stderr = &genErr
 	match, err := gen.Output()
 	if err != nil {
-		return res, fmt.Errorf("oma-server sshd-config: %v: %s", err, genErr.Bytes())
+		return nil, "", fmt.Errorf("oma-server sshd-config: %v: %s", err, genErr.Bytes())
 	}
 	if !bytes.Contains(match, []byte("\tAuthorizedKeysFile "+akPath+"\n")) {
-		return res, fmt.Errorf("the sshd-config block does not point sshd at %s:\n%s", akPath, match)
+		return nil, "", fmt.Errorf("the sshd-config block does not point sshd at %s:\n%s", akPath, match)
 	}
 	hk, err := sshkey.LoadOrGenerateFile(filepath.Join(dir, "ssh_host_ed25519_key"), "oma-bench-sshd")
 	if err != nil {
-		return res, err
+		return nil, "", err
 	}
 	hostKey, err := ssh.NewPublicKey(hk.Public)
 	if err != nil {
-		return res, err
+		return nil, "", err
 	}
 	cfg := filepath.Join(dir, "sshd_config")
 	base := strings.Join([]string{
-		"# private sshd of the oma-enroll bench (row 4)",
+		"# private sshd of the oma-enroll bench (rows 4 and 8)",
 		"ListenAddress 127.0.0.1",
 		"PidFile none",
 		"UsePAM no",
@@ -163,31 +172,27 @@ func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf fun
 		"",
 	}, "\n")
 	if err := os.WriteFile(cfg, append([]byte(base), match...), 0o600); err != nil {
-		return res, err
+		return nil, "", err
 	}
 	port := freePort()
 	args := []string{"-f", cfg, "-p", strconv.Itoa(port), "-h", hk.PrivatePath}
 	if out, err := exec.CommandContext(ctx, path, append([]string{"-t"}, args...)...).CombinedOutput(); err != nil {
-		return res, fmt.Errorf("sshd -t rejects the configuration: %v: %s", err, bytes.TrimSpace(out))
+		return nil, "", fmt.Errorf("sshd -t rejects the configuration: %v: %s", err, bytes.TrimSpace(out))
 	}
 
 	log := &capBuf{max: 64 << 10}
 	cmd := exec.Command(path, append([]string{"-D", "-e"}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		return res, fmt.Errorf("start sshd: %w", err)
+		return nil, "", fmt.Errorf("start sshd: %w", err)
 	}
 	listener := cmd.Process.Pid
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	var clients []*ssh.Client
-	defer func() {
-		// The tunnels first: their sessions end with them, reaped by the
-		// listener while it still runs. Then the listener, and whatever
-		// per-connection process is left.
-		for _, cl := range clients {
-			cl.Close()
-		}
+	stopSSHD := func(failed bool) {
+		// The tunnels are closed by now: their sessions end with them,
+		// reaped by the listener while it still runs. Then the listener,
+		// and whatever per-connection process is left.
 		for deadline := time.Now().Add(5 * time.Second); len(procTree(listener)) > 1 && time.Now().Before(deadline); {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -200,10 +205,11 @@ func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf fun
 			<-done
 		}
 		endSSHDs(left, logf)
-		if err != nil {
+		if failed {
 			logf("sshd log:\n%s", log.String())
 		}
-	}()
+		cleanup()
+	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -212,13 +218,53 @@ func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf fun
 		}
 		select {
 		case <-done:
-			return res, fmt.Errorf("sshd exited: %s", firstLine(log.String()))
+			stopSSHD(true)
+			return nil, "", fmt.Errorf("sshd exited: %s", firstLine(log.String()))
 		default:
 		}
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("sshd does not listen on %s", addr)
+			stopSSHD(true)
+			return nil, "", fmt.Errorf("sshd does not listen on %s", addr)
 		}
 	}
+	cleanups = nil // stopSSHD runs them now
+	return &privateSSHD{addr: addr, hostKey: hostKey, listener: listener, version: version, stop: func(failed bool) {
+		stopSSHD(failed)
+	}}, "", nil
+}
+
+// sshdIdleTunnels starts a private sshd, opens m idle tunnels to it (each
+// with its reverse forward on its own permitlisten port) and returns the
+// PSS growth of sshd (the listener and every per-connection process) per
+// tunnel. Everything it starts or creates is gone when it returns.
+func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf func(string, ...any)) (res sshdResult, err error) {
+	if m < 1 {
+		return sshdResult{skipped: "no tunnels asked for (SSHDTunnels is 0)"}, nil
+	}
+	const nbdTarget = contract.NBDTarget
+	ports, err := freePorts(m)
+	if err != nil {
+		return res, err
+	}
+	ks := keys(m)
+	approved := make([]enroll.Enrollment, m)
+	for i := range approved {
+		approved[i] = enroll.Enrollment{ID: randomUUID(), VMAName: fmt.Sprintf("sshd-%d", i), Status: enroll.StatusApproved,
+			VMAPublicKey: ks[i].line, TunnelPort: &ports[i]}
+	}
+	sd, skipped, err := startPrivateSSHD(ctx, bins, dir, approved, nbdTarget, logf)
+	if err != nil || skipped != "" {
+		return sshdResult{skipped: skipped}, err
+	}
+	res.version = sd.version
+	var clients []*ssh.Client
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+		sd.stop(err != nil)
+	}()
+	listener, addr := sd.listener, sd.addr
 
 	runtimeSettle()
 	before, err := treePSS(listener)
@@ -235,7 +281,7 @@ func sshdIdleTunnels(ctx context.Context, bins Bins, m int, dir string, logf fun
 		}
 		cl, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
 			User: sshdUser, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-			HostKeyCallback: ssh.FixedHostKey(hostKey), Timeout: 30 * time.Second,
+			HostKeyCallback: ssh.FixedHostKey(sd.hostKey), Timeout: 30 * time.Second,
 		})
 		if err != nil {
 			return res, fmt.Errorf("sshd tunnel %d: %w", i, err)

@@ -164,6 +164,20 @@ func testNativeTunnel(t *testing.T, b backend) {
 			t.Fatalf("event %+v lacks its OMA, time or message", ev)
 		}
 	}
+	// The NBD connection took the TLS data path (issue 12).
+	eventually(t, 10*time.Second, "a data_path event for the TLS data path", func() bool {
+		out := tun.stderr.String()
+		out = out[:strings.LastIndex(out, "\n")+1] // whole lines only
+		for _, ev := range tunnelEvents(t, out) {
+			if ev.Event == "data_path" {
+				if ev.Reason != "" {
+					t.Fatalf("the NBD connection did not take the TLS data path: %s", ev.Message)
+				}
+				return true
+			}
+		}
+		return false
+	})
 
 	// Kill oma-server and start it again on the same ports and data:
 	// the tunnel comes back by itself.

@@ -129,6 +129,8 @@ type Server struct {
 	onApprove, onRevoke func(*enroll.Enrollment)
 	// ui, when set, serves every admin path that is not an API route (SetUI).
 	ui http.Handler
+	// protocols are TLS protocols of our own on the public port (alpn.go).
+	protocols []tlsProtocol
 
 	mu          sync.Mutex
 	adminLn     net.Listener
@@ -228,6 +230,7 @@ func (s *Server) PublicAddr() string { return s.publicInner.Addr().String() }
 func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: TLS12CipherSuites,
 		Certificates: []tls.Certificate{s.cfg.TLS},
 		NextProtos:   []string{"h2", "http/1.1"},
 	}
@@ -261,7 +264,7 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	}
 	s.mu.Lock()
 	s.adminLn, s.publicInner = adminLn, rawPublic
-	s.publicLn = tls.NewListener(httpPublic, s.TLSConfig())
+	s.publicLn = s.publicTLSListener(httpPublic)
 	s.mu.Unlock()
 	if s.cfg.JoinAddress == "" {
 		_, port, _ := net.SplitHostPort(rawPublic.Addr().String())

@@ -16,6 +16,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
@@ -27,6 +29,12 @@ func SPKIFingerprint(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+// SelfSignedYears is the validity of the self-signed certificate. VMAs do
+// not check it: they pin the certificate's public key (SPKIFingerprint),
+// so the validity only has to outlast the deployment, and rotating the key
+// means handing out a new fingerprint (SECURITY.md, "The certificate pin").
+const SelfSignedYears = 20
 
 // LoadOrCreateCertificate loads certFile/keyFile when given, else the
 // self-signed pair in dataDir (tls.crt, tls.key), creating it once with
@@ -55,16 +63,26 @@ func LoadOrCreateCertificate(certFile, keyFile, dataDir string, hosts []string) 
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "oma-server enrollment", Organization: []string{"OMA"}},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(20, 0, 0),
+		NotAfter:              time.Now().AddDate(SelfSignedYears, 0, 0),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	for _, h := range append(hosts, "localhost", "127.0.0.1", "::1") {
+	seen := map[string]bool{}
+	for _, h := range append(slices.Clone(hosts), "localhost", "127.0.0.1", "::1") {
 		if h == "" {
 			continue
 		}
-		if ip := net.ParseIP(h); ip != nil {
+		ip := net.ParseIP(h)
+		key := strings.ToLower(h)
+		if ip != nil {
+			key = ip.String() // "::0001" and "::1" are one SAN
+		}
+		if seen[key] {
+			continue // --public-host 127.0.0.1 is already in the list
+		}
+		seen[key] = true
+		if ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -106,6 +107,17 @@ type ClientConfig struct {
 	RefusedRetry time.Duration
 	// DialTimeout bounds dialing a VMA-local target of a remote forward (10s).
 	DialTimeout time.Duration
+	// DataTLS, when set, lets local forwards to DataTarget ride TLS data
+	// streams on the OMA's public port (tlsdata.go): the pinned OMA
+	// certificate, the VMA's client certificate, NextProtos ALPNData. At
+	// most DataConnections streams are open at once; more connections,
+	// and every one when the OMA does not offer the data path, ride the
+	// SSH connection.
+	DataTLS         *tls.Config
+	DataAddr        string // the OMA's public port, host:port
+	DataTarget      string
+	DataConnections int
+
 	// Once makes Run return after the first connection ends, without
 	// reconnecting; a refused key then ends it at the first refusal.
 	Once bool
@@ -168,6 +180,7 @@ func (c *ClientConfig) fill() {
 type Client struct {
 	cfg    ClientConfig
 	emitMu sync.Mutex
+	gc     *bulkGC // GOGC while forwards carry data (copy.go)
 }
 
 // NewClient checks cfg and builds the client.
@@ -192,7 +205,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			}
 		}
 	}
-	return &Client{cfg: cfg}, nil
+	return &Client{cfg: cfg, gc: &bulkGC{Percent: 400}}, nil
 }
 
 func (c *Client) emit(e Event) {
@@ -280,7 +293,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // a server with several host keys presents the pinned one.
 func hostKeyAlgorithms(k ssh.PublicKey) []string {
 	if k.Type() == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256} // never ssh-rsa (SHA-1)
 	}
 	return []string{k.Type()}
 }
@@ -297,6 +310,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	pinned := c.cfg.HostKey
 	conf := &ssh.ClientConfig{
+		Config:            algorithmsConfig(ClientCiphers()),
 		User:              c.cfg.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(c.cfg.Signer)},
 		HostKeyAlgorithms: hostKeyAlgorithms(pinned),
@@ -310,7 +324,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	// The handshake ends with ctx: on a stop or after ConnectTimeout.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	conn, chans, reqs, err := ssh.NewClientConn(nc, c.cfg.Addr, conf)
+	conn, chans, reqs, err := ssh.NewClientConn(&bulkReadConn{Conn: nc}, c.cfg.Addr, conf)
 	if !stop() {
 		if err == nil {
 			conn.Close()
@@ -433,6 +447,7 @@ func (c *Client) openForwards(client *ssh.Client, done <-chan struct{}, wg *sync
 		c.emit(Event{Type: EventForwardUp, Direction: "remote", Listen: f.Listen, Target: f.Target,
 			Message: fmt.Sprintf("forward up: OMA %s -> VMA %s", f.Listen, f.Target)})
 	}
+	dialer := c.newLocalDialer(client)
 	for _, f := range c.cfg.LocalForwards {
 		ln, err := net.Listen("tcp", f.Listen)
 		if err != nil {
@@ -442,7 +457,7 @@ func (c *Client) openForwards(client *ssh.Client, done <-chan struct{}, wg *sync
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.serveLocal(client, ln, f, done, wg)
+			c.serveLocal(dialer, ln, f, done, wg)
 		}()
 		c.emit(Event{Type: EventForwardUp, Direction: "local", Listen: f.Listen, Target: f.Target,
 			Message: fmt.Sprintf("forward up: VMA %s -> OMA %s", f.Listen, f.Target)})
@@ -492,9 +507,9 @@ func (c *Client) keepalive(client *ssh.Client, done <-chan struct{}, end func(st
 	}
 }
 
-// serveLocal accepts on the VMA and opens a direct-tcpip channel per
-// connection.
-func (c *Client) serveLocal(client *ssh.Client, ln net.Listener, f api.Forward, done <-chan struct{}, wg *sync.WaitGroup) {
+// serveLocal accepts on the VMA and opens a TLS data stream or a
+// direct-tcpip channel per connection (clientdata.go).
+func (c *Client) serveLocal(dialer *localDialer, ln net.Listener, f api.Forward, done <-chan struct{}, wg *sync.WaitGroup) {
 	for {
 		lc, err := ln.Accept()
 		if err != nil {
@@ -503,7 +518,16 @@ func (c *Client) serveLocal(client *ssh.Client, ln net.Listener, f api.Forward, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rc, err := client.Dial("tcp", f.Target)
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				select {
+				case <-done:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			rc, release, err := dialer.dial(ctx, f)
+			cancel()
 			if err != nil {
 				lc.Close()
 				select {
@@ -514,6 +538,9 @@ func (c *Client) serveLocal(client *ssh.Client, ln net.Listener, f api.Forward, 
 				}
 				return
 			}
+			defer release()
+			c.gc.begin()
+			defer c.gc.end()
 			proxy(lc, rc, done)
 		}()
 	}
@@ -560,6 +587,8 @@ func (c *Client) serveRemote(ln net.Listener, f api.Forward, done <-chan struct{
 					Message: fmt.Sprintf("forward OMA %s -> VMA %s: %v", f.Listen, f.Target, err)})
 				return
 			}
+			c.gc.begin()
+			defer c.gc.end()
 			proxy(lc, rc, done)
 		}()
 	}
@@ -572,8 +601,12 @@ func proxy(a, b net.Conn, done <-chan struct{}) {
 	wg.Add(2)
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		_, err := bulkCopy(dst, src)
+		if err != nil {
+			// A broken stream is passed on as a reset, not an end of data.
+			abort(a)
+			abort(b)
+		} else if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
 			dst.Close()

@@ -85,6 +85,7 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 	}
 	srv.SetHooks(nil, func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") })
 	ctx, cancel := context.WithCancel(context.Background())
+	srv.SetTLSProtocol(tunnel.ALPNData, tunnel.DataTLSConfig, func(c *tls.Conn) { ep.ServeData(ctx, c) })
 	epDone, srvDone := make(chan struct{}), make(chan error, 1)
 	go func() { ep.Run(ctx); close(epDone) }()
 	go func() { srvDone <- srv.Run(ctx, ep.Listener(ctx, time.Second)) }()

@@ -7,7 +7,6 @@ package tunnel
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -40,6 +39,9 @@ type EndpointConfig struct {
 	HandshakeTimeout time.Duration
 	// Limits bound what peers can make the endpoint do (limits.go).
 	Limits Limits
+	// BulkGCPercent is GOGC while forwarded connections carry data (400;
+	// negative leaves GOGC alone). See copy.go.
+	BulkGCPercent int
 }
 
 func (c *EndpointConfig) fill() {
@@ -62,6 +64,9 @@ func (c *EndpointConfig) fill() {
 		c.HandshakeTimeout = 10 * time.Second
 	}
 	c.Limits.fill()
+	if c.BulkGCPercent == 0 {
+		c.BulkGCPercent = 400
+	}
 }
 
 // Endpoint is the embedded SSH server of the VMA tunnels.
@@ -75,6 +80,11 @@ type Endpoint struct {
 	mu    sync.Mutex
 	conns map[string]map[*tunnelConn]bool // live connections by enrollment id
 	wg    sync.WaitGroup
+	gc    *bulkGC // GOGC while forwards carry data (copy.go)
+	// data holds the live TLS data streams by enrollment id (tlsdata.go);
+	// stopping refuses new ones at shutdown.
+	data     map[string]map[*dataConn]bool
+	stopping bool
 }
 
 type tunnelConn struct {
@@ -121,10 +131,12 @@ func NewEndpoint(cfg EndpointConfig, svc *enroll.Service, log *slog.Logger) *End
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}, lim: newEndpointLimits(cfg.Limits)}
+	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}, lim: newEndpointLimits(cfg.Limits), gc: &bulkGC{Percent: cfg.BulkGCPercent}}
 	sc := &ssh.ServerConfig{
-		MaxAuthTries:  6,
-		ServerVersion: "SSH-2.0-oma-enroll",
+		Config:                  algorithmsConfig(Ciphers()),
+		PublicKeyAuthAlgorithms: []string{ssh.KeyAlgoED25519},
+		MaxAuthTries:            6,
+		ServerVersion:           "SSH-2.0-oma-enroll",
 	}
 	sc.AddHostKey(cfg.HostKey)
 	e.ssh = sc
@@ -173,6 +185,10 @@ func (e *Endpoint) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			e.mu.Lock()
+			e.stopping = true
+			e.mu.Unlock()
+			e.closeData("")
+			e.mu.Lock()
 			for _, set := range e.conns {
 				for c := range set {
 					c.close("server shutting down")
@@ -190,12 +206,7 @@ func (e *Endpoint) Run(ctx context.Context) {
 // recheck closes tunnels whose enrollment is no longer approved, whichever
 // instance changed it: one query for all live tunnels.
 func (e *Endpoint) recheck(ctx context.Context) {
-	e.mu.Lock()
-	ids := make([]string, 0, len(e.conns))
-	for id := range e.conns {
-		ids = append(ids, id)
-	}
-	e.mu.Unlock()
+	ids := e.liveIDs() // SSH tunnels and TLS data streams (tlsdata.go)
 	if len(ids) == 0 {
 		return
 	}
@@ -213,6 +224,7 @@ func (e *Endpoint) recheck(ctx context.Context) {
 
 // Disconnect closes the live tunnels of an enrollment on this instance.
 func (e *Endpoint) Disconnect(id, reason string) {
+	e.closeData(id)
 	for _, c := range e.live(id) {
 		c.close(reason)
 	}
@@ -260,7 +272,7 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	sc := *e.ssh // per connection: the key check needs this connection
 	sc.PublicKeyCallback = e.authorize(nc, attempts)
-	conn, chans, reqs, err := ssh.NewServerConn(nc, &sc)
+	conn, chans, reqs, err := ssh.NewServerConn(&bulkReadConn{Conn: nc}, &sc) // copy.go: bulk reads while data flows
 	if err != nil {
 		e.logHandshakeEnd(remote, attempts, err)
 		return
@@ -505,7 +517,7 @@ func (e *Endpoint) acceptForwarded(tc *tunnelConn, ln net.Listener, p tcpipForwa
 				return
 			}
 			go ssh.DiscardRequests(reqs)
-			pipe(c, ch)
+			e.pipe(c, ch)
 		}()
 	}
 }
@@ -545,7 +557,7 @@ func (e *Endpoint) newChannel(ctx context.Context, tc *tunnelConn, nch ssh.NewCh
 		go func() {
 			defer tc.releaseChannel()
 			defer c.Close()
-			pipe(c, ch)
+			e.pipe(c, ch)
 		}()
 	default:
 		e.refuse(ctx, tc, "channel "+clip(nch.ChannelType(), maxHostText)+" (no shell, command, agent or X11)", meta, log)
@@ -553,16 +565,19 @@ func (e *Endpoint) newChannel(ctx context.Context, tc *tunnelConn, nch ssh.NewCh
 	}
 }
 
-// pipe copies both ways until both directions end.
-func pipe(c net.Conn, ch ssh.Channel) {
+// pipe copies both ways until both directions end (copy.go: bulk
+// buffers, GC relaxed while data flows).
+func (e *Endpoint) pipe(c net.Conn, ch ssh.Channel) {
+	e.gc.begin()
+	defer e.gc.end()
 	done := make(chan struct{}, 2)
 	go func() {
-		io.Copy(ch, c)
+		bulkCopy(ch, c)
 		ch.CloseWrite()
 		done <- struct{}{}
 	}()
 	go func() {
-		io.Copy(c, ch)
+		bulkCopy(c, ch)
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}

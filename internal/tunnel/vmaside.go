@@ -244,6 +244,8 @@ func RenderSSHConfig(c VMAConfig) (string, error) {
 	line("StrictHostKeyChecking", "yes")
 	line("UpdateHostKeys", "no")
 	line("PreferredAuthentications", "publickey")
+	line("Ciphers", SSHConfigCiphers)
+	line("MACs", SSHConfigMACs)
 	line("BatchMode", "yes")
 	for _, f := range c.Tunnel.LocalForwards {
 		line("LocalForward", f.Listen+" "+f.Target)

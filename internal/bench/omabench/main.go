@@ -16,7 +16,8 @@ import (
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a ten-second run that only checks the harness works")
-	rows := flag.String("rows", "", "measure only these rows of the table, e.g. 5 or 2,7 (default all)")
+	rows := flag.String("rows", "", "measure only these rows of the table, e.g. 5 or 2,7 or 8 (default all)")
+	size := flag.Int("throughput-mib", 0, "MiB per figure of row 8 (default 512)")
 	flag.Parse()
 	cfg := bench.Defaults()
 	if *smoke {
@@ -24,11 +25,14 @@ func main() {
 	}
 	for _, f := range strings.FieldsFunc(*rows, func(r rune) bool { return r == ',' || r == ' ' }) {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 7 {
-			fmt.Fprintf(os.Stderr, "omabench: -rows %q: give row numbers 1 to 7, e.g. -rows 5 or -rows 2,7\n", *rows)
+		if err != nil || n < 1 || n > 8 {
+			fmt.Fprintf(os.Stderr, "omabench: -rows %q: give row numbers 1 to 8, e.g. -rows 5 or -rows 2,7\n", *rows)
 			os.Exit(2)
 		}
 		cfg.Rows = append(cfg.Rows, n)
+	}
+	if *size > 0 {
+		cfg.ThroughputBytes = int64(*size) << 20
 	}
 	cfg.MySQLDSN = os.Getenv("OMA_TEST_MYSQL_DSN")
 	cfg.Log = os.Stderr

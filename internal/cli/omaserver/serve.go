@@ -3,6 +3,7 @@ package omaserver
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -360,6 +361,8 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		return err
 	}
 	epCtx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
+	// The TLS data path of `vma-enroll tunnel` shares the public port.
+	srv.SetTLSProtocol(tunnel.ALPNData, tunnel.DataTLSConfig, func(c *tls.Conn) { endpoint.ServeData(epCtx, c) })
 	done := make(chan struct{})
 	go func() { endpoint.Run(epCtx); close(done) }()
 	err = srv.Run(ctx, endpoint.Listener(epCtx, tunnel.SniffTimeout))

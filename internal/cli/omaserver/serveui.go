@@ -58,7 +58,7 @@ func (o adminUIOptions) adminTLSConfig(public tls.Certificate) (*tls.Config, err
 	case !o.AdminTLS:
 		return nil, nil
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: server.TLS12CipherSuites, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
 }
 
 // mountUI serves the admin web UI on srv's admin listener.
