@@ -128,9 +128,9 @@ func TestConsoleWaiting80Columns(t *testing.T) {
 
 	// The OMA goes away: the state with its reason still fits.
 	s.kill()
-	screen := p.waitFor(regexp.MustCompile(`OMA unreachable`), 60*time.Second)
+	p.waitFor(regexp.MustCompile(`OMA unreachable`), 60*time.Second)
 	time.Sleep(2 * time.Second) // a few redraws
-	screen = p.screen()
+	screen := p.screen()
 	line = checkConsole(t, screen, 80)
 	if !strings.Contains(line, "connection refused") {
 		t.Errorf("the unreachable line does not say why: %q", line)

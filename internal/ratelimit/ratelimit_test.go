@@ -17,8 +17,9 @@ func TestKeyGroupsIPv6By64(t *testing.T) {
 
 func TestConcurrentCapsPerKey(t *testing.T) {
 	c := NewConcurrent(2)
-	if !c.Acquire("a") || !c.Acquire("a") || c.Acquire("a") {
-		t.Fatal("want two slots for a, not three")
+	first, second, third := c.Acquire("a"), c.Acquire("a"), c.Acquire("a")
+	if !first || !second || third {
+		t.Fatalf("acquires of a = %v, %v, %v; want two slots, not three", first, second, third)
 	}
 	if !c.Acquire("b") {
 		t.Fatal("b is limited by a's slots")
