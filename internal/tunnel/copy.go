@@ -97,6 +97,9 @@ func abort(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
+	// The innermost connection is closed: a wrapper's Close might end TLS
+	// cleanly. (The sniffing stage's per-address slot, the one resource a
+	// wrapper holds, was released when the stream got past its handshake.)
 	c.Close()
 }
 

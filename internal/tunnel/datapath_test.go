@@ -375,3 +375,41 @@ func TestDataPathFallsBackToSSH(t *testing.T) {
 		t.Fatalf("the data_path event gives no reason for the fallback: %s", ev.Message)
 	}
 }
+
+// TestDataPathFailuresSpendTheLoginBudget: a refused key on the TLS data
+// path charges the address's failed-login budget like a refused SSH login,
+// so an address that used it up gets no more key checks (each one a
+// database lookup), not even for an approved key, until it refills.
+func TestDataPathFailuresSpendTheLoginBudget(t *testing.T) {
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := runOMA(t, db, newSetup(t, streamEcho(t), echoServer(t, "vma-api:")))
+	v := o.enrollVMA("vma-budget", nil)
+	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := sshkey.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr := o.srv.PublicAddr()
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	const budget = 10 // the default failed-login burst
+	for i := 0; i < budget; i++ {
+		if _, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), stranger)); !errors.Is(err, tunnel.ErrDataRefused) {
+			t.Fatalf("unknown key, attempt %d: %v, want ErrDataRefused", i+1, err)
+		}
+	}
+	if got := o.ep.Stats().AuthFailures; got != budget {
+		t.Errorf("AuthFailures = %d, want %d", got, budget)
+	}
+	if c, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv)); err == nil {
+		c.Close()
+		t.Fatal("an address out of failed logins still got a data stream")
+	}
+	if got := o.ep.Stats().AuthLocked; got == 0 {
+		t.Error("AuthLocked = 0 after the budget was spent")
+	}
+}

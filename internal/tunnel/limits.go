@@ -325,6 +325,10 @@ type sshPreAuthConn struct {
 
 func (c *sshPreAuthConn) authenticated() { c.slot.release() }
 
+// Unwrap returns the connection under the slot (abort finds the TCP
+// connection through it).
+func (c *sshPreAuthConn) Unwrap() net.Conn { return c.peekedConn }
+
 func (c *sshPreAuthConn) Close() error {
 	c.slot.release()
 	return c.peekedConn.Close()
@@ -342,6 +346,9 @@ func (c *tlsPreAuthConn) Write(b []byte) (int, error) {
 	c.slot.release()
 	return c.peekedConn.Write(b)
 }
+
+// Unwrap returns the connection under the slot.
+func (c *tlsPreAuthConn) Unwrap() net.Conn { return c.peekedConn }
 
 func (c *tlsPreAuthConn) Close() error {
 	c.slot.release()

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/ratelimit"
 	"github.com/oma-enroll/oma-enroll/internal/vmaauth"
 )
 
@@ -65,13 +66,23 @@ func (e *Endpoint) ServeData(ctx context.Context, c *tls.Conn) {
 	defer e.wg.Done()
 	defer c.Close()
 	remote := c.RemoteAddr().String()
+	remoteIP, _, _ := net.SplitHostPort(remote)
+	// The same per-address budgets as an SSH login: a stream costs a
+	// connection from the address's rate, a refused key one failed login,
+	// and an address out of failed logins gets no key check at all.
+	key := ratelimit.Key(remoteIP)
+	if !e.admitConn(key) {
+		return
+	}
 	c.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	id, err := vmaauth.Authenticate(actx, e.svc, c.ConnectionState())
 	cancel()
 	if err != nil {
 		if enroll.ErrorCode(err) == enroll.CodeUnauthorized {
-			e.log.Info("tunnel data stream refused", "remote", remote, "err", err)
+			e.lim.authFailures.Add(1)
+			e.lim.authFail.Charge(key)
+			e.log.Info("tunnel data stream refused", "remote", remote, "err", clip(err.Error(), maxErrText))
 			io.WriteString(c, dataRefused+"\n")
 		} else {
 			e.log.Warn("tunnel data stream: key check failed; the VMA retries", "remote", remote, "err", err)
