@@ -27,9 +27,7 @@ type tmuxPane struct {
 
 func startTmux(t *testing.T, width, height int, env []string, argv ...string) *tmuxPane {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatalf("tmux is needed for the console tests (.ci/run installs it): %v", err)
-	}
+	testbin.Need(t, "apt-get install tmux; .ci/run installs it", "tmux")
 	p := &tmuxPane{t: t, socket: fmt.Sprintf("oma-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()), name: "console"}
 	cmd := []string{"env"}
 	cmd = append(cmd, env...)

@@ -26,11 +26,11 @@ oldest first: name, version, source IP and the SHA256 fingerprint of the VMA's
 SSH key. Before approving, compare that fingerprint with the one the VMA
 console shows ('vma-enroll' prints it while it waits).
 
-A name followed by "(re-enrollment)" or "(replaces NAME: same key)" marks a
-VMA whose approval revokes an approved one: of the same name, or holding the
-same SSH key under another name (a renamed VMA, or a clone of an appliance
-sharing its key: only one of them can keep the key). -o json lists them in
-"replaces".
+A name marked "*" is a VMA whose approval revokes an approved one; a note
+under the table says which: "(re-enrollment)" for the same name, "(replaces
+NAME: same key)" for another name holding the same SSH key (a renamed VMA,
+or a clone of an appliance sharing its key: only one of them can keep the
+key). -o json lists them in "replaces".
 
 An enrollment not approved within the approval window (30 minutes by
 default) expires and disappears from this list.
