@@ -166,7 +166,7 @@ func testNativeTunnel(t *testing.T, b backend) {
 	}
 	// The NBD connection took the TLS data path (issue 12).
 	eventually(t, 10*time.Second, "a data_path event for the TLS data path", func() bool {
-		out := tun.stderr.String()
+		out := tun.stdout.String()
 		out = out[:strings.LastIndex(out, "\n")+1] // whole lines only
 		for _, ev := range tunnelEvents(t, out) {
 			if ev.Event == "data_path" {
