@@ -164,7 +164,7 @@ func parseProcAddr(s string) (net.IP, int, bool) {
 
 func hostKeyAlgos(k ssh.PublicKey) []string {
 	if k.Type() == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256} // never ssh-rsa (SHA-1)
 	}
 	return []string{k.Type()}
 }

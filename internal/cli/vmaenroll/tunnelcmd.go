@@ -55,7 +55,7 @@ type tunnelOptions struct {
 
 // DefaultConnections is --connections' default: on the 2-core machine of
 // the benchmark, 4 NBD connections over 4 TLS streams carried the most
-// (README, benchmark row 8).
+// (docs/benchmarks.md, row 8).
 const DefaultConnections = 4
 
 func newTunnelCmd(f *Factory) *cobra.Command {
