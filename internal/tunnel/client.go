@@ -618,10 +618,15 @@ func proxy(a, b net.Conn, done <-chan struct{}) {
 	go func() { wg.Wait(); close(finished) }()
 	select {
 	case <-finished:
+		a.Close()
+		b.Close()
 	case <-done:
+		// The session ended under a live connection (revocation, a lost
+		// OMA, a stop): whatever was in flight is cut, and both ends must
+		// see that as an error, never as a finished transfer.
+		abort(a)
+		abort(b)
 	}
-	a.Close()
-	b.Close()
 	<-finished
 }
 
