@@ -237,7 +237,7 @@ type resp struct {
 func (r resp) code() string {
 	var eb api.ErrorBody
 	json.Unmarshal(r.body, &eb)
-	return eb.Error.Code
+	return string(eb.Error.Code)
 }
 
 func (r resp) String() string {

@@ -118,7 +118,7 @@ type resp struct {
 func (r resp) code() string {
 	var eb api.ErrorBody
 	json.Unmarshal(r.body, &eb)
-	return eb.Error.Code
+	return string(eb.Error.Code)
 }
 
 func (e *env) do(method, url, token string, body any) resp {

@@ -66,7 +66,7 @@ each after '---'.
   omactl audit --enrollment 3f2a9c1e -o json
   omactl audit --follow
   omactl audit -f --type enrollment_failed -o json | jq -r .source_ip`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAudit(cmd, f, opts)
 		},
@@ -314,7 +314,7 @@ Prints OK with the number of rows checked, or the first row where the chain
 breaks, and then exits with status 1.`,
 		Example: `  omactl audit verify
   omactl audit verify -o json`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.Client()
 			if err != nil {

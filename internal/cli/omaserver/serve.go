@@ -67,7 +67,7 @@ omactl then needs --server https://….`,
   # Production with MariaDB and a real certificate
   OMA_DB_DSN='oma:secret@tcp(db:3306)/oma' oma-server serve --db-driver mysql \
     --public-host oma.example.com --tls-cert /etc/oma/tls.crt --tls-key /etc/oma/tls.key`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := loadConfig(cmd)
 			if err != nil {

@@ -50,7 +50,7 @@ sshd -t && systemctl reload ssh`,
 
   # The authorized_keys file variant
   oma-server sshd-config --keys-from file`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := loadConfig(cmd)
 			if err != nil {

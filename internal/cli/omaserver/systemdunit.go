@@ -24,7 +24,7 @@ Install it with:
   systemctl daemon-reload && systemctl enable --now oma-server`,
 		Example: `  oma-server systemd-unit > /etc/systemd/system/oma-server.service
   oma-server systemd-unit --user oma --config /etc/oma-enroll/oma-server.yaml`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			user, _ := cmd.Flags().GetString("user")
 			binary, _ := cmd.Flags().GetString("binary")

@@ -15,15 +15,6 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
-// Exit codes of vma-enroll (docs/design.md §7); 0, 1 and 2 are cmdutil's.
-const (
-	ExitRejected         = 3
-	ExitTimeout          = 4
-	ExitCodeRejected     = 5
-	ExitIdentityMismatch = 6
-	ExitInterrupted      = 130
-)
-
 // Factory carries what the commands need from the outside world, so tests
 // can replace it.
 type Factory struct {
@@ -105,7 +96,7 @@ does not match the fingerprint.`,
   vma-enroll --code-file /root/code.txt --oma oma.example.com --fingerprint sha256:5f1c… -o json
   vma-enroll            # on a terminal: asks for the OMA address and the code
   vma-enroll status`,
-		Args:        cobra.NoArgs,
+		Args:        cmdutil.NoArgs,
 		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: EnvPrefix + "OUTPUT"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())

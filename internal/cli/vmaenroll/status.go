@@ -75,7 +75,7 @@ does not allow asking, e.g. no pinned SSH host key).`,
 		Example: `  vma-enroll status
   vma-enroll status --offline
   vma-enroll status -o json | jq -r .status`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())
 			if err != nil {
