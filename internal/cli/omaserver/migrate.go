@@ -26,7 +26,7 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 	var yes bool
 	run := func(action string) func(cmd *cobra.Command, args []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			v, err := loadConfig(cmd)
+			v, err := config(cmd)
 			if err != nil {
 				return err
 			}

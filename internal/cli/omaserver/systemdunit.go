@@ -45,6 +45,7 @@ Install it with:
 	cmd.Flags().String("user", "oma-enroll", "system user the service runs as")
 	cmd.Flags().String("binary", "/usr/local/bin/oma-server", "path of the oma-server binary")
 	cmd.Flags().String("config-file", DefaultConfigFile, "config file the service passes to serve with --config")
+	cmdutil.NoConfig(cmd) // its flags only: it prints a unit, for any config
 	return cmd
 }
 

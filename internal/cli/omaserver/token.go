@@ -32,7 +32,7 @@ a new token is printed once and cannot be shown again.`,
 		Args: cmdutil.NoArgs,
 	}
 	withService := func(cmd *cobra.Command, fn func(ctx context.Context, svc *enroll.Service, db *store.DB) error) error {
-		v, err := loadConfig(cmd)
+		v, err := config(cmd)
 		if err != nil {
 			return err
 		}

@@ -98,12 +98,18 @@ does not match the fingerprint.`,
   vma-enroll status`,
 		Args:        cmdutil.NoArgs,
 		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: EnvPrefix + "OUTPUT"},
-		RunE: func(cmd *cobra.Command, args []string) error {
+		// The configuration is read once per run, for every command; a
+		// broken one does not stop version or completion (which still
+		// take -o from it when they can).
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())
-			if err != nil {
+			f.Config = cfg
+			if err != nil && cmdutil.ReadsConfig(cmd) {
 				return err
 			}
-			f.Config = cfg
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			return runEnroll(ctxOf(cmd), f)
 		},
 	}
@@ -117,10 +123,6 @@ does not match the fingerprint.`,
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
 	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
 	version.ResetFlags() // the root's persistent -o applies (json prints one object)
-	version.PreRunE = func(cmd *cobra.Command, args []string) error {
-		_, _ = loadConfig(cmd.Root()) // -o from the environment or config file; a broken config does not stop version
-		return nil
-	}
 	root.AddCommand(
 		newStatusCmd(f),
 		newTunnelCmd(f),

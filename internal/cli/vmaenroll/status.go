@@ -77,10 +77,7 @@ does not allow asking, e.g. no pinned SSH host key).`,
   vma-enroll status -o json | jq -r .status`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd.Root())
-			if err != nil {
-				return err
-			}
+			cfg := f.Config
 			offline, _ := cmd.Flags().GetBool("offline")
 			timeout, _ := cmd.Flags().GetDuration("check-timeout")
 			if timeout <= 0 {

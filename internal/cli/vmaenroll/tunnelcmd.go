@@ -85,10 +85,7 @@ replaced: re-enroll).`,
   systemctl enable --now vma-tunnel   # after copying vma-tunnel.service`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd.Root())
-			if err != nil {
-				return err
-			}
+			cfg := f.Config
 			dir, err := filepath.Abs(cfg.ConfigDir)
 			if err != nil {
 				return err
