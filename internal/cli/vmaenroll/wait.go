@@ -137,10 +137,8 @@ func (e *enroller) poll(ctx context.Context, deadline time.Time, p *progress) (*
 		if end, ok := e.windowEnd(res.ExpiresInSeconds, res.ExpiresAt); ok {
 			p.SetWindow(end)
 		}
-		switch res.Status {
-		case string(enroll.StatusAwaitingApproval), string(enroll.StatusPendingVerification):
-		default:
-			return res, nil
+		if !enroll.Status(res.Status).Undecided() {
+			return res, nil // decided (or a status this vma-enroll does not know)
 		}
 		if took := e.f.Now().Sub(began); !longPoll || wait == 0 || took < wait/2 {
 			// A plain poll (asked for, or too close to the deadline for a
