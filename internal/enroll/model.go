@@ -31,7 +31,6 @@ func (s Status) Valid() bool {
 	return false
 }
 
-
 // EventType is the type of an audit event.
 type EventType string
 
