@@ -117,8 +117,6 @@ func fetchFingerprint(addr string) (string, error) {
 // kill is kill -9.
 func (p *omaProc) kill() { p.srv.Kill() }
 
-func (p *omaProc) stop() { p.srv.Stop() }
-
 func (p *omaProc) adminAddr() string  { return strings.TrimPrefix(p.admin, "http://") }
 func (p *omaProc) publicAddr() string { return strings.TrimPrefix(p.public, "https://") }
 
