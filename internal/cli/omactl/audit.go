@@ -316,29 +316,35 @@ breaks, and then exits with status 1.`,
   omactl audit verify -o json`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.Client()
-			if err != nil {
-				return err
-			}
-			rep, err := c.AuditVerify(ctxOf(cmd))
-			if err != nil {
-				return f.explain(err)
-			}
-			err = f.print(rep, func(w io.Writer) error {
-				if rep.OK {
-					_, err := fmt.Fprintf(w, "OK: audit chain intact, %d events checked, newest is #%d.\n", rep.Checked, rep.HeadID)
-					return err
-				}
-				_, err := fmt.Fprintf(w, "BROKEN: the audit chain breaks at event #%d: %s\n", rep.BreakID, cleanLong(rep.Reason))
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if !rep.OK {
-				return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("audit chain broken at event #%d: the trail was changed outside oma-server; keep a copy of the database and investigate", rep.BreakID))
-			}
-			return nil
+			return runAuditVerify(ctxOf(cmd), f)
 		},
 	}
+}
+
+// runAuditVerify asks the server to check the audit chain and prints its
+// report; a broken chain exits 1 after the report.
+func runAuditVerify(ctx context.Context, f *Factory) error {
+	c, err := f.Client()
+	if err != nil {
+		return err
+	}
+	rep, err := c.AuditVerify(ctx)
+	if err != nil {
+		return f.explain(err)
+	}
+	err = f.print(rep, func(w io.Writer) error {
+		if rep.OK {
+			_, err := fmt.Fprintf(w, "OK: audit chain intact, %d events checked, newest is #%d.\n", rep.Checked, rep.HeadID)
+			return err
+		}
+		_, err := fmt.Fprintf(w, "BROKEN: the audit chain breaks at event #%d: %s\n", rep.BreakID, cleanLong(rep.Reason))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !rep.OK {
+		return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("audit chain broken at event #%d: the trail was changed outside oma-server; keep a copy of the database and investigate", rep.BreakID))
+	}
+	return nil
 }
