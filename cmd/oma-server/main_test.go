@@ -2,19 +2,14 @@ package main_test
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,61 +28,24 @@ func TestMain(m *testing.M) {
 
 func binary() string { return filepath.Join(binDir, "oma-server") }
 
-type proc struct {
-	cmd    *exec.Cmd
-	stderr *testbin.Buffer
-}
-
-func start(t *testing.T, dataDir, admin, public string, extra ...string) *proc {
+// start runs the binary on dataDir, on the ports of the previous run when
+// prev is not nil (a restart), with JSON logs.
+func start(t *testing.T, dataDir string, prev *testbin.Server) *testbin.Server {
 	t.Helper()
-	args := append([]string{"serve", "--data-dir", dataDir, "--admin-listen", admin, "--public-listen", public,
-		"--public-host", "127.0.0.1", "--tunnel-mode", "none", "--log-format", "json"}, extra...)
-	cmd := exec.Command(binary(), args...)
-	stderr := &testbin.Buffer{}
-	cmd.Stderr = stderr
-	cmd.Env = testbin.Env()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	o := testbin.ServerOptions{Binary: binary(), DataDir: dataDir, LogFormat: "json"}
+	if prev == nil {
+		return testbin.StartServer(t, o)
 	}
-	p := &proc{cmd: cmd, stderr: stderr}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	if err := testbin.WaitHealthy("http://"+admin+"/health", "", nil); err != nil {
-		t.Fatalf("oma-server did not become healthy (%v); stderr:\n%s", err, stderr.String())
-	}
-	return p
+	prev.Restart()
+	return prev
 }
 
-func (p *proc) stop(t *testing.T) {
+// stop ends p with SIGTERM and fails unless it exited cleanly.
+func stop(t *testing.T, p *testbin.Server) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("oma-server exited with %v; stderr:\n%s", err, p.stderr)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("oma-server did not stop within 15s of SIGTERM")
+	if err := p.Stop(); err != nil {
+		t.Fatalf("%v; log:\n%s", err, p.Log)
 	}
-}
-
-func pinned(fp string) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		InsecureSkipVerify: true, MinVersion: tls.VersionTLS12,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
-			if got := "sha256:" + hex.EncodeToString(sum[:]); got != fp {
-				return fmt.Errorf("OMA fingerprint %s, want %s", got, fp)
-			}
-			return nil
-		},
-	}}}
 }
 
 func call(t *testing.T, c *http.Client, method, url, token string, in, out any) int {
@@ -120,8 +78,8 @@ func call(t *testing.T, c *http.Client, method, url, token string, in, out any) 
 // and checks that the certificate, the admin token and the data survived.
 func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
 	dataDir := t.TempDir()
-	admin, public := testbin.FreeAddr(t), testbin.FreeAddr(t)
-	p := start(t, dataDir, admin, public)
+	p := start(t, dataDir, nil)
+	admin, public := p.Admin, p.Public
 
 	tokBytes, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
@@ -131,7 +89,7 @@ func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
 		t.Fatalf("admin.token mode %v, want 0600", fi.Mode().Perm())
 	}
 	token := strings.TrimSpace(string(tokBytes))
-	if strings.Contains(p.stderr.String(), token) {
+	if strings.Contains(p.Log.String(), token) {
 		t.Fatal("the admin token appears in the log")
 	}
 	plain := &http.Client{Timeout: 30 * time.Second}
@@ -144,12 +102,12 @@ func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
 	}
 
 	// A client pinned to another fingerprint cannot even connect.
-	wrong := pinned("sha256:" + strings.Repeat("0", 64))
+	wrong := testbin.PinnedClient("sha256:"+strings.Repeat("0", 64), 0)
 	if _, err := wrong.Get("https://" + public + "/health"); err == nil || !strings.Contains(err.Error(), "fingerprint") {
 		t.Fatalf("wrongly pinned client: %v", err)
 	}
 
-	c := pinned(pc.OMAFingerprint)
+	c := testbin.PinnedClient(pc.OMAFingerprint, 0)
 	pub, priv, _ := sshkey.Generate(nil)
 	var er api.EnrollResponse
 	if st := call(t, c, "POST", "https://"+public+api.PathEnroll, "", api.EnrollRequest{
@@ -171,18 +129,18 @@ func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
 	if st := call(t, c, "GET", "https://"+public+api.PathResult+"?enrollment_id="+er.EnrollmentID, vr.PollToken, nil, &res); st != 200 || res.Status != "approved" || res.Tunnel == nil {
 		t.Fatalf("result: %d %+v", st, res)
 	}
-	if !strings.Contains(p.stderr.String(), `"actor":"admin"`) {
+	if !strings.Contains(p.Log.String(), `"actor":"admin"`) {
 		t.Fatal("the request log does not name the admin token as the actor")
 	}
 	for _, secret := range []string{pc.PairingCode, vr.PollToken, token} {
-		if strings.Contains(p.stderr.String(), secret) {
+		if strings.Contains(p.Log.String(), secret) {
 			t.Fatalf("a secret (%.8s…) appears in the log", secret)
 		}
 	}
-	p.stop(t)
+	stop(t, p)
 
 	// Restart on the same data dir: same certificate, same token, same data.
-	p = start(t, dataDir, admin, public)
+	p = start(t, dataDir, p)
 	tok2, _ := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if string(tok2) != string(tokBytes) {
 		t.Fatal("admin.token changed across a restart")
@@ -198,7 +156,7 @@ func TestServeBinaryEnrollsAndSurvivesRestart(t *testing.T) {
 	if st := call(t, plain, "GET", "http://"+admin+api.PathAuditVerify, token, nil, &rep); st != 200 || !rep.OK {
 		t.Fatalf("audit chain after restart: %d %+v", st, rep)
 	}
-	p.stop(t)
+	stop(t, p)
 }
 
 func TestUsageErrorsExitTwo(t *testing.T) {

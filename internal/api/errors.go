@@ -7,25 +7,25 @@ import (
 )
 
 // HTTPStatus maps an error code to its HTTP status (docs/design.md §5).
-func HTTPStatus(code string) int {
+func HTTPStatus(code enroll.Code) int {
 	switch code {
-	case string(enroll.CodeInvalidRequest), string(enroll.CodeInvalidPublicKey), string(enroll.CodeInvalidSignature):
+	case enroll.CodeInvalidRequest, enroll.CodeInvalidPublicKey, enroll.CodeInvalidSignature:
 		return http.StatusBadRequest
-	case string(enroll.CodeUnauthorized):
+	case enroll.CodeUnauthorized:
 		return http.StatusUnauthorized
-	case string(enroll.CodePairingCodeRejected):
+	case enroll.CodePairingCodeRejected:
 		return http.StatusForbidden
-	case string(enroll.CodeNotFound):
+	case enroll.CodeNotFound:
 		return http.StatusNotFound
-	case CodeMethodNotAllowed:
+	case enroll.CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
-	case string(enroll.CodeWrongState), string(enroll.CodeConflict):
+	case enroll.CodeWrongState, enroll.CodeConflict:
 		return http.StatusConflict
-	case CodeBodyTooLarge:
+	case enroll.CodeBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeRateLimited:
+	case enroll.CodeRateLimited:
 		return http.StatusTooManyRequests
-	case string(enroll.CodeUnavailable):
+	case enroll.CodeUnavailable:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/contract"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
 // Paths of the public (enrollment) listener.
@@ -258,13 +259,14 @@ type ErrorBody struct {
 
 // ErrorDetail carries the stable code and a message a person can act on.
 type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    enroll.Code `json:"code"`
+	Message string      `json:"message"`
 }
 
-// Codes that exist only at the HTTP layer.
+// Codes that exist only at the HTTP layer: the domain's code type, so the
+// one enroll.Code travels from the handler to the client's exit status.
 const (
-	CodeBodyTooLarge     = "body_too_large"
-	CodeRateLimited      = "rate_limited"
-	CodeMethodNotAllowed = "method_not_allowed"
+	CodeBodyTooLarge     = enroll.CodeBodyTooLarge
+	CodeRateLimited      = enroll.CodeRateLimited
+	CodeMethodNotAllowed = enroll.CodeMethodNotAllowed
 )

@@ -161,9 +161,9 @@ func decodeError(resp *resty.Response) error {
 	}
 	var body api.ErrorBody
 	if err := json.Unmarshal(resp.Body(), &body); err == nil && body.Error.Code != "" {
-		ae.Err = &enroll.Error{Code: enroll.Code(body.Error.Code), Message: body.Error.Message}
+		ae.Err = &enroll.Error{Code: body.Error.Code, Message: body.Error.Message}
 		if ae.Err.Message == "" {
-			ae.Err.Message = body.Error.Code
+			ae.Err.Message = string(body.Error.Code)
 		}
 		return ae
 	}
@@ -181,11 +181,11 @@ func decodeError(resp *resty.Response) error {
 	case http.StatusConflict:
 		code = enroll.CodeWrongState
 	case http.StatusMethodNotAllowed:
-		code = enroll.Code(api.CodeMethodNotAllowed)
+		code = enroll.CodeMethodNotAllowed
 	case http.StatusRequestEntityTooLarge:
-		code = enroll.Code(api.CodeBodyTooLarge)
+		code = enroll.CodeBodyTooLarge
 	case http.StatusTooManyRequests:
-		code, msg = enroll.Code(api.CodeRateLimited), "rate limited (HTTP 429): try again later"
+		code, msg = enroll.CodeRateLimited, "rate limited (HTTP 429): try again later"
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		code, msg = enroll.CodeUnavailable, fmt.Sprintf("server unavailable (HTTP %d): try again shortly", status)
 	}

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,8 +43,10 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 // freshMySQL creates an empty database for one test and returns its DSN.
 func freshMySQL(t *testing.T) string { return testdb.MySQL(t) }
 
-// server is a running oma-server process.
+// server is an oma-server process (testbin.StartServer) on one backend,
+// with the fields the tests read.
 type server struct {
+	*testbin.Server
 	t         *testing.T
 	backend   backend
 	dataDir   string
@@ -56,91 +55,36 @@ type server struct {
 	adminTLS  bool   // the admin listener serves HTTPS (--admin-tls)
 	public    string // host:port of the public listener
 	tokenFile string
-	extra     []string
-	cmd       *exec.Cmd
 	log       *testbin.Buffer
-	done      chan struct{}
 }
 
 // startServer runs oma-server on b with extra flags and waits until its
 // admin /health answers 200.
 func startServer(t *testing.T, b backend, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, backend: b, dataDir: t.TempDir()}
+	var dsn string
 	if b.name == "mysql" {
-		s.dsn = freshMySQL(t)
+		dsn = freshMySQL(t)
 	}
-	s.extra = extra
-	s.adminTLS = slices.Contains(extra, "--admin-tls")
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		s.admin, s.public = testbin.FreeAddr(t), testbin.FreeAddr(t)
-		if lastErr = s.start(); lastErr == nil {
-			t.Cleanup(s.stop)
-			return s
-		}
-	}
-	t.Fatalf("oma-server did not start: %v\nlog:\n%s", lastErr, s.log.String())
-	return nil
+	ts := testbin.StartServer(t, testbin.ServerOptions{Binary: bin("oma-server"), Driver: b.name, DSN: dsn, Args: extra})
+	return &server{Server: ts, t: t, backend: b, dataDir: ts.Opts.DataDir, dsn: dsn,
+		admin: ts.Admin, adminTLS: ts.AdminTLS, public: ts.Public, tokenFile: ts.Opts.TokenFile, log: ts.Log}
 }
 
 // restart stops the server and starts it again on the same ports, data
 // directory and database.
 func (s *server) restart(pause time.Duration) {
 	s.t.Helper()
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	<-s.done
+	s.Stop()
 	time.Sleep(pause)
-	if err := s.start(); err != nil {
+	if err := s.Start(); err != nil {
 		s.t.Fatalf("oma-server did not restart: %v\nlog:\n%s", err, s.log.String())
 	}
 }
 
-func (s *server) start() error {
-	extra := s.extra
-	s.tokenFile = filepath.Join(s.dataDir, "admin.token")
-	args := []string{"serve",
-		"--data-dir", s.dataDir,
-		"--db-driver", s.backend.name,
-		"--admin-listen", s.admin,
-		"--public-listen", s.public,
-		"--public-host", "127.0.0.1",
-		"--tunnel-mode", "none",
-		"--log-format", "text",
-	}
-	if s.dsn != "" {
-		args = append(args, "--db-dsn", s.dsn)
-	}
-	args = append(args, extra...)
-	if s.log == nil {
-		s.log = &testbin.Buffer{}
-	}
-	s.cmd = exec.Command(bin("oma-server"), args...)
-	s.cmd.Env = testbin.Env()
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		return err
-	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	if err := testbin.WaitHealthy(s.adminURL()+"/health", s.tokenFile, s.done); err != nil {
-		s.kill()
-		return fmt.Errorf("%w (%v)", err, s.cmd.ProcessState)
-	}
-	return nil
-}
+func (s *server) start() error { return s.Start() }
 
-func (s *server) kill() {
-	s.cmd.Process.Kill()
-	<-s.done
-}
-
-func (s *server) stop() {
-	testbin.Stop(s.cmd, s.done, 10*time.Second)
-	if s.t.Failed() {
-		s.t.Logf("oma-server log:\n%s", s.log.String())
-	}
-}
+func (s *server) kill() { s.Kill() }
 
 // res is a finished process.
 type res struct {

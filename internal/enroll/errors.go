@@ -21,7 +21,22 @@ const (
 	CodeConflict            Code = "conflict"              // e.g. tunnel port pool exhausted, name exists (409)
 	CodeUnavailable         Code = "unavailable"           // database unreachable (503)
 	CodeInternal            Code = "internal"              // anything unexpected (500)
+
+	// Codes only the HTTP layer produces (the request never reached the
+	// domain), in the same type so that one code travels from the server
+	// through the wire to the client and its exit status.
+	CodeBodyTooLarge     Code = "body_too_large"     // request body over the limit (413)
+	CodeRateLimited      Code = "rate_limited"       // too many requests from this source (429)
+	CodeMethodNotAllowed Code = "method_not_allowed" // wrong HTTP method (405)
 )
+
+// Codes returns every error code, for the tables that map them (HTTP
+// status, exit status) and their tests.
+func Codes() []Code {
+	return []Code{CodeInvalidRequest, CodeInvalidPublicKey, CodeInvalidSignature, CodeUnauthorized,
+		CodePairingCodeRejected, CodeNotFound, CodeWrongState, CodeConflict, CodeUnavailable, CodeInternal,
+		CodeBodyTooLarge, CodeRateLimited, CodeMethodNotAllowed}
+}
 
 // Error is the domain's error: a stable Code and a Message safe to show to
 // the caller. Err, when set, is the cause and is logged on the server only.

@@ -31,11 +31,6 @@ func (s Status) Valid() bool {
 	return false
 }
 
-// Final reports whether no further transition leaves s (approved may still be revoked).
-func (s Status) Final() bool {
-	return s == StatusRejected || s == StatusRevoked || s == StatusExpired
-}
-
 // EventType is the type of an audit event.
 type EventType string
 

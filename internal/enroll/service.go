@@ -306,7 +306,7 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		e := &Enrollment{
 			ID: id, PairingCodeHash: used, VMAPublicKey: canon, VMAName: req.Name, VMAVersion: req.Version,
 			VMAFingerprint: fp, VMAIPAddress: meta.SourceIP, VMAUserAgent: truncateUTF8(meta.UserAgent, 255),
-			ChallengeNonce: hex.EncodeToString(challenge), Status: StatusPendingVerification,
+			ChallengeNonce: hex.EncodeToString(challenge), Status: VerbEnroll.Transition().To,
 			ExpiresAt: &exp, CreatedAt: o.now, UpdatedAt: o.now,
 		}
 		if err := o.tx.CreateEnrollment(ctx, e); err != nil {
@@ -368,7 +368,7 @@ func (s *Service) Verify(ctx context.Context, id string, signature []byte, meta 
 		if err != nil {
 			return err
 		}
-		if e.Status != StatusPendingVerification {
+		if !e.Status.Allows(VerbVerify) {
 			return wrongState(e, "verify", "the challenge can be answered once")
 		}
 		if e.ExpiresAt != nil && !o.now.Before(*e.ExpiresAt) {
@@ -384,7 +384,7 @@ func (s *Service) Verify(ctx context.Context, id string, signature []byte, meta 
 			return o.audit(enrollmentAudit(e, EventEnrollmentFailed, meta), map[string]any{"reason": "invalid_signature"})
 		}
 		exp := o.now.Add(s.Config.ApprovalWindow)
-		e.Status = StatusAwaitingApproval
+		e.Status = VerbVerify.Transition().To
 		e.ChallengeNonce = ""
 		e.PollTokenHash = HashSecret(string(token))
 		e.VerifiedAt = &o.now
@@ -437,7 +437,7 @@ func (s *Service) Result(ctx context.Context, id, pollToken string, wait time.Du
 	defer deadline.Stop()
 	tick := time.NewTicker(s.Config.PollInterval)
 	defer tick.Stop()
-	for e.Status == start && !start.Final() && start != StatusApproved {
+	for e.Status == start && start.Undecided() {
 		select {
 		case <-ctx.Done():
 			return e, nil
@@ -478,7 +478,7 @@ func (s *Service) resultOnce(ctx context.Context, id, pollToken string) (*Enroll
 }
 
 func (s *Service) due(e *Enrollment) bool {
-	return (e.Status == StatusPendingVerification || e.Status == StatusAwaitingApproval) &&
+	return e.Status.Undecided() &&
 		e.ExpiresAt != nil && !s.now().Before(*e.ExpiresAt)
 }
 
@@ -520,7 +520,7 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		if err != nil {
 			return err
 		}
-		if e.Status != StatusAwaitingApproval {
+		if !e.Status.Allows(VerbApprove) {
 			return wrongState(e, "approve", "only enrollments awaiting approval can be approved")
 		}
 		if e.ExpiresAt != nil && !o.now.Before(*e.ExpiresAt) {
@@ -558,7 +558,7 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		if err != nil {
 			return err
 		}
-		e.Status = StatusApproved
+		e.Status = VerbApprove.Transition().To
 		e.ApprovedBy = meta.Actor
 		e.ApprovedAt = &o.now
 		e.ApprovalNotes = notes
@@ -623,10 +623,10 @@ func (s *Service) Reject(ctx context.Context, id, reason string, meta Meta) (*En
 			return err
 		}
 		from := e.Status
-		if from != StatusAwaitingApproval && from != StatusPendingVerification {
+		if !from.Allows(VerbReject) {
 			return wrongState(e, "reject", "only enrollments awaiting approval or verification can be rejected")
 		}
-		e.Status = StatusRejected
+		e.Status = VerbReject.Transition().To
 		e.RejectedBy = meta.Actor
 		e.RejectedAt = &o.now
 		e.RejectionReason = reason
@@ -665,7 +665,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason string, meta Meta) (*En
 		if err != nil {
 			return err
 		}
-		if e.Status != StatusApproved {
+		if !e.Status.Allows(VerbRevoke) {
 			return wrongState(e, "revoke", "only approved enrollments can be revoked")
 		}
 		if err := o.revoke(e, reason, meta); err != nil {
@@ -679,7 +679,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason string, meta Meta) (*En
 
 func (o *op) revoke(e *Enrollment, reason string, meta Meta) error {
 	port := e.TunnelPort
-	e.Status = StatusRevoked
+	e.Status = VerbRevoke.Transition().To
 	e.RevokedBy = meta.Actor
 	e.RevokedAt = &o.now
 	e.RevocationNote = reason
@@ -736,10 +736,10 @@ func (s *Service) expire(ctx context.Context, id string) (bool, error) {
 			return err
 		}
 		from := e.Status
-		if (from != StatusPendingVerification && from != StatusAwaitingApproval) || e.ExpiresAt == nil || o.now.Before(*e.ExpiresAt) {
+		if !from.Allows(VerbExpire) || e.ExpiresAt == nil || o.now.Before(*e.ExpiresAt) {
 			return nil
 		}
-		e.Status = StatusExpired
+		e.Status = VerbExpire.Transition().To
 		e.ChallengeNonce = ""
 		e.UpdatedAt = o.now
 		ok, err := o.tx.UpdateEnrollment(ctx, e, from)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/tls"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
@@ -201,31 +199,6 @@ func diffDump(before, after map[string][]string) string {
 	return b.String()
 }
 
-// pinnedClient trusts exactly the certificate whose SPKI hash is fp and
-// never follows redirects (a redirect is an answer to assert on).
-func pinnedClient(fp string, conns int) *http.Client {
-	return &http.Client{
-		Timeout: 90 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-		Transport: &http.Transport{
-			MaxIdleConnsPerHost: conns,
-			TLSClientConfig: &tls.Config{
-				InsecureSkipVerify: true,
-				MinVersion:         tls.VersionTLS12,
-				VerifyConnection: func(cs tls.ConnectionState) error {
-					sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
-					if "sha256:"+hex.EncodeToString(sum[:]) != fp {
-						return fmt.Errorf("fingerprint mismatch")
-					}
-					return nil
-				},
-			},
-		},
-	}
-}
-
 // resp is an HTTP answer, read in full.
 type resp struct {
 	status int
@@ -237,7 +210,7 @@ type resp struct {
 func (r resp) code() string {
 	var eb api.ErrorBody
 	json.Unmarshal(r.body, &eb)
-	return eb.Error.Code
+	return string(eb.Error.Code)
 }
 
 func (r resp) String() string {
@@ -258,7 +231,7 @@ type apiClient struct {
 }
 
 func newAPIClient(adminAddr, publicAddr, token, fp string) *apiClient {
-	return &apiClient{admin: "http://" + adminAddr, public: "https://" + publicAddr, token: token, fp: fp, hc: pinnedClient(fp, 64)}
+	return &apiClient{admin: "http://" + adminAddr, public: "https://" + publicAddr, token: token, fp: fp, hc: testbin.PinnedClient(fp, 64)}
 }
 
 // req is one request to send.

@@ -220,8 +220,8 @@ func TestLostDatabase(t *testing.T) {
 	})
 	time.Sleep(time.Until(downAt.Add(4 * time.Second)))
 	select {
-	case <-p.done:
-		t.Fatalf("oma-server exited while the database was down: %v", p.cmd.ProcessState)
+	case <-p.done():
+		t.Fatalf("oma-server exited while the database was down: %v", p.srv.Cmd.ProcessState)
 	default:
 	}
 

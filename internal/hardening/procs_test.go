@@ -18,19 +18,18 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
-// omaProc is a running oma-server process.
+// omaProc is a running oma-server process (testbin.StartServer) with an
+// API client for it.
 type omaProc struct {
 	*apiClient
+	srv       *testbin.Server
 	t         *testing.T
 	name      string
 	driver    string
 	dsn       string
 	dataDir   string
 	tokenFile string // where the admin token is read from
-	args      []string
-	cmd       *exec.Cmd
 	log       *testbin.Buffer
-	done      chan struct{}
 }
 
 // procOpts configures an oma-server process.
@@ -62,69 +61,33 @@ func startOMA(t *testing.T, o procOpts) *omaProc {
 	if o.driver == "" {
 		o.driver = "sqlite"
 	}
-	if o.tunnelMode == "" {
-		o.tunnelMode = "none"
-	}
 	if o.name == "" {
 		o.name = "oma-server"
 	}
-	p := &omaProc{t: t, name: o.name, driver: o.driver, dsn: o.dsn, dataDir: t.TempDir(), log: &testbin.Buffer{}}
-	if p.driver == "sqlite" && p.dsn == "" {
-		p.dsn = filepath.Join(p.dataDir, "oma.db")
+	dataDir := t.TempDir()
+	if o.driver == "sqlite" && o.dsn == "" {
+		o.dsn = filepath.Join(dataDir, "oma.db")
 	}
-	p.tokenFile = o.tokenFile
-	if p.tokenFile == "" {
-		p.tokenFile = filepath.Join(p.dataDir, "admin.token")
-	}
-	p.args = []string{"serve",
-		"--data-dir", p.dataDir,
-		"--db-driver", p.driver,
-		"--db-dsn", p.dsn,
-		"--public-host", "127.0.0.1",
-		"--tunnel-mode", o.tunnelMode,
-		"--log-format", "text",
-	}
+	args := append([]string{}, o.extra...)
 	if o.auditKeyFile != "" {
-		p.args = append(p.args, "--audit-key-file", o.auditKeyFile)
+		args = append([]string{"--audit-key-file", o.auditKeyFile}, args...)
 	}
-	p.args = append(p.args, o.extra...)
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		admin, public := testbin.FreeAddr(t), testbin.FreeAddr(t)
-		if err = p.start(admin, public); err == nil {
-			t.Cleanup(p.stop)
-			return p
-		}
+	srv := testbin.StartServer(t, testbin.ServerOptions{Binary: bin("oma-server"), DataDir: dataDir, Driver: o.driver, DSN: o.dsn,
+		TunnelMode: o.tunnelMode, TokenFile: o.tokenFile, Args: args})
+	p := &omaProc{srv: srv, t: t, name: o.name, driver: o.driver, dsn: o.dsn, dataDir: dataDir, tokenFile: srv.Opts.TokenFile, log: srv.Log}
+	if err := p.connect(); err != nil {
+		t.Fatalf("%s: %v\nlog:\n%s", p.name, err, p.log.String())
 	}
-	t.Fatalf("%s did not start: %v\nlog:\n%s", p.name, err, p.log.String())
-	return nil
+	return p
 }
 
-func (p *omaProc) start(admin, public string) error {
-	args := append(append([]string{}, p.args...), "--admin-listen", admin, "--public-listen", public)
-	p.cmd = exec.Command(bin("oma-server"), args...)
-	p.cmd.Env = testbin.Env()
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		return err
-	}
-	p.done = make(chan struct{})
-	go func() { p.cmd.Wait(); close(p.done) }()
-	if err := testbin.WaitHealthy("http://"+admin+"/health", p.tokenFile, p.done); err != nil {
-		p.kill()
-		return fmt.Errorf("%w (%v)", err, p.cmd.ProcessState)
-	}
-	tok, err := os.ReadFile(p.tokenFile)
+// connect makes the API client of the running process.
+func (p *omaProc) connect() error {
+	fp, err := fetchFingerprint(p.srv.Public)
 	if err != nil {
-		p.kill() // a retry starts another one
 		return err
 	}
-	fp, err := fetchFingerprint(public)
-	if err != nil {
-		p.kill()
-		return err
-	}
-	p.apiClient = newAPIClient(admin, public, strings.TrimSpace(string(tok)), fp)
+	p.apiClient = newAPIClient(p.srv.Admin, p.srv.Public, p.srv.Token(), fp)
 	return nil
 }
 
@@ -132,16 +95,14 @@ func (p *omaProc) start(admin, public string) error {
 // (after kill or stop).
 func (p *omaProc) restart() {
 	p.t.Helper()
-	admin, public := strings.TrimPrefix(p.admin, "http://"), strings.TrimPrefix(p.public, "https://")
-	var err error
-	for attempt := 0; attempt < 50; attempt++ { // the ports may linger a moment
-		if err = p.start(admin, public); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	p.srv.Restart()
+	if err := p.connect(); err != nil {
+		p.t.Fatalf("%s: %v\nlog:\n%s", p.name, err, p.log.String())
 	}
-	p.t.Fatalf("%s did not restart: %v\nlog:\n%s", p.name, err, p.log.String())
 }
+
+// done is closed when the process has exited.
+func (p *omaProc) done() <-chan struct{} { return p.srv.Done }
 
 func fetchFingerprint(addr string) (string, error) {
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
@@ -154,17 +115,7 @@ func fetchFingerprint(addr string) (string, error) {
 }
 
 // kill is kill -9.
-func (p *omaProc) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
-}
-
-func (p *omaProc) stop() {
-	testbin.Stop(p.cmd, p.done, 15*time.Second)
-	if p.t.Failed() {
-		p.t.Logf("%s log (last 6 KiB):\n%s", p.name, tail(p.log.String(), 6<<10))
-	}
-}
+func (p *omaProc) kill() { p.srv.Kill() }
 
 func (p *omaProc) adminAddr() string  { return strings.TrimPrefix(p.admin, "http://") }
 func (p *omaProc) publicAddr() string { return strings.TrimPrefix(p.public, "https://") }

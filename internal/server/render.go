@@ -34,16 +34,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError renders err as the JSON error envelope. Errors without a code
 // are internal: the client gets a generic message, the log gets the cause.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code := string(enroll.ErrorCode(err))
+	code := enroll.ErrorCode(err)
 	msg := enroll.ErrorMessage(err)
 	var he *httpError
 	switch {
 	case errors.As(err, &he):
 		code, msg = he.code, he.msg
-	case code == string(enroll.CodeInternal) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+	case code == enroll.CodeInternal && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// The server is shutting down (or the database did not answer in
 		// time): a retry elsewhere or later will do.
-		code, msg = string(enroll.CodeUnavailable), "the server is shutting down or the database did not answer in time; try again"
+		code, msg = enroll.CodeUnavailable, "the server is shutting down or the database did not answer in time; try again"
 	}
 	status := api.HTTPStatus(code)
 	if status >= 500 {
@@ -54,7 +54,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // httpError is an error that exists only at the HTTP layer.
 type httpError struct {
-	code, msg string
+	code enroll.Code
+	msg  string
 }
 
 func (e *httpError) Error() string { return e.msg }

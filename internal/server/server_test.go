@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +24,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 var dbSeq atomic.Int64
@@ -90,23 +90,8 @@ func startServer(t *testing.T, db *store.DB, mutate func(*server.Config)) *env {
 	e.admin = "http://" + srv.AdminAddr()
 	e.public = "https://" + srv.PublicAddr()
 	e.fp = srv.Fingerprint()
-	e.client = pinnedClient(e.fp)
+	e.client = testbin.PinnedClient(e.fp, 0)
 	return e
-}
-
-// pinnedClient trusts exactly the certificate whose SPKI hash is fp.
-func pinnedClient(fp string) *http.Client {
-	return &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		InsecureSkipVerify: true,
-		MinVersion:         tls.VersionTLS12,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
-			if "sha256:"+hex.EncodeToString(sum[:]) != fp {
-				return fmt.Errorf("fingerprint mismatch")
-			}
-			return nil
-		},
-	}}}
 }
 
 type resp struct {
@@ -118,7 +103,7 @@ type resp struct {
 func (r resp) code() string {
 	var eb api.ErrorBody
 	json.Unmarshal(r.body, &eb)
-	return eb.Error.Code
+	return string(eb.Error.Code)
 }
 
 func (e *env) do(method, url, token string, body any) resp {

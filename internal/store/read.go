@@ -248,10 +248,12 @@ func (s *DB) AuditHead(ctx context.Context) (int64, string, error) {
 // ExpirableEnrollments lists the ids of unfinished enrollments due to
 // expire at now, the longest overdue first.
 func (s *DB) ExpirableEnrollments(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	// The statuses that can expire, from the state machine's table.
+	in, args := statusIn(enroll.VerbExpire.Transition().From)
 	q := `SELECT id FROM vma_enrollments
-		WHERE status IN (?, ?) AND expires_at IS NOT NULL AND expires_at <= ?
+		WHERE status IN (` + in + `) AND expires_at IS NOT NULL AND expires_at <= ?
 		ORDER BY expires_at, id`
-	args := []any{string(enroll.StatusPendingVerification), string(enroll.StatusAwaitingApproval), ts(now)}
+	args = append(args, ts(now))
 	if limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, limit)
@@ -308,4 +310,15 @@ func (s *DB) TouchAdminToken(ctx context.Context, name string, now time.Time) er
 		}
 		return nil
 	})
+}
+
+// statusIn is the placeholders ("?, ?") and arguments of an SQL
+// "status IN (…)" over statuses (never empty: the state machine's verbs
+// all start somewhere).
+func statusIn(statuses []enroll.Status) (string, []any) {
+	args := make([]any, len(statuses))
+	for i, st := range statuses {
+		args[i] = string(st)
+	}
+	return strings.TrimSuffix(strings.Repeat("?, ", len(statuses)), ", "), args
 }

@@ -310,7 +310,7 @@ func (u *UI) redirect(w http.ResponseWriter, r *http.Request, to string) {
 }
 
 func (u *UI) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	status := api.HTTPStatus(string(enroll.ErrorCode(err)))
+	status := api.HTTPStatus(enroll.ErrorCode(err))
 	if status < 500 {
 		status = http.StatusInternalServerError
 	}
@@ -351,12 +351,12 @@ func (u *UI) handleState(w http.ResponseWriter, r *http.Request) {
 	}
 	_, err := u.session(r)
 	if errors.Is(err, errNoSession) {
-		writeJSON(http.StatusUnauthorized, api.ErrorBody{Error: api.ErrorDetail{Code: string(enroll.CodeUnauthorized), Message: "not signed in"}})
+		writeJSON(http.StatusUnauthorized, api.ErrorBody{Error: api.ErrorDetail{Code: enroll.CodeUnauthorized, Message: "not signed in"}})
 		return
 	}
 	if err != nil {
 		u.log.Error("web UI state failed", "err", err)
-		writeJSON(api.HTTPStatus(string(enroll.ErrorCode(err))), api.ErrorBody{Error: api.ErrorDetail{Code: string(enroll.ErrorCode(err)), Message: enroll.ErrorMessage(err)}})
+		writeJSON(api.HTTPStatus(enroll.ErrorCode(err)), api.ErrorBody{Error: api.ErrorDetail{Code: enroll.ErrorCode(err), Message: enroll.ErrorMessage(err)}})
 		return
 	}
 	ctx := r.Context()
@@ -375,7 +375,7 @@ func (u *UI) handleState(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		u.log.Error("web UI state failed", "err", err)
-		writeJSON(api.HTTPStatus(string(enroll.ErrorCode(err))), api.ErrorBody{Error: api.ErrorDetail{Code: string(enroll.ErrorCode(err)), Message: enroll.ErrorMessage(err)}})
+		writeJSON(api.HTTPStatus(enroll.ErrorCode(err)), api.ErrorBody{Error: api.ErrorDetail{Code: enroll.ErrorCode(err), Message: enroll.ErrorMessage(err)}})
 		return
 	}
 	writeJSON(http.StatusOK, st)

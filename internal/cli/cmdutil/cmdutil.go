@@ -102,6 +102,19 @@ const (
 	ExitUsage   = 2
 )
 
+// Explained returns an error that reads msg (what happened and what to do
+// next, for a person) and unwraps to err, so that its code (enroll.Code,
+// client.APIError) still decides the exit status.
+func Explained(msg string, err error) error { return &explainedError{msg: msg, err: err} }
+
+type explainedError struct {
+	msg string
+	err error
+}
+
+func (e *explainedError) Error() string { return e.msg }
+func (e *explainedError) Unwrap() error { return e.err }
+
 // FlagError marks a usage problem: the root prints the usage hint and exits 2.
 type FlagError struct{ Err error }
 

@@ -42,7 +42,7 @@ source tree).`, name),
   %[1]s completion zsh > "${fpath[1]}/_%[1]s"
   %[1]s completion fish > ~/.config/fish/completions/%[1]s.fish
   %[1]s completion powershell | Out-String | Invoke-Expression`, name),
-		Args:                  cobra.ExactArgs(1),
+		Args:                  ExactArgs(1),
 		ValidArgs:             Shells(),
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -9,6 +9,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -18,8 +21,77 @@ import (
 type Setting struct {
 	Key  string // in the YAML config file, e.g. token_file
 	Flag string // without dashes, e.g. token-file
-	Env  string // e.g. OMACTL_TOKEN_FILE
+	Env  string // e.g. OMACTL_TOKEN_FILE; "" or "-" for none
+	// Default is the value when neither flag, environment nor file sets
+	// it (nil: the flag's default, or the zero value).
+	Default any
 }
+
+// ConfigSpec is what LoadConfig needs to know of a program.
+type ConfigSpec struct {
+	// Settings lists every key; each is bound explicitly, to its flag
+	// (when Flag finds it on the command line being run) and its
+	// environment variable (spf13/viper#761: Unmarshal ignores unbound
+	// variables).
+	Settings []Setting
+	// Flag looks a setting's flag up on the command being run; nil
+	// when that command lacks it.
+	Flag func(name string) *pflag.Flag
+	// ExplicitFile is the file named by --config or the environment: it
+	// must exist. DefaultFile is read only when it exists.
+	ExplicitFile, DefaultFile string
+	// FileValues, when set, may rewrite the values read from File (e.g.
+	// make a relative path relative to the file).
+	FileValues func(file string, m map[string]any)
+}
+
+// LoadConfig is the one configuration loader of the three programs: the
+// precedence is flag > environment > config file > default, and the
+// config file's keys are those of Settings, written with underscores
+// (canonical: token_file) or like the flags (token-file); an unknown key is
+// a usage error (exit 2). It returns the merged values and the file read
+// ("" for none).
+func LoadConfig(spec ConfigSpec) (*viper.Viper, string, error) {
+	v := viper.New()
+	for _, s := range spec.Settings {
+		if s.Default != nil {
+			v.SetDefault(s.Key, s.Default)
+		}
+		if s.Env != "" && s.Env != "-" {
+			if err := v.BindEnv(s.Key, s.Env); err != nil {
+				return nil, "", err
+			}
+		}
+		if spec.Flag == nil {
+			continue
+		}
+		if fl := spec.Flag(s.Flag); fl != nil {
+			if err := v.BindPFlag(s.Key, fl); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	file, err := ConfigFile(spec.ExplicitFile, spec.DefaultFile)
+	if err != nil {
+		return nil, "", err
+	}
+	if file != "" {
+		m, err := ReadConfigFile(file, spec.Settings)
+		if err != nil {
+			return nil, "", err
+		}
+		if spec.FileValues != nil {
+			spec.FileValues(file, m)
+		}
+		if err := v.MergeConfigMap(m); err != nil {
+			return nil, "", fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	return v, file, nil
+}
+
+// KeyOf is the config key of a flag: its name with underscores.
+func KeyOf(flag string) string { return strings.ReplaceAll(flag, "-", "_") }
 
 // ConfigFile locates a program's YAML config file: the explicit one (from
 // --config or the environment) must exist; the default one is read only
@@ -97,4 +169,35 @@ func ExpandHome(p string) string {
 		return p
 	}
 	return filepath.Join(home, rest)
+}
+
+// annotationNoConfig marks a command that reads no configuration.
+const annotationNoConfig = "cmdutil.no_config"
+
+// NoConfig marks cmd, and the commands under it, as taking its settings
+// from the command line only: a broken config file does not stop it.
+func NoConfig(cmd *cobra.Command) {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[annotationNoConfig] = "1"
+}
+
+// ReadsConfig reports whether cmd depends on the configuration (the root's
+// PersistentPreRunE loads it once for every command, and fails the run on
+// a broken one only when this is true): not help, completion, version or a
+// command marked NoConfig.
+func ReadsConfig(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		if c.Annotations[annotationNoConfig] != "" {
+			return false
+		}
+		if c.HasParent() && !c.Parent().HasParent() {
+			switch c.Name() {
+			case "help", "completion", "version", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+				return false
+			}
+		}
+	}
+	return true
 }

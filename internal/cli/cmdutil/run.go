@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -75,7 +74,7 @@ func StatusOf(code int) string {
 // also one JSONError object on stdout, unless the command wrote its own
 // (or anything else) there already.
 func Run(root *cobra.Command, ios *IOStreams) int {
-	prepare(root)
+	unknown := prepare(root)
 	// Commands write through ios (the factory shares it): count what
 	// reaches stdout, so that a command that printed its document before
 	// failing (audit verify's report, say) gets no second one.
@@ -84,6 +83,10 @@ func Run(root *cobra.Command, ios *IOStreams) int {
 	ios.Out = out
 	cmd, err := root.ExecuteC()
 	ios.Out = orig
+	if err == nil && *unknown != nil {
+		// An unknown subcommand of a command that only groups others.
+		cmd, err = (*unknown).cmd, (*unknown).err
+	}
 	if err == nil {
 		return ExitOK
 	}
@@ -104,11 +107,6 @@ func Run(root *cobra.Command, ios *IOStreams) int {
 		hint = code == ExitUsage && errors.As(ee.Err, &fe)
 	case errors.As(err, &fe):
 		code, hint = ExitUsage, true
-	case isCobraUsageError(err):
-		// cobra's own errors (unknown command, flag parsing) are usage
-		// errors too; an unknown command lists the likely ones.
-		code, hint = ExitUsage, true
-		msg = unknownCommand(cmd, msg)
 	default:
 		code = ExitFailure
 	}
@@ -145,28 +143,6 @@ func writeJSON(w io.Writer, v any) {
 	}
 }
 
-func isCobraUsageError(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "accepts ", "requires at least", "requires at most", "received ", "unknown flag", "unknown shorthand", "invalid argument", "flag needs an argument", "bad flag syntax"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
-}
-
-var unknownCommandRE = regexp.MustCompile(`^unknown command "(.*?)" for "(.*?)"`)
-
-// unknownCommand rewrites cobra's unknown-command message with our
-// suggestions (or leaves msg alone when it is not one).
-func unknownCommand(cmd *cobra.Command, msg string) string {
-	m := unknownCommandRE.FindStringSubmatch(msg)
-	if m == nil {
-		return msg
-	}
-	return unknownCommandMessage(cmd, m[1])
-}
-
 func unknownCommandMessage(cmd *cobra.Command, arg string) string {
 	msg := fmt.Sprintf("unknown command %q for %q", arg, cmd.CommandPath())
 	if s := cmd.SuggestionsFor(arg); len(s) > 0 {
@@ -179,28 +155,60 @@ func unknownCommandMessage(cmd *cobra.Command, arg string) string {
 	return msg
 }
 
-// prepare walks the command tree once before it runs: every command's
-// argument check reports its errors in our words.
-func prepare(root *cobra.Command) {
-	if root.Annotations != nil && root.Annotations["cmdutil.prepared"] != "" {
-		return
-	}
+// unknownCmd is an unknown subcommand found while cobra showed help.
+type unknownCmd struct {
+	cmd *cobra.Command
+	err error
+}
+
+// prepare walks the command tree once before it runs, so that every usage
+// error is a typed FlagError in our words, none recognised by its text:
+// flag errors through Setup's FlagErrorFunc, argument errors through
+// every command's Args (ours, NoArgs and ExactArgs; any other validator's
+// error is wrapped), and an unknown subcommand either by the Args of a
+// command that runs (NoArgs) or, for a command that only groups others
+// (cobra shows its help instead of running it), through *unknown.
+func prepare(root *cobra.Command) **unknownCmd {
+	unknown := new(*unknownCmd)
 	if root.Annotations == nil {
 		root.Annotations = map[string]string{}
 	}
+	prepared := root.Annotations["cmdutil.prepared"] != ""
 	root.Annotations["cmdutil.prepared"] = "1"
+	help := root.HelpFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		// cobra asks a command that does not run for its help, with the
+		// words that followed it: words that are not flags there name a
+		// subcommand that does not exist.
+		if !c.Runnable() && c.HasSubCommands() && !helpRequested(c) {
+			if rest := c.Flags().Args(); len(rest) > 0 {
+				*unknown = &unknownCmd{cmd: c, err: &FlagError{Err: errors.New(unknownCommandMessage(c, rest[0]))}}
+				return
+			}
+		}
+		help(c, args)
+	})
+	if prepared {
+		return unknown
+	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.SuggestionsMinimumDistance <= 0 {
 			c.SuggestionsMinimumDistance = 2
 		}
+		if c.Args == nil && c.HasSubCommands() {
+			// Not cobra's legacyArgs, which reports an unknown command
+			// of the root as an untyped error: the help hook above does.
+			c.Args = cobra.ArbitraryArgs
+		}
 		if orig := c.Args; orig != nil {
 			c.Args = func(cmd *cobra.Command, args []string) error {
 				err := orig(cmd, args)
-				if err == nil {
-					return nil
+				var fe *FlagError
+				if err == nil || errors.As(err, &fe) {
+					return err
 				}
-				return &FlagError{Err: argsError(cmd, args, err)}
+				return &FlagError{Err: err}
 			}
 		}
 		for _, sub := range c.Commands() {
@@ -208,46 +216,49 @@ func prepare(root *cobra.Command) {
 		}
 	}
 	walk(root)
+	return unknown
 }
 
-// argsError says what is wrong with a command's arguments in our words,
-// from the argument names of its Use line ("approve ID").
-func argsError(cmd *cobra.Command, args []string, err error) error {
-	var fe *FlagError
-	if errors.As(err, &fe) {
-		return fe.Err // the command's own words already
+// helpRequested reports whether c was asked for its help (--help, -h).
+func helpRequested(c *cobra.Command) bool {
+	f := c.Flags().Lookup("help")
+	return f != nil && f.Changed
+}
+
+// NoArgs accepts no arguments: a command with subcommands (or the root)
+// reports an unknown command with suggestions, any other "takes no
+// arguments".
+func NoArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
 	}
-	names := strings.Fields(cmd.Use)[1:]
-	var required []string
-	for _, n := range names {
-		if !strings.HasPrefix(n, "[") {
-			required = append(required, n)
-		}
+	if cmd.HasSubCommands() || !cmd.HasParent() {
+		return &FlagError{Err: errors.New(unknownCommandMessage(cmd, args[0]))}
 	}
-	path := cmd.CommandPath()
-	usage := strings.TrimSpace(path + " " + strings.Join(names, " "))
-	msg := err.Error()
-	switch {
-	case len(names) == 0 && len(args) > 0:
-		if cmd.HasSubCommands() || !cmd.HasParent() {
-			return errors.New(unknownCommandMessage(cmd, args[0]))
+	return &FlagError{Err: fmt.Errorf("%s takes no arguments, got %s", cmd.CommandPath(), quoteAll(args))}
+}
+
+// ExactArgs accepts exactly n arguments, named by the command's Use line
+// ("approve ID"): "omactl approve needs the argument ID (usage: omactl
+// approve ID)", "too many arguments for omactl approve: "b" (usage: …)".
+func ExactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		names := strings.Fields(cmd.Use)[1:]
+		path := cmd.CommandPath()
+		usage := strings.TrimSpace(path + " " + strings.Join(names, " "))
+		switch {
+		case len(args) < n:
+			missing := names[min(len(args), len(names)):min(n, len(names))]
+			what := "the argument " + strings.Join(missing, "")
+			if len(missing) > 1 {
+				what = "the arguments " + strings.Join(missing, " and ")
+			}
+			return &FlagError{Err: fmt.Errorf("%s needs %s (usage: %s)", path, what, usage)}
+		case len(args) > n:
+			return &FlagError{Err: fmt.Errorf("too many arguments for %s: %s (usage: %s)", path, quoteAll(args[n:]), usage)}
 		}
-		return fmt.Errorf("%s takes no arguments, got %s", path, quoteAll(args))
-	case len(args) < len(required):
-		missing := required[len(args):]
-		what := "the argument " + missing[0]
-		if len(missing) > 1 {
-			what = "the arguments " + strings.Join(missing, " and ")
-		}
-		return fmt.Errorf("%s needs %s (usage: %s)", path, what, usage)
-	case strings.HasPrefix(msg, "accepts ") || strings.HasPrefix(msg, "requires at most") || strings.HasPrefix(msg, "accepts at most"):
-		extra := args
-		if len(args) > len(names) && !strings.HasSuffix(usage, "...") && !strings.HasSuffix(usage, "...]") {
-			extra = args[len(names):]
-		}
-		return fmt.Errorf("too many arguments for %s: %s (usage: %s)", path, quoteAll(extra), usage)
+		return nil
 	}
-	return err
 }
 
 func quoteAll(args []string) string {

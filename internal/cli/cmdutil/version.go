@@ -47,7 +47,7 @@ func NewVersionCmd(binary string, ios *IOStreams) *cobra.Command {
 		Short: "Print version, commit and build date",
 		Example: "  " + binary + " version\n  " + binary + " --version\n  " +
 			binary + " version -o json | jq -r .version",
-		Args: cobra.NoArgs,
+		Args: NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Its own -o, or the program's persistent one.
 			out, _ := cmd.Flags().GetString("output")

@@ -147,31 +147,35 @@ func binaries() []binaryDoc {
 		{
 			root: byName["oma-server"],
 			intro: "Config file: `--config FILE`, else `$OMA_CONFIG`, else `" + omaserver.DefaultConfigFile + "` when it exists. " +
-				"Every flag of the commands that read the configuration is a key, spelled like the flag (`db-dsn`) or with " +
-				"underscores (`db_dsn`), and an environment variable `OMA_` + the flag in capitals with `_` for `-` " +
-				"(`OMA_DB_DSN`). One file may hold the keys of all commands; a key that is no flag of any command is an error.",
-			example: "data-dir: /var/lib/oma-enroll\ndb-driver: mysql\ndb-dsn: oma:secret@tcp(db.example.com:3306)/oma\npublic-host: oma.example.com\ntls-cert: /etc/oma-enroll/tls.crt\ntls-key: /etc/oma-enroll/tls.key\nlog-format: json\n",
+				"Every flag of the commands that read the configuration is a key, written with underscores (`db_dsn`, as in " +
+				"omactl's and vma-enroll's files; the flag's spelling `db-dsn` is accepted too), and an environment variable `OMA_` + " +
+				"the key in capitals (`OMA_DB_DSN`). One file may hold the keys of all commands; a key that is no flag of any " +
+				"command is a usage error (exit 2).",
+			example: "data_dir: /var/lib/oma-enroll\ndb_driver: mysql\ndb_dsn: oma:secret@tcp(db.example.com:3306)/oma\npublic_host: oma.example.com\ntls_cert: /etc/oma-enroll/tls.crt\ntls_key: /etc/oma-enroll/tls.key\nlog_format: json\n",
 			setting: func(cmd *cobra.Command, fl *pflag.Flag) (cmdutil.Setting, bool) {
 				if fl.Name == "config" || omaserver.CmdlineOnlyFlag(fl.Name) || cmdlineOnly(cmd) {
 					return cmdutil.Setting{}, false
 				}
-				return cmdutil.Setting{Key: fl.Name, Flag: fl.Name, Env: "OMA_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))}, true
+				key := cmdutil.KeyOf(fl.Name)
+				return cmdutil.Setting{Key: key, Flag: fl.Name, Env: "OMA_" + strings.ToUpper(key)}, true
 			},
 		},
 		{
 			root: byName["omactl"],
 			intro: "Config file: `--config FILE`, else `$OMACTL_CONFIG`, else `$XDG_CONFIG_HOME/omactl/config.yaml` " +
-				"(`~/.config/omactl/config.yaml`) when it exists. Keys may also be spelled like the flags (`token-file`). " +
+				"(`~/.config/omactl/config.yaml`) when it exists. Keys are written with underscores (`token_file`); the flags' " +
+				"spelling (`token-file`) is accepted too. " +
 				"A relative `token_file` is relative to the config file; `~/` is the home directory. " +
-				"A key not listed here is an error.",
+				"A key not listed here is a usage error (exit 2).",
 			example:  "server: http://10.0.0.5:8082\ntoken_file: admin.token   # next to this file\noutput: table\n",
 			settings: omactl.Settings(),
 		},
 		{
 			root: byName["vma-enroll"],
 			intro: "Config file: `--config FILE`, else `$VMA_ENROLL_CONFIG`, else `" + vmaenroll.DefaultConfigFile + "` when it exists. " +
-				"Keys may also be spelled like the flags (`config-dir`). `--force` is deliberately a flag only: a forgotten " +
-				"setting must not make every boot enroll again. A key not listed here is an error.",
+				"Keys are written with underscores (`config_dir`); the flags' spelling (`config-dir`) is accepted too. " +
+				"`--force` is deliberately a flag only: a forgotten setting must not make every boot enroll again. " +
+				"A key not listed here is a usage error (exit 2).",
 			example:  "oma: oma.example.com:443\nfingerprint: sha256:5f1c0e9a4b7d2c8e3f6a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e\nname: vma-frankfurt-01\nconfig_dir: /etc/vma-enroll\ntimeout: 1h\n",
 			settings: vmaenroll.Settings(),
 		},

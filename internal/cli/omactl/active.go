@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
 func newActiveCmd(f *Factory) *cobra.Command {
@@ -26,7 +27,7 @@ With the openssh or none tunnel modes the server cannot see the tunnels, so
 they show as never connected.`,
 		Example: `  omactl active
   omactl active -o json | jq '.[] | select(.connection_status == "connected")'`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.Client()
 			if err != nil {

@@ -55,7 +55,7 @@ waiting for.
   omactl approve 3f2a9c1e --note "checked fingerprint by phone with J. Doe"
   omactl approve vma-frankfurt-01 --dry-run
   omactl approve vma-frankfurt-01 --wait --timeout 15m -o json`,
-		Args:              cobra.ExactArgs(1),
+		Args:              cmdutil.ExactArgs(1),
 		ValidArgsFunction: f.completeEnrollments(enroll.StatusAwaitingApproval),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Arg = args[0]

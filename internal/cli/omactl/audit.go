@@ -66,7 +66,7 @@ each after '---'.
   omactl audit --enrollment 3f2a9c1e -o json
   omactl audit --follow
   omactl audit -f --type enrollment_failed -o json | jq -r .source_ip`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAudit(cmd, f, opts)
 		},
@@ -314,31 +314,37 @@ Prints OK with the number of rows checked, or the first row where the chain
 breaks, and then exits with status 1.`,
 		Example: `  omactl audit verify
   omactl audit verify -o json`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.Client()
-			if err != nil {
-				return err
-			}
-			rep, err := c.AuditVerify(ctxOf(cmd))
-			if err != nil {
-				return f.explain(err)
-			}
-			err = f.print(rep, func(w io.Writer) error {
-				if rep.OK {
-					_, err := fmt.Fprintf(w, "OK: audit chain intact, %d events checked, newest is #%d.\n", rep.Checked, rep.HeadID)
-					return err
-				}
-				_, err := fmt.Fprintf(w, "BROKEN: the audit chain breaks at event #%d: %s\n", rep.BreakID, cleanLong(rep.Reason))
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if !rep.OK {
-				return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("audit chain broken at event #%d: the trail was changed outside oma-server; keep a copy of the database and investigate", rep.BreakID))
-			}
-			return nil
+			return runAuditVerify(ctxOf(cmd), f)
 		},
 	}
+}
+
+// runAuditVerify asks the server to check the audit chain and prints its
+// report; a broken chain exits 1 after the report.
+func runAuditVerify(ctx context.Context, f *Factory) error {
+	c, err := f.Client()
+	if err != nil {
+		return err
+	}
+	rep, err := c.AuditVerify(ctx)
+	if err != nil {
+		return f.explain(err)
+	}
+	err = f.print(rep, func(w io.Writer) error {
+		if rep.OK {
+			_, err := fmt.Fprintf(w, "OK: audit chain intact, %d events checked, newest is #%d.\n", rep.Checked, rep.HeadID)
+			return err
+		}
+		_, err := fmt.Fprintf(w, "BROKEN: the audit chain breaks at event #%d: %s\n", rep.BreakID, cleanLong(rep.Reason))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !rep.OK {
+		return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("audit chain broken at event #%d: the trail was changed outside oma-server; keep a copy of the database and investigate", rep.BreakID))
+	}
+	return nil
 }

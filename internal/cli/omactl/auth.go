@@ -35,7 +35,7 @@ func newAuthCmd(f *Factory) *cobra.Command {
 		Long:  `Commands about the admin token omactl uses.`,
 		Example: `  omactl auth status
   omactl auth status -o json`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status",
@@ -50,7 +50,7 @@ reached, saying why.`,
 		Example: `  omactl auth status
   OMACTL_TOKEN_FILE=./admin.token omactl auth status
   omactl auth status -o json | jq -r .token_name`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAuthStatus(ctxOf(cmd), f)
 		},
@@ -133,7 +133,7 @@ func newConfigCmd(f *Factory) *cobra.Command {
 		Long:  `Commands about omactl's settings (flags, OMACTL_* variables, the config file).`,
 		Example: `  omactl config view
   omactl config view -o yaml`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "view",
@@ -145,7 +145,7 @@ The keys are those of the config file.`,
 		Example: `  omactl config view
   omactl --config ./omactl.yaml config view
   omactl config view -o json | jq -r '.settings[] | select(.key == "server") | .value'`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConfigView(f)
 		},

@@ -57,28 +57,18 @@ type configFlags struct {
 	configFile string
 }
 
-// setting ties a config key to its flag and environment variable.
-type setting struct {
-	cmdutil.Setting
-	def string
-}
-
-var settings = []setting{
-	{cmdutil.Setting{Key: "server", Flag: "server", Env: EnvPrefix + "SERVER"}, DefaultServer},
-	{cmdutil.Setting{Key: "token", Flag: "token", Env: EnvPrefix + "TOKEN"}, ""},
-	{cmdutil.Setting{Key: "token_file", Flag: "token-file", Env: EnvPrefix + "TOKEN_FILE"}, DefaultTokenFile},
-	{cmdutil.Setting{Key: "output", Flag: "output", Env: EnvPrefix + "OUTPUT"}, "table"},
-	{cmdutil.Setting{Key: "fingerprint", Flag: "fingerprint", Env: EnvPrefix + "FINGERPRINT"}, ""},
+// settings are omactl's configuration keys, each with its flag and
+// environment variable.
+var settings = []cmdutil.Setting{
+	{Key: "server", Flag: "server", Env: EnvPrefix + "SERVER", Default: DefaultServer},
+	{Key: "token", Flag: "token", Env: EnvPrefix + "TOKEN", Default: ""},
+	{Key: "token_file", Flag: "token-file", Env: EnvPrefix + "TOKEN_FILE", Default: DefaultTokenFile},
+	{Key: "output", Flag: "output", Env: EnvPrefix + "OUTPUT", Default: "table"},
+	{Key: "fingerprint", Flag: "fingerprint", Env: EnvPrefix + "FINGERPRINT", Default: ""},
 }
 
 // Settings lists omactl's configuration keys (for docs/configuration.md).
-func Settings() []cmdutil.Setting {
-	out := make([]cmdutil.Setting, len(settings))
-	for i, s := range settings {
-		out[i] = s.Setting
-	}
-	return out
-}
+func Settings() []cmdutil.Setting { return append([]cmdutil.Setting(nil), settings...) }
 
 func addConfigFlags(flags *pflag.FlagSet, cf *configFlags) {
 	flags.String("server", DefaultServer, "address of the oma-server admin listener ($OMACTL_SERVER)")
@@ -93,36 +83,21 @@ func addConfigFlags(flags *pflag.FlagSet, cf *configFlags) {
 // order of precedence. Every key is bound explicitly (spf13/viper#761).
 // defaultFile is read when it exists and no other file is named.
 func loadConfig(flags *pflag.FlagSet, cf *configFlags, defaultFile string) (Config, error) {
-	v := viper.New()
-	for _, s := range settings {
-		v.SetDefault(s.Key, s.def)
-		if err := v.BindEnv(s.Key, s.Env); err != nil {
-			return Config{}, err
-		}
-		if err := v.BindPFlag(s.Key, flags.Lookup(s.Flag)); err != nil {
-			return Config{}, err
-		}
-	}
 	explicit := cf.configFile
 	if explicit == "" {
 		explicit = os.Getenv(EnvPrefix + "CONFIG")
 	}
-	file, err := cmdutil.ConfigFile(explicit, defaultFile)
+	v, file, err := cmdutil.LoadConfig(cmdutil.ConfigSpec{
+		Settings: Settings(), Flag: flags.Lookup, ExplicitFile: explicit, DefaultFile: defaultFile,
+		FileValues: func(file string, m map[string]any) {
+			// A relative token file is relative to the config file.
+			if tf, ok := m["token_file"].(string); ok && tf != "" && !filepath.IsAbs(tf) && !strings.HasPrefix(tf, "~/") {
+				m["token_file"] = filepath.Join(filepath.Dir(file), tf)
+			}
+		},
+	})
 	if err != nil {
 		return Config{}, err
-	}
-	if file != "" {
-		m, err := cmdutil.ReadConfigFile(file, Settings())
-		if err != nil {
-			return Config{}, err
-		}
-		// A relative token file is relative to the config file.
-		if tf, ok := m["token_file"].(string); ok && tf != "" && !filepath.IsAbs(tf) && !strings.HasPrefix(tf, "~/") {
-			m["token_file"] = filepath.Join(filepath.Dir(file), tf)
-		}
-		if err := v.MergeConfigMap(m); err != nil {
-			return Config{}, fmt.Errorf("config file %s: %w", file, err)
-		}
 	}
 	var cfg Config
 	if err := v.Unmarshal(&cfg); err != nil {

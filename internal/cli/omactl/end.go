@@ -102,7 +102,7 @@ On a terminal omactl asks for confirmation unless --yes is given. Without a
 terminal (in scripts) --yes is required: omactl exits with status 2 rather than
 ` + a.verb + ` unasked. --dry-run shows what would be done and changes nothing.`,
 		Example:           a.example,
-		Args:              cobra.ExactArgs(1),
+		Args:              cmdutil.ExactArgs(1),
 		ValidArgsFunction: f.completeEnrollments(a.states...),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Arg = args[0]

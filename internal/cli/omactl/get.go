@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/client"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
@@ -60,7 +61,7 @@ awaiting approval (see 'omactl list --name NAME --status all' for the others).
 'omactl get' and 'omactl describe' print the same page. With -o json or -o yaml
 ` + jsonIs + `.`,
 		Example: example,
-		Args:    cobra.ExactArgs(1),
+		Args:    cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runGet(ctxOf(cmd), f, getOptions{Arg: args[0], Describe: describe})
 		},

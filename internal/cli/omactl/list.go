@@ -61,7 +61,7 @@ SINCE is how long ago the enrollment entered its status.`,
   omactl list --status all --sort updated -o wide
   omactl list --status pending -o name
   omactl list --status approved -o json | jq -r '.[].vma_name'`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runList(ctxOf(cmd), f, opts)
 		},

@@ -37,7 +37,7 @@ oma_fingerprint and join_command.`,
 		Example: `  omactl pairing-code
   omactl pairing-code --ttl 30m --note "Frankfurt DC, ticket 4711"
   omactl pairing-code -o json | jq -r .join_command`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.TTL != 0 && (opts.TTL < time.Minute || opts.TTL > 24*time.Hour) {
 				return cmdutil.FlagErrorf("--ttl %s is out of range: use 1m to 24h", opts.TTL)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
 type pendingOptions struct {
@@ -44,7 +45,7 @@ list is printed again only when it changed, after an empty line, and with
   omactl pending -o json | jq -r '.[].vma_name'
   omactl pending --watch
   omactl pending --watch --interval 10s -o json | while read -r list; do …; done`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.validate(); err != nil {
 				return err

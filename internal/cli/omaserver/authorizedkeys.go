@@ -60,7 +60,7 @@ or an unknown key, is not an error: nothing is printed, exit status 0.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := loadConfig(cmd)
+			v, err := config(cmd)
 			if err != nil {
 				return err
 			}
@@ -90,7 +90,7 @@ func authorizedKeysOptionsFrom(v *viper.Viper, args []string) (authorizedKeysOpt
 	if err != nil {
 		return authorizedKeysOptions{}, err
 	}
-	o := authorizedKeysOptions{common: c, User: args[0], TunnelUser: v.GetString("tunnel-user"), NBDTarget: v.GetString("nbd-target")}
+	o := authorizedKeysOptions{common: c, User: args[0], TunnelUser: v.GetString("tunnel_user"), NBDTarget: v.GetString("nbd_target")}
 	if len(args) == 3 {
 		o.KeyType, o.KeyBlob = args[1], args[2]
 	}

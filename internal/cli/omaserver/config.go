@@ -1,14 +1,16 @@
 package omaserver
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
 // DefaultConfigFile is read when present and --config is not given.
@@ -19,81 +21,83 @@ const DefaultConfigFile = "/etc/oma-enroll/oma-server.yaml"
 // not turn on.
 func CmdlineOnlyFlag(name string) bool { return name == "yes" }
 
-// loadConfig binds every flag of cmd (and its parents' persistent flags)
-// to a viper key of the same name, to the environment variable OMA_<NAME>
-// (dashes as underscores) and to the YAML config file, so that the
-// precedence is flag > environment > config file > default.
-func loadConfig(cmd *cobra.Command) (*viper.Viper, error) {
-	v := viper.New()
-	var bindErr error
-	bind := func(f *pflag.Flag) {
-		if f.Name == "help" || f.Name == "config" || CmdlineOnlyFlag(f.Name) {
+// Settings lists oma-server's configuration keys: every flag of every
+// subcommand (one file configures serve, migrate and token alike), keyed
+// by its name with underscores (db_dsn; db-dsn is accepted too), read from
+// OMA_<KEY> in the environment. --config, --help and the command-line-only
+// flags are not settings.
+func Settings(root *cobra.Command) []cmdutil.Setting {
+	var out []cmdutil.Setting
+	seen := map[string]bool{}
+	add := func(f *pflag.Flag) {
+		if f.Name == "help" || f.Name == "config" || CmdlineOnlyFlag(f.Name) || seen[f.Name] {
 			return
 		}
-		if err := v.BindPFlag(f.Name, f); err != nil && bindErr == nil {
-			bindErr = err
-		}
-		env := "OMA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if err := v.BindEnv(f.Name, env); err != nil && bindErr == nil {
-			bindErr = err
-		}
+		seen[f.Name] = true
+		key := cmdutil.KeyOf(f.Name)
+		out = append(out, cmdutil.Setting{Key: key, Flag: f.Name, Env: "OMA_" + strings.ToUpper(key)})
 	}
-	cmd.Flags().VisitAll(bind)
-	cmd.InheritedFlags().VisitAll(bind)
-	if bindErr != nil {
-		return nil, bindErr
-	}
-	file, _ := cmd.Flags().GetString("config")
-	if file == "" {
-		file = os.Getenv("OMA_CONFIG")
-	}
-	if file == "" {
-		if _, err := os.Stat(DefaultConfigFile); err != nil {
-			return v, nil
-		}
-		file = DefaultConfigFile
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
-	}
-	raw := map[string]any{}
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("config file %s: %w", file, err)
-	}
-	// Keys may be spelled like the flags (db-dsn) or like omactl's and
-	// vma-enroll's files (db_dsn).
-	conf := make(map[string]any, len(raw))
-	for k, val := range raw {
-		conf[strings.ReplaceAll(strings.ToLower(k), "_", "-")] = val
-	}
-	if err := v.MergeConfigMap(conf); err != nil {
-		return nil, fmt.Errorf("config file %s: %w", file, err)
-	}
-	// Keys in the file must be known flags: a typo should not pass silently.
-	for _, k := range v.AllKeys() {
-		if cmd.Flags().Lookup(k) == nil && cmd.InheritedFlags().Lookup(k) == nil && !knownElsewhere(cmd, k) {
-			return nil, fmt.Errorf("config file %s: unknown key %q", file, k)
-		}
-	}
-	return v, nil
-}
-
-// knownElsewhere accepts keys that belong to another subcommand's flags, so
-// one file can configure serve, migrate and token alike.
-func knownElsewhere(cmd *cobra.Command, key string) bool {
-	root := cmd.Root()
-	found := false
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
-		if c.Flags().Lookup(key) != nil || c.PersistentFlags().Lookup(key) != nil {
-			found = true
-			return
-		}
+		c.PersistentFlags().VisitAll(add)
+		c.LocalNonPersistentFlags().VisitAll(add)
 		for _, sub := range c.Commands() {
 			walk(sub)
 		}
 	}
 	walk(root)
-	return found
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+type configKey struct{}
+
+// readConfig is the root's PersistentPreRunE: it reads the configuration
+// once per run, for the command that runs, and hands it on in the
+// command's context (config).
+func readConfig(cmd *cobra.Command, _ []string) error {
+	if !cmdutil.ReadsConfig(cmd) {
+		return nil
+	}
+	v, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cmd.SetContext(context.WithValue(ctx, configKey{}, v))
+	return nil
+}
+
+// config returns the configuration readConfig read for cmd (read here
+// when cmd runs without its root, as in a test).
+func config(cmd *cobra.Command) (*viper.Viper, error) {
+	if ctx := cmd.Context(); ctx != nil {
+		if v, ok := ctx.Value(configKey{}).(*viper.Viper); ok {
+			return v, nil
+		}
+	}
+	return loadConfig(cmd)
+}
+
+// loadConfig reads the settings of cmd through cmdutil.LoadConfig: flag >
+// environment (OMA_<KEY>) > config file > default, keys with underscores.
+func loadConfig(cmd *cobra.Command) (*viper.Viper, error) {
+	file, _ := cmd.Flags().GetString("config")
+	if file == "" {
+		file = os.Getenv("OMA_CONFIG")
+	}
+	v, _, err := cmdutil.LoadConfig(cmdutil.ConfigSpec{
+		Settings: Settings(cmd.Root()),
+		Flag: func(name string) *pflag.Flag {
+			if f := cmd.Flags().Lookup(name); f != nil {
+				return f
+			}
+			return cmd.InheritedFlags().Lookup(name)
+		},
+		ExplicitFile: file, DefaultFile: DefaultConfigFile,
+	})
+	return v, err
 }

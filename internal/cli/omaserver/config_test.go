@@ -1,6 +1,7 @@
 package omaserver
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,19 +43,42 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]string{
-		"admin-listen":  "127.0.0.1:1001",  // flag beats env and file
-		"public-listen": "127.0.0.1:2002",  // env beats file
-		"log-format":    "json",            // file beats default
-		"data-dir":      "/from/env",       // persistent flag through env
-		"tunnel-mode":   "embedded",        // default
-		"db-driver":     "sqlite",          // default of a persistent flag
-		"tunnel-user":   "vma_tunnel",      // default
-		"nbd-target":    "127.0.0.1:10809", // default
-		"public-host":   "",                // default (filled in later from the hostname)
-		"ssh-host-key":  "/etc/ssh/ssh_host_ed25519_key.pub",
+		"admin_listen":  "127.0.0.1:1001",  // flag beats env and file
+		"public_listen": "127.0.0.1:2002",  // env beats file
+		"log_format":    "json",            // file beats default
+		"data_dir":      "/from/env",       // persistent flag through env
+		"tunnel_mode":   "embedded",        // default
+		"db_driver":     "sqlite",          // default of a persistent flag
+		"tunnel_user":   "vma_tunnel",      // default
+		"nbd_target":    "127.0.0.1:10809", // default
+		"public_host":   "",                // default (filled in later from the hostname)
+		"ssh_host_key":  "/etc/ssh/ssh_host_ed25519_key.pub",
 	} {
 		if got := v.GetString(key); got != want {
 			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
+}
+
+// TestConfigOncePerRun: the root reads the configuration before the
+// command runs; an unknown key stops serve with exit 2, not systemd-unit
+// (which reads none).
+func TestConfigOncePerRun(t *testing.T) {
+	t.Setenv("OMA_CONFIG", "")
+	bad := filepath.Join(t.TempDir(), "typo.yaml")
+	os.WriteFile(bad, []byte("admin-lisen: 127.0.0.1:1\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"serve", "--config", bad}, cmdutil.ExitUsage},
+		{[]string{"systemd-unit", "--config", bad}, cmdutil.ExitOK},
+	} {
+		ios, _, _, errOut := cmdutil.Test()
+		root := NewRootCmd(ios)
+		root.SetArgs(c.args)
+		if code := cmdutil.Run(root, ios); code != c.code {
+			t.Errorf("%v: exit %d, want %d; stderr:\n%s", c.args, code, c.code, errOut)
 		}
 	}
 }
@@ -64,8 +88,9 @@ func TestConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "typo.yaml")
 	os.WriteFile(bad, []byte("admin-lisen: 127.0.0.1:1\n"), 0o600)
-	if _, err := loadConfig(serveCmdWith(t, "--config", bad)); err == nil {
-		t.Error("a config file with an unknown key was accepted")
+	var fe *cmdutil.FlagError
+	if _, err := loadConfig(serveCmdWith(t, "--config", bad)); !errors.As(err, &fe) {
+		t.Errorf("a config file with an unknown key: %v, want a usage error (exit 2)", err)
 	}
 	if _, err := loadConfig(serveCmdWith(t, "--config", filepath.Join(dir, "missing.yaml"))); err == nil {
 		t.Error("a missing --config file was accepted")

@@ -21,12 +21,12 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 (one set per dialect); serve applies them at start unless --no-migrate.`,
 		Example: `  oma-server migrate status
   oma-server migrate up --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma'`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 	}
 	var yes bool
 	run := func(action string) func(cmd *cobra.Command, args []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			v, err := loadConfig(cmd)
+			v, err := config(cmd)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 			return nil
 		}
 	}
-	down := &cobra.Command{Use: "down", Short: "Roll back every migration (drops all enrollment tables)", Args: cobra.NoArgs,
+	down := &cobra.Command{Use: "down", Short: "Roll back every migration (drops all enrollment tables)", Args: cmdutil.NoArgs,
 		Long: `Roll back every migration. This drops every enrollment table with all its
 data: enrollments, admin tokens and the audit trail. Take a backup first
 (docs/admin.md, "Backup and restore"). On a terminal it asks you to type "drop"; elsewhere it
@@ -77,10 +77,10 @@ needs --yes.`,
 		RunE:    run("down")}
 	down.Flags().BoolVarP(&yes, "yes", "y", false, "drop everything without asking")
 	cmd.AddCommand(
-		&cobra.Command{Use: "up", Short: "Apply every pending migration", Args: cobra.NoArgs,
+		&cobra.Command{Use: "up", Short: "Apply every pending migration", Args: cmdutil.NoArgs,
 			Example: "  oma-server migrate up", RunE: run("up")},
 		down,
-		&cobra.Command{Use: "status", Short: "Show the schema version", Args: cobra.NoArgs,
+		&cobra.Command{Use: "status", Short: "Show the schema version", Args: cmdutil.NoArgs,
 			Example: "  oma-server migrate status", RunE: run("status")},
 	)
 	return cmd

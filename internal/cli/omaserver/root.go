@@ -37,6 +37,7 @@ Configuration: flag > environment (OMA_<FLAG>, e.g. OMA_DB_DSN) > config file
 
   # Use MariaDB
   oma-server serve --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma'`,
+		PersistentPreRunE: readConfig,
 	}
 	cmdutil.Setup(root)
 	root.CompletionOptions.DisableDefaultCmd = true // cmdutil's, like omactl's and vma-enroll's
@@ -66,11 +67,11 @@ type common struct {
 
 func commonFrom(v *viper.Viper) (common, error) {
 	c := common{
-		DataDir:  v.GetString("data-dir"),
-		Driver:   strings.ToLower(v.GetString("db-driver")),
-		DSN:      v.GetString("db-dsn"),
-		LogFmt:   v.GetString("log-format"),
-		LogLevel: v.GetString("log-level"),
+		DataDir:  v.GetString("data_dir"),
+		Driver:   strings.ToLower(v.GetString("db_driver")),
+		DSN:      v.GetString("db_dsn"),
+		LogFmt:   v.GetString("log_format"),
+		LogLevel: v.GetString("log_level"),
 	}
 	switch c.Driver {
 	case "sqlite", "mysql":

@@ -68,9 +68,9 @@ omactl then needs --server https://….`,
   # Production with MariaDB and a real certificate
   OMA_DB_DSN='oma:secret@tcp(db:3306)/oma' oma-server serve --db-driver mysql \
     --public-host oma.example.com --tls-cert /etc/oma/tls.crt --tls-key /etc/oma/tls.key`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := loadConfig(cmd)
+			v, err := config(cmd)
 			if err != nil {
 				return err
 			}
@@ -151,42 +151,42 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	}
 	o := serveOptions{
 		common:           c,
-		AdminListen:      v.GetString("admin-listen"),
-		PublicListen:     v.GetString("public-listen"),
-		PublicHost:       v.GetString("public-host"),
-		PublicPort:       v.GetInt("public-port"),
-		TLSCert:          v.GetString("tls-cert"),
-		TLSKey:           v.GetString("tls-key"),
-		TunnelMode:       v.GetString("tunnel-mode"),
-		TunnelHost:       v.GetString("tunnel-host"),
-		TunnelUser:       v.GetString("tunnel-user"),
-		SSHHostKey:       v.GetString("ssh-host-key"),
-		NBDTarget:        v.GetString("nbd-target"),
-		VMANBDListen:     v.GetString("vma-nbd-listen"),
-		VMAAPITarget:     v.GetString("vma-api-target"),
-		AuditKeyFile:     v.GetString("audit-key-file"),
-		CodeTTL:          v.GetDuration("code-ttl"),
-		VerifyWindow:     v.GetDuration("verify-window"),
-		ApprovalWindow:   v.GetDuration("approval-window"),
-		RateLimit:        v.GetFloat64("rate-limit"),
-		RateBurst:        v.GetInt("rate-burst"),
-		CodeFailures:     v.GetFloat64("code-failures-per-minute"),
-		CodeFailureBurst: v.GetInt("code-failure-burst"),
-		NoMigrate:        v.GetBool("no-migrate"),
+		AdminListen:      v.GetString("admin_listen"),
+		PublicListen:     v.GetString("public_listen"),
+		PublicHost:       v.GetString("public_host"),
+		PublicPort:       v.GetInt("public_port"),
+		TLSCert:          v.GetString("tls_cert"),
+		TLSKey:           v.GetString("tls_key"),
+		TunnelMode:       v.GetString("tunnel_mode"),
+		TunnelHost:       v.GetString("tunnel_host"),
+		TunnelUser:       v.GetString("tunnel_user"),
+		SSHHostKey:       v.GetString("ssh_host_key"),
+		NBDTarget:        v.GetString("nbd_target"),
+		VMANBDListen:     v.GetString("vma_nbd_listen"),
+		VMAAPITarget:     v.GetString("vma_api_target"),
+		AuditKeyFile:     v.GetString("audit_key_file"),
+		CodeTTL:          v.GetDuration("code_ttl"),
+		VerifyWindow:     v.GetDuration("verify_window"),
+		ApprovalWindow:   v.GetDuration("approval_window"),
+		RateLimit:        v.GetFloat64("rate_limit"),
+		RateBurst:        v.GetInt("rate_burst"),
+		CodeFailures:     v.GetFloat64("code_failures_per_minute"),
+		CodeFailureBurst: v.GetInt("code_failure_burst"),
+		NoMigrate:        v.GetBool("no_migrate"),
 	}
 	o.SSHLimits = tunnel.Limits{
-		ConnPerSecond:         v.GetFloat64("ssh-rate-limit"),
-		ConnBurst:             v.GetInt("ssh-rate-burst"),
-		AuthFailuresPerMinute: v.GetFloat64("ssh-login-failures-per-minute"),
-		AuthFailureBurst:      v.GetInt("ssh-login-failure-burst"),
-		PreAuthPerAddr:        v.GetInt("max-unauthenticated-per-ip"),
+		ConnPerSecond:         v.GetFloat64("ssh_rate_limit"),
+		ConnBurst:             v.GetInt("ssh_rate_burst"),
+		AuthFailuresPerMinute: v.GetFloat64("ssh_login_failures_per_minute"),
+		AuthFailureBurst:      v.GetInt("ssh_login_failure_burst"),
+		PreAuthPerAddr:        v.GetInt("max_unauthenticated_per_ip"),
 	}
 	if l := o.SSHLimits; l.ConnPerSecond <= 0 || l.ConnBurst < 1 || l.AuthFailuresPerMinute <= 0 || l.AuthFailureBurst < 1 || l.PreAuthPerAddr < 1 {
 		return o, cmdutil.FlagErrorf("--ssh-rate-limit, --ssh-rate-burst, --ssh-login-failures-per-minute, --ssh-login-failure-burst and --max-unauthenticated-per-ip must be positive")
 	}
-	o.SSHPort = v.GetInt("ssh-port")
-	o.AuthorizedKeysFile = v.GetString("authorized-keys-file")
-	o.AuthorizedKeysResync = v.GetDuration("authorized-keys-resync")
+	o.SSHPort = v.GetInt("ssh_port")
+	o.AuthorizedKeysFile = v.GetString("authorized_keys_file")
+	o.AuthorizedKeysResync = v.GetDuration("authorized_keys_resync")
 	switch o.TunnelMode {
 	case "embedded", "openssh", "none":
 	default:
@@ -202,10 +202,10 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 			return o, cmdutil.FlagErrorf("--%s %q: the VMA's end of a forward must be a loopback address (127.0.0.1, ::1 or localhost); vma-enroll refuses anything else", flag, addr)
 		}
 	}
-	if o.PortMin, o.PortMax, err = parsePortRange(v.GetString("tunnel-port-range")); err != nil {
+	if o.PortMin, o.PortMax, err = parsePortRange(v.GetString("tunnel_port_range")); err != nil {
 		return o, err
 	}
-	for _, p := range v.GetStringSlice("trusted-proxy") {
+	for _, p := range v.GetStringSlice("trusted_proxy") {
 		for _, part := range strings.Split(p, ",") {
 			part = strings.TrimSpace(part)
 			if part == "" {

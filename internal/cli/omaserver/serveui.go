@@ -34,9 +34,9 @@ func addAdminUIFlags(f *pflag.FlagSet) {
 func adminUIOptionsFrom(v *viper.Viper) (adminUIOptions, error) {
 	o := adminUIOptions{
 		UI:           v.GetBool("ui"),
-		AdminTLS:     v.GetBool("admin-tls"),
-		AdminTLSCert: v.GetString("admin-tls-cert"),
-		AdminTLSKey:  v.GetString("admin-tls-key"),
+		AdminTLS:     v.GetBool("admin_tls"),
+		AdminTLSCert: v.GetString("admin_tls_cert"),
+		AdminTLSKey:  v.GetString("admin_tls_key"),
 	}
 	if (o.AdminTLSCert == "") != (o.AdminTLSKey == "") {
 		return o, cmdutil.FlagErrorf("give both --admin-tls-cert and --admin-tls-key, or neither")

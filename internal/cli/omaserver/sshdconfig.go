@@ -50,9 +50,9 @@ sshd -t && systemctl reload ssh`,
 
   # The authorized_keys file variant
   oma-server sshd-config --keys-from file`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := loadConfig(cmd)
+			v, err := config(cmd)
 			if err != nil {
 				return err
 			}
@@ -91,12 +91,12 @@ func sshdConfigOptionsFrom(cmd *cobra.Command, v *viper.Viper) (sshdConfigOption
 	}
 	o := sshdConfigOptions{
 		common:             c,
-		TunnelUser:         v.GetString("tunnel-user"),
-		NBDTarget:          v.GetString("nbd-target"),
-		KeysFrom:           v.GetString("keys-from"),
-		AuthorizedKeysFile: v.GetString("authorized-keys-file"),
-		CommandUser:        v.GetString("command-user"),
-		Binary:             v.GetString("oma-server-path"),
+		TunnelUser:         v.GetString("tunnel_user"),
+		NBDTarget:          v.GetString("nbd_target"),
+		KeysFrom:           v.GetString("keys_from"),
+		AuthorizedKeysFile: v.GetString("authorized_keys_file"),
+		CommandUser:        v.GetString("command_user"),
+		Binary:             v.GetString("oma_server_path"),
 	}
 	o.ConfigFile, _ = cmd.Flags().GetString("config")
 	if o.ConfigFile == "" {

@@ -24,7 +24,7 @@ Install it with:
   systemctl daemon-reload && systemctl enable --now oma-server`,
 		Example: `  oma-server systemd-unit > /etc/systemd/system/oma-server.service
   oma-server systemd-unit --user oma --config /etc/oma-enroll/oma-server.yaml`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			user, _ := cmd.Flags().GetString("user")
 			binary, _ := cmd.Flags().GetString("binary")
@@ -45,6 +45,7 @@ Install it with:
 	cmd.Flags().String("user", "oma-enroll", "system user the service runs as")
 	cmd.Flags().String("binary", "/usr/local/bin/oma-server", "path of the oma-server binary")
 	cmd.Flags().String("config-file", DefaultConfigFile, "config file the service passes to serve with --config")
+	cmdutil.NoConfig(cmd) // its flags only: it prints a unit, for any config
 	return cmd
 }
 

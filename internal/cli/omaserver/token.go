@@ -29,10 +29,10 @@ a new token is printed once and cannot be shown again.`,
 		Example: `  oma-server token create --name alice > alice.token
   oma-server token list
   oma-server token revoke alice`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 	}
 	withService := func(cmd *cobra.Command, fn func(ctx context.Context, svc *enroll.Service, db *store.DB) error) error {
-		v, err := loadConfig(cmd)
+		v, err := config(cmd)
 		if err != nil {
 			return err
 		}
@@ -69,7 +69,7 @@ a new token is printed once and cannot be shown again.`,
 		Short: "Create a token and print it once on stdout",
 		Example: `  oma-server token create --name alice
   oma-server token create --name ci-bot > /etc/oma/ci.token`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, _ := cmd.Flags().GetString("name")
 			if name == "" {
@@ -104,7 +104,7 @@ The tokens themselves are never shown (only their hashes are stored).
 YAML. --no-headers leaves out the table's header row.`,
 		Example: `  oma-server token list
   oma-server token list -o json | jq -r '.[] | select(.revoked_at == null) | .name'`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch listOutput {
 			case "table", "json", "yaml":
@@ -127,7 +127,7 @@ YAML. --no-headers leaves out the table's header row.`,
 		Use:     "revoke NAME",
 		Short:   "Revoke an admin token; it is refused from then on",
 		Example: "  oma-server token revoke alice",
-		Args:    cobra.ExactArgs(1),
+		Args:    cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withService(cmd, func(ctx context.Context, svc *enroll.Service, db *store.DB) error {
 				if err := svc.RevokeAdminTokenBy(ctx, args[0], localActor()); err != nil {

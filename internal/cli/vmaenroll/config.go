@@ -1,14 +1,12 @@
 package vmaenroll
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
@@ -71,7 +69,7 @@ func envName(key string) string { return EnvPrefix + strings.ToUpper(key) }
 func Settings() []cmdutil.Setting {
 	out := make([]cmdutil.Setting, len(settings))
 	for i, s := range settings {
-		out[i] = cmdutil.Setting{Key: s.key, Flag: s.flag, Env: envName(s.key)}
+		out[i] = cmdutil.Setting{Key: s.key, Flag: s.flag, Env: envName(s.key), Default: s.def}
 	}
 	return out
 }
@@ -138,18 +136,6 @@ func lookupFlag(root *cobra.Command, name string) *pflag.Flag {
 // loadConfig merges flags > environment > config file > defaults, binding
 // every key explicitly (spf13/viper#761).
 func loadConfig(root *cobra.Command) (Config, error) {
-	v := viper.New()
-	for _, s := range settings {
-		v.SetDefault(s.key, s.def)
-		if err := v.BindEnv(s.key, envName(s.key)); err != nil {
-			return Config{}, err
-		}
-		if fl := lookupFlag(root, s.flag); fl != nil {
-			if err := v.BindPFlag(s.key, fl); err != nil {
-				return Config{}, err
-			}
-		}
-	}
 	// --config given, else VMA_ENROLL_CONFIG: must exist; else the
 	// default file (the flag's default): read when it exists.
 	explicit, def := "", ""
@@ -166,18 +152,12 @@ func loadConfig(root *cobra.Command) (Config, error) {
 	if explicit == "" {
 		explicit = os.Getenv(EnvPrefix + "CONFIG")
 	}
-	file, err := cmdutil.ConfigFile(explicit, def)
+	v, file, err := cmdutil.LoadConfig(cmdutil.ConfigSpec{
+		Settings: Settings(), Flag: func(name string) *pflag.Flag { return lookupFlag(root, name) },
+		ExplicitFile: explicit, DefaultFile: def,
+	})
 	if err != nil {
 		return Config{}, err
-	}
-	if file != "" {
-		m, err := cmdutil.ReadConfigFile(file, Settings())
-		if err != nil {
-			return Config{}, err
-		}
-		if err := v.MergeConfigMap(m); err != nil {
-			return Config{}, fmt.Errorf("config file %s: %w", file, err)
-		}
 	}
 	var cfg Config
 	if err := v.Unmarshal(&cfg); err != nil {

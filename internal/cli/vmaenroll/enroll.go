@@ -66,12 +66,15 @@ type outcome struct {
 	already bool
 }
 
-func fail(status string, code int, err error) outcome {
-	return outcome{status: status, code: code, err: err}
+// fail is a failed run: its exit status comes from exitCodes by status,
+// except that a usage error (cmdutil.FlagError, or an ExitError with its
+// own code such as the wizard's "no answer") keeps its own.
+func fail(status string, err error) outcome {
+	return outcome{status: status, code: exitCode(status, err), err: err}
 }
 
 func usage(format string, args ...any) outcome {
-	return outcome{status: StatusError, code: cmdutil.ExitUsage, err: cmdutil.FlagErrorf(format, args...)}
+	return fail(StatusError, cmdutil.FlagErrorf(format, args...))
 }
 
 func runEnroll(ctx context.Context, f *Factory) error {
@@ -97,7 +100,7 @@ func (e *enroller) run(ctx context.Context) outcome {
 	e.dir = dir
 	st, err := loadState(dir)
 	if err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, err)
 	}
 	if st != nil && !e.cfg.Force {
 		if o := e.changedSettings(st); o != nil {
@@ -207,7 +210,7 @@ func (e *enroller) inputs() (omaAddr, string, *outcome) {
 			return err
 		})
 		if err != nil {
-			o := fail(StatusError, cmdutil.ExitUsage, err)
+			o := fail(StatusError, err)
 			return omaAddr{}, "", &o
 		}
 	} else if addr, err = parseOMA(e.cfg.OMA); err != nil {
@@ -225,7 +228,7 @@ func (e *enroller) inputs() (omaAddr, string, *outcome) {
 			return nil
 		})
 		if err != nil {
-			o := fail(StatusError, cmdutil.ExitUsage, err)
+			o := fail(StatusError, err)
 			return omaAddr{}, "", &o
 		}
 	} else if canon, err = enroll.NormalizePairingCode(code); err != nil {
@@ -258,17 +261,17 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 		return usage("--vma-version: %s", enroll.ErrorMessage(err))
 	}
 	if err := checkKeyTrust(e.dir); err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, err)
 	}
 	if o := e.establishPin(ctx); o != nil {
 		return *o
 	}
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, e.dirError(err))
+		return fail(StatusError, e.dirError(err))
 	}
 	kp, err := sshkey.LoadOrGenerate(e.dir, "vma-enroll@"+name)
 	if err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, e.dirError(err))
+		return fail(StatusError, e.dirError(err))
 	}
 	e.key = kp
 	if kp.Generated {
@@ -277,7 +280,7 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 		e.note("Using the existing key %s (%s)", keyFingerprint(kp), kp.PrivatePath)
 	}
 	if err := e.newClient(); err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, err)
 	}
 	e.note("Enrolling %q with the OMA at %s ...", name, e.addr)
 
@@ -303,7 +306,7 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 	}
 	challenge, err := base64.StdEncoding.DecodeString(er.Challenge)
 	if err != nil || len(challenge) != enroll.ChallengeSize {
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA sent a malformed challenge (want %d bytes in base64): is it an oma-server of the same version?", enroll.ChallengeSize))
+		return fail(StatusError, fmt.Errorf("the OMA sent a malformed challenge (want %d bytes in base64): is it an oma-server of the same version?", enroll.ChallengeSize))
 	}
 	sig := enroll.SignChallenge(kp.Private, er.EnrollmentID, challenge)
 	var vr *api.VerifyResponse
@@ -337,7 +340,7 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 		e.st.WindowEndsAt = &end
 	}
 	if err := saveState(e.dir, e.st, now); err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, err)
 	}
 	e.note("Enrollment %s: the OMA accepted the key.", e.st.EnrollmentID)
 	return e.wait(ctx)
@@ -371,11 +374,11 @@ func (e *enroller) establishPin(ctx context.Context) *outcome {
 	e.note("The OMA at %s presents this TLS key fingerprint:\n\n    %s\n\nCompare it with the one the OMA admin gave you ('omactl pairing-code' prints it).", e.addr, fp)
 	ok, err := e.f.confirm("Is it the same?")
 	if err != nil {
-		o := fail(StatusError, cmdutil.ExitFailure, err)
+		o := fail(StatusError, err)
 		return &o
 	}
 	if !ok {
-		o := fail(StatusIdentityMismatch, ExitIdentityMismatch, errors.New("the OMA's fingerprint was not confirmed: nothing was sent. Check the address with the OMA admin and pass --fingerprint"))
+		o := fail(StatusIdentityMismatch, errors.New("the OMA's fingerprint was not confirmed: nothing was sent. Check the address with the OMA admin and pass --fingerprint"))
 		return &o
 	}
 	e.pin = fp
@@ -453,33 +456,39 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // failed maps an error of a request to the outcome and a message that
-// says what to do.
+// says what to do, keeping the error underneath (its enroll.Code).
 func (e *enroller) failed(err error, phase string) outcome {
+	o := e.failure(err, phase)
+	o.err = cmdutil.Explained(o.err.Error(), err)
+	return o
+}
+
+func (e *enroller) failure(err error, phase string) outcome {
 	var fm *client.FingerprintMismatchError
 	switch {
 	case errors.As(err, &fm):
-		return fail(StatusIdentityMismatch, ExitIdentityMismatch, fmt.Errorf(
+		return fail(StatusIdentityMismatch, fmt.Errorf(
 			"the OMA at %s is not the expected one: its TLS key fingerprint is %s, but %s was expected. Do not continue: check the address and the fingerprint with the OMA admin ('omactl pairing-code' prints it); someone may be intercepting the connection",
 			e.addr, fm.Got, fm.Want))
 	case errors.Is(err, context.Canceled):
-		return fail(StatusInterrupted, ExitInterrupted, errors.New("interrupted"))
+		return fail(StatusInterrupted, errors.New("interrupted"))
 	case enroll.ErrorCode(err) == enroll.CodePairingCodeRejected:
-		return fail(StatusPairingCodeRejected, ExitCodeRejected, errors.New("pairing code rejected: wrong, already used or expired. Ask the OMA admin for a new one ('omactl pairing-code') and run vma-enroll again"))
+		return fail(StatusPairingCodeRejected, errors.New("pairing code rejected: wrong, already used or expired. Ask the OMA admin for a new one ('omactl pairing-code') and run vma-enroll again"))
 	case client.IsPlainHTTP(err):
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s speaks plain HTTP, not TLS: it looks like oma-server's admin listener (port 8082 by default), which is for omactl. Pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
+		return fail(StatusError, fmt.Errorf("%s speaks plain HTTP, not TLS: it looks like oma-server's admin listener (port 8082 by default), which is for omactl. Pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
 	case client.ListenerOf(err) == "admin":
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s is oma-server's admin listener, which is for omactl: pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
+		return fail(StatusError, fmt.Errorf("%s is oma-server's admin listener, which is for omactl: pass --oma with the OMA's public address (port 443 by default), as in the join command 'omactl pairing-code' prints", e.addr))
 	case client.IsNetwork(err):
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("cannot reach the OMA at %s (%v). Check the address, name resolution and that port %d is open from this VMA to the OMA", e.addr, shortError(err), e.addr.Port))
+		return fail(StatusError, fmt.Errorf("cannot reach the OMA at %s (%v). Check the address, name resolution and that port %d is open from this VMA to the OMA", e.addr, shortError(err), e.addr.Port))
 	}
 	msg := cleanMessage(err.Error())
 	switch phase {
 	case "verify":
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA did not accept the key's proof: %s. Run vma-enroll again with a new pairing code", msg))
+		return fail(StatusError, fmt.Errorf("the OMA did not accept the key's proof: %s. Run vma-enroll again with a new pairing code", msg))
 	case "enroll":
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA refused the enrollment: %s", msg))
+		return fail(StatusError, fmt.Errorf("the OMA refused the enrollment: %s", msg))
 	}
-	return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s: %s", phase, msg))
+	return fail(StatusError, fmt.Errorf("%s: %s", phase, msg))
 }
 
 // cleanMessage makes a server message or stored string safe to print.
@@ -495,25 +504,25 @@ func (e *enroller) resume(ctx context.Context, st *State) outcome {
 	}
 	addr, err := parseOMA(st.OMA)
 	if err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s: %v; run with --force and a new pairing code", statePath(e.dir), err))
+		return fail(StatusError, fmt.Errorf("%s: %v; run with --force and a new pairing code", statePath(e.dir), err))
 	}
 	e.addr, e.pin, e.insecure = addr, st.OMAFingerprint, st.InsecureSkipTLSVerify
 	if e.pin == "" && !e.insecure {
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("%s has no OMA fingerprint: run with --force and a new pairing code", statePath(e.dir)))
+		return fail(StatusError, fmt.Errorf("%s has no OMA fingerprint: run with --force and a new pairing code", statePath(e.dir)))
 	}
 	if err := checkKeyTrust(e.dir); err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, err)
 	}
 	kp, err := sshkey.LoadOrGenerate(e.dir, "vma-enroll@"+st.VMAName)
 	if err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, err)
 	}
 	e.key = kp
 	if fp := sshkey.Fingerprint(kp.Public); fp != st.VMAFingerprint {
-		return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the key in %s (%s) is not the one enrollment %s was made with (%s): run with --force and a new pairing code", kp.PrivatePath, fp, st.EnrollmentID, st.VMAFingerprint))
+		return fail(StatusError, fmt.Errorf("the key in %s (%s) is not the one enrollment %s was made with (%s): run with --force and a new pairing code", kp.PrivatePath, fp, st.EnrollmentID, st.VMAFingerprint))
 	}
 	if err := e.newClient(); err != nil {
-		return fail(StatusError, cmdutil.ExitFailure, err)
+		return fail(StatusError, err)
 	}
 	e.note("Resuming enrollment %s of %q with the OMA at %s.", st.EnrollmentID, st.VMAName, e.addr)
 	return e.wait(ctx)

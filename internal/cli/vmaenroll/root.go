@@ -15,15 +15,6 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 )
 
-// Exit codes of vma-enroll (docs/design.md §7); 0, 1 and 2 are cmdutil's.
-const (
-	ExitRejected         = 3
-	ExitTimeout          = 4
-	ExitCodeRejected     = 5
-	ExitIdentityMismatch = 6
-	ExitInterrupted      = 130
-)
-
 // Factory carries what the commands need from the outside world, so tests
 // can replace it.
 type Factory struct {
@@ -105,14 +96,20 @@ does not match the fingerprint.`,
   vma-enroll --code-file /root/code.txt --oma oma.example.com --fingerprint sha256:5f1c… -o json
   vma-enroll            # on a terminal: asks for the OMA address and the code
   vma-enroll status`,
-		Args:        cobra.NoArgs,
+		Args:        cmdutil.NoArgs,
 		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: EnvPrefix + "OUTPUT"},
-		RunE: func(cmd *cobra.Command, args []string) error {
+		// The configuration is read once per run, for every command; a
+		// broken one does not stop version or completion (which still
+		// take -o from it when they can).
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())
-			if err != nil {
+			f.Config = cfg
+			if err != nil && cmdutil.ReadsConfig(cmd) {
 				return err
 			}
-			f.Config = cfg
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			return runEnroll(ctxOf(cmd), f)
 		},
 	}
@@ -126,10 +123,6 @@ does not match the fingerprint.`,
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
 	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
 	version.ResetFlags() // the root's persistent -o applies (json prints one object)
-	version.PreRunE = func(cmd *cobra.Command, args []string) error {
-		_, _ = loadConfig(cmd.Root()) // -o from the environment or config file; a broken config does not stop version
-		return nil
-	}
 	root.AddCommand(
 		newStatusCmd(f),
 		newTunnelCmd(f),

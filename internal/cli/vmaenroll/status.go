@@ -75,42 +75,14 @@ does not allow asking, e.g. no pinned SSH host key).`,
 		Example: `  vma-enroll status
   vma-enroll status --offline
   vma-enroll status -o json | jq -r .status`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd.Root())
-			if err != nil {
-				return err
-			}
 			offline, _ := cmd.Flags().GetBool("offline")
 			timeout, _ := cmd.Flags().GetDuration("check-timeout")
 			if timeout <= 0 {
 				return cmdutil.FlagErrorf("--check-timeout must be positive, like 5s")
 			}
-			dir, err := filepath.Abs(cfg.ConfigDir)
-			if err != nil {
-				return err
-			}
-			st, err := loadState(dir)
-			if err != nil {
-				return err
-			}
-			rep := StatusReport{Status: "not_enrolled", ConfigDir: dir}
-			if st != nil {
-				s := *st
-				s.PollToken = ""
-				rep.State = &s
-				rep.Status, rep.LocalStatus = s.Status, s.Status
-				rep.check(ctxOf(cmd), dir, offline, timeout)
-			}
-			if cfg.Output == "json" {
-				b, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(f.IO.Out, "%s\n", b)
-				return err
-			}
-			return writeStatus(f, rep)
+			return runStatus(ctxOf(cmd), f, offline, timeout)
 		},
 	}
 	cmd.Flags().Bool("offline", false, "show only the local state; do not ask the OMA")
@@ -266,4 +238,35 @@ func writeStatus(f *Factory, rep StatusReport) error {
 		fmt.Fprintln(f.IO.ErrOut, "Enroll again with a new pairing code: vma-enroll --force --oma HOST --code …")
 	}
 	return nil
+}
+
+// runStatus reports the local enrollment state and, unless offline, what
+// the OMA says about it (within timeout).
+func runStatus(ctx context.Context, f *Factory, offline bool, timeout time.Duration) error {
+	cfg := f.Config
+	dir, err := filepath.Abs(cfg.ConfigDir)
+	if err != nil {
+		return err
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		return err
+	}
+	rep := StatusReport{Status: "not_enrolled", ConfigDir: dir}
+	if st != nil {
+		s := *st
+		s.PollToken = ""
+		rep.State = &s
+		rep.Status, rep.LocalStatus = s.Status, s.Status
+		rep.check(ctx, dir, offline, timeout)
+	}
+	if cfg.Output == "json" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(f.IO.Out, "%s\n", b)
+		return err
+	}
+	return writeStatus(f, rep)
 }

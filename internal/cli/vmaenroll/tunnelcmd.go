@@ -29,13 +29,6 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/vmaauth"
 )
 
-// ExitKeyRefused is the exit status of `vma-enroll tunnel` when the OMA
-// refuses this VMA's key twice in a row: the enrollment was revoked or
-// replaced, and only a new enrollment helps. It comes after the
-// enrollment's codes 0–6 (root.go, docs/design.md §7); an OMA host key mismatch
-// of the tunnel exits ExitIdentityMismatch (6), like the enrollment's.
-const ExitKeyRefused = 7
-
 // DefaultKeepalive is the period of the tunnel's keepalives.
 const DefaultKeepalive = 30 * time.Second
 
@@ -111,12 +104,9 @@ replaced: re-enroll).`,
   vma-enroll tunnel --connections 0    # NBD inside the SSH connection only
   vma-enroll tunnel --openssh          # run ssh -F /etc/vma-enroll/ssh_config -N oma
   systemctl enable --now vma-tunnel   # after copying vma-tunnel.service`,
-		Args: cobra.NoArgs,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd.Root())
-			if err != nil {
-				return err
-			}
+			cfg := f.Config
 			dir, err := filepath.Abs(cfg.ConfigDir)
 			if err != nil {
 				return err

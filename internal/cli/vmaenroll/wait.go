@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
-	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/client"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
@@ -41,11 +40,11 @@ func (e *enroller) wait(ctx context.Context) outcome {
 			if st.ExpiresAt != nil {
 				exp = " (until " + st.ExpiresAt.Local().Format("15:04:05") + ")"
 			}
-			return fail(StatusTimeout, ExitTimeout, fmt.Errorf("no decision after %s: enrollment %s is still waiting for approval on the OMA. Run vma-enroll again to keep waiting%s, or ask the admin to approve it", e.cfg.Timeout, st.EnrollmentID, exp))
+			return fail(StatusTimeout, fmt.Errorf("no decision after %s: enrollment %s is still waiting for approval on the OMA. Run vma-enroll again to keep waiting%s, or ask the admin to approve it", e.cfg.Timeout, st.EnrollmentID, exp))
 		case errors.Is(err, context.Canceled):
-			return fail(StatusInterrupted, ExitInterrupted, fmt.Errorf("interrupted while waiting: enrollment %s is saved in %s; run vma-enroll again to resume waiting", st.EnrollmentID, statePath(e.dir)))
+			return fail(StatusInterrupted, fmt.Errorf("interrupted while waiting: enrollment %s is saved in %s; run vma-enroll again to resume waiting", st.EnrollmentID, statePath(e.dir)))
 		case enroll.ErrorCode(err) == enroll.CodeUnauthorized || enroll.ErrorCode(err) == enroll.CodeNotFound:
-			return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA no longer knows enrollment %s (%s): run vma-enroll --force with a new pairing code", st.EnrollmentID, cleanMessage(err.Error())))
+			return fail(StatusError, fmt.Errorf("the OMA no longer knows enrollment %s (%s): run vma-enroll --force with a new pairing code", st.EnrollmentID, cleanMessage(err.Error())))
 		}
 		return e.failed(err, "waiting for approval")
 	}
@@ -138,10 +137,8 @@ func (e *enroller) poll(ctx context.Context, deadline time.Time, p *progress) (*
 		if end, ok := e.windowEnd(res.ExpiresInSeconds, res.ExpiresAt); ok {
 			p.SetWindow(end)
 		}
-		switch res.Status {
-		case string(enroll.StatusAwaitingApproval), string(enroll.StatusPendingVerification):
-		default:
-			return res, nil
+		if !enroll.Status(res.Status).Undecided() {
+			return res, nil // decided (or a status this vma-enroll does not know)
 		}
 		if took := e.f.Now().Sub(began); !longPoll || wait == 0 || took < wait/2 {
 			// A plain poll (asked for, or too close to the deadline for a
@@ -189,7 +186,7 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 	case StatusApproved:
 		if res.Tunnel == nil {
 			st.Status = string(enroll.StatusAwaitingApproval) // keep the token: a fixed server can still answer
-			return fail(StatusError, cmdutil.ExitFailure, errors.New("the OMA approved this VMA but sent no tunnel settings: ask the OMA admin to check oma-server, then run vma-enroll again"))
+			return fail(StatusError, errors.New("the OMA approved this VMA but sent no tunnel settings: ask the OMA admin to check oma-server, then run vma-enroll again"))
 		}
 		cfg := tunnel.VMAConfig{
 			Dir:          e.dir,
@@ -201,7 +198,7 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 		}
 		files, err := tunnel.WriteVMAConfig(cfg)
 		if err != nil {
-			return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA approved this VMA, but the tunnel configuration cannot be written: %w", err))
+			return fail(StatusError, fmt.Errorf("the OMA approved this VMA, but the tunnel configuration cannot be written: %w", err))
 		}
 		st.Tunnel = res.Tunnel
 		st.ApprovedAt = res.ApprovedAt
@@ -209,7 +206,7 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 			st.ApprovedAt = &now
 		}
 		if err := saveState(e.dir, st, now); err != nil {
-			return fail(StatusError, cmdutil.ExitFailure, err)
+			return fail(StatusError, err)
 		}
 		e.files = append([]string{e.key.PrivatePath, e.key.PublicPath}, files...)
 		e.files = append(e.files, statePath(e.dir))
@@ -230,19 +227,19 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 		if res.Reason != "" {
 			reason = "reason: " + cleanMessage(res.Reason)
 		}
-		return fail(StatusRejected, ExitRejected, fmt.Errorf("the OMA admin rejected this VMA (%s). A new attempt needs a new pairing code", reason))
+		return fail(StatusRejected, fmt.Errorf("the OMA admin rejected this VMA (%s). A new attempt needs a new pairing code", reason))
 	case StatusExpired:
 		if err := saveState(e.dir, st, now); err != nil {
 			e.note("Warning: %v", err)
 		}
-		return fail(StatusExpired, ExitTimeout, errors.New("the enrollment expired before the OMA admin approved it: ask for a new pairing code and run vma-enroll again"))
+		return fail(StatusExpired, errors.New("the enrollment expired before the OMA admin approved it: ask for a new pairing code and run vma-enroll again"))
 	case StatusRevoked:
 		if err := saveState(e.dir, st, now); err != nil {
 			e.note("Warning: %v", err)
 		}
-		return fail(StatusRevoked, cmdutil.ExitFailure, errors.New("the enrollment was revoked: ask the OMA admin for a new pairing code and run vma-enroll --force"))
+		return fail(StatusRevoked, errors.New("the enrollment was revoked: ask the OMA admin for a new pairing code and run vma-enroll --force"))
 	}
-	return fail(StatusError, cmdutil.ExitFailure, fmt.Errorf("the OMA reports the unknown status %q: is oma-server newer than this vma-enroll?", enroll.Printable(res.Status)))
+	return fail(StatusError, fmt.Errorf("the OMA reports the unknown status %q: is oma-server newer than this vma-enroll?", enroll.Printable(res.Status)))
 }
 
 // binary is the absolute path of this program, for the systemd unit.

@@ -3,10 +3,8 @@ package browsertest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,45 +29,15 @@ func startServer(t *testing.T, extra ...string) *omaServer {
 	return startServerWith(t, "http", extra...)
 }
 
-// startServerWith is startServer with the admin listener's scheme.
+// startServerWith is startServer with the admin listener's scheme
+// ("https" with --admin-tls among extra).
 func startServerWith(t *testing.T, scheme string, extra ...string) *omaServer {
 	t.Helper()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		s := &omaServer{admin: testbin.FreeAddr(t), public: testbin.FreeAddr(t), dataDir: t.TempDir(), log: &testbin.Buffer{}}
-		args := append([]string{"serve", "--data-dir", s.dataDir, "--db-driver", "sqlite",
-			"--admin-listen", s.admin, "--public-listen", s.public, "--public-host", "127.0.0.1",
-			"--tunnel-mode", "none", "--log-format", "text"}, extra...)
-		cmd := exec.Command(bin("oma-server"), args...)
-		cmd.Env = testbin.Env()
-		cmd.Stdout, cmd.Stderr = s.log, s.log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		stop := func() { testbin.Stop(cmd, done, 15*time.Second) }
-		tokenFile := filepath.Join(s.dataDir, "admin.token")
-		err := testbin.WaitHealthy(scheme+"://"+s.admin+"/health", tokenFile, done)
-		if err == nil {
-			t.Cleanup(func() {
-				stop()
-				if t.Failed() {
-					t.Logf("oma-server log:\n%s", s.log.String())
-				}
-			})
-			b, err := os.ReadFile(tokenFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.token = strings.TrimSpace(string(b))
-			return s
-		}
-		stop()
-		lastErr = fmt.Errorf("%w\nlog:\n%s", err, s.log.String())
+	ts := testbin.StartServer(t, testbin.ServerOptions{Binary: bin("oma-server"), Args: extra})
+	if got := strings.TrimSuffix(ts.AdminURL(), "://"+ts.Admin); got != scheme {
+		t.Fatalf("the admin listener speaks %s, want %s (pass --admin-tls for https)", got, scheme)
 	}
-	t.Fatalf("oma-server did not start: %v", lastErr)
-	return nil
+	return &omaServer{admin: ts.Admin, public: ts.Public, dataDir: ts.Opts.DataDir, token: ts.Token(), log: ts.Log}
 }
 
 // chromiumPath finds the browser: OMA_TEST_CHROMIUM, else chromium on PATH.
