@@ -28,7 +28,6 @@ func (f *Factory) writeEnrollment(w io.Writer, headline string, e *api.Enrollmen
 	line("Status", clean(e.Status))
 	line("Labels", cleanLong(labels.Set(e.Labels).String()))
 	line("VMA labels", cleanLong(labels.Set(e.VMALabels).String()))
-	line("Pairing code", clean(e.PairingCodeID))
 	if e.TunnelPort != nil {
 		line("Tunnel port", strconv.Itoa(*e.TunnelPort))
 	}
