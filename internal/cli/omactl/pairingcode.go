@@ -68,8 +68,8 @@ give --from, and revoke it with 'omactl pairing-code revoke ID' when done.
 			if opts.From != "" && !opts.AutoApprove {
 				return cmdutil.FlagErrorf("--from limits pre-approval: give it together with --auto-approve")
 			}
-			if opts.TTL != 0 && (opts.TTL < time.Minute || opts.TTL > 24*time.Hour) {
-				return cmdutil.FlagErrorf("--ttl %s is out of range: use 1m to 24h", opts.TTL)
+			if opts.TTL != 0 && (opts.TTL < time.Minute || opts.TTL > 168*time.Hour) {
+				return cmdutil.FlagErrorf("--ttl %s is out of range: use 1m to the server's max-code-ttl (24h by default)", opts.TTL)
 			}
 			if err := enroll.ValidateText("--note", opts.Note, contract.MaxNoteBytes); err != nil {
 				return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))
@@ -77,7 +77,7 @@ give --from, and revoke it with 'omactl pairing-code revoke ID' when done.
 			return runPairingCode(cmd, f, opts)
 		},
 	}
-	cmd.Flags().DurationVar(&opts.TTL, "ttl", 10*time.Minute, "how long the code stays valid (1m to 24h)")
+	cmd.Flags().DurationVar(&opts.TTL, "ttl", 10*time.Minute, "how long the code stays valid (1m to the server's max-code-ttl, 24h by default)")
 	cmd.Flags().StringVar(&opts.Note, "note", "", "a note kept in the audit trail (e.g. the site or ticket)")
 	cmd.Flags().IntVar(&opts.Uses, "uses", contract.DefaultCodeUses, "how many VMAs may enroll with the code")
 	cmd.Flags().StringArrayVar(&opts.Labels, "label", nil, "a label k=v copied onto every enrollment of the code (repeatable)")
