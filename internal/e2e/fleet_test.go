@@ -283,7 +283,7 @@ func TestFleetSelectorsBulkAndRevoke(t *testing.T) {
 		}
 		for _, it := range br.Results {
 			switch it.VMAName {
-			case "":
+			case "vma-muc-1":
 				if it.OK || it.HTTPStatus != 409 || it.Error == nil || it.Error.Code != "wrong_state" {
 					t.Errorf("rejected item: %+v, want 409 wrong_state", it)
 				}

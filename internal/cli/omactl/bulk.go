@@ -139,6 +139,15 @@ func (f *Factory) runBulk(ctx context.Context, b bulkRun, args []string, o *bulk
 	if err != nil {
 		return f.explain(err)
 	}
+	names := make(map[string]string, len(targets))
+	for _, e := range targets {
+		names[e.ID] = e.VMAName
+	}
+	for i := range res.Results {
+		if res.Results[i].VMAName == "" {
+			res.Results[i].VMAName = names[res.Results[i].ID]
+		}
+	}
 	if err := f.print(res, func(w io.Writer) error { return f.writeBulk(w, b, res) }); err != nil {
 		return err
 	}
