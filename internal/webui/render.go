@@ -51,6 +51,10 @@ func parseTemplates() (map[string]*template.Template, error) {
 		"iso":    func(t any) string { return toTime(t).UTC().Format(time.RFC3339) },
 		"short":  shortID,
 		"labels": enrollmentLabels,
+		"codelabels": func(s string) string {
+			l, _ := labels.Decode(s)
+			return l.String()
+		},
 		"labelset": func(e enroll.Enrollment) string {
 			a, _ := labels.Decode(e.Labels)
 			v, _ := labels.Decode(e.VMALabels)

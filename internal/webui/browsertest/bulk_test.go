@@ -135,6 +135,16 @@ func TestAdminUIBulkByLabel(t *testing.T) {
 	if ok != 2 || refused != 1 {
 		t.Errorf("results %q: want 2 approved and 1 refused with 409", results)
 	}
+	// A pre-approved code is shown prominently on the pairing-code page.
+	var auto api.PairingCodeResponse
+	srv.adminCall(t, http.MethodPost, api.PathPairingCode, api.PairingCodeRequest{Uses: 5, AutoApprove: true, FromCIDR: "10.1.0.0/16"}, &auto)
+	run("pairing-code page", 20*time.Second,
+		chromedp.Navigate(admin+"/pairing-code"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-code-id="`+auto.ID+`"][data-auto-approve]`)))
+	if got := value(t, ctx, "auto row", chromedp.Text(chromedp.CSS(`tr[data-code-id="`+auto.ID+`"] td[data-label="Approval"]`))); !strings.Contains(got, "PRE-APPROVED") || !strings.Contains(got, "10.1.0.0/16") {
+		t.Errorf("pre-approved code shown as %q", got)
+	}
+
 	var approved api.EnrollmentList
 	srv.adminCall(t, http.MethodGet, api.PathEnrollments+"?status=approved&selector=site%3Dfra", nil, &approved)
 	if len(approved.Enrollments) != 2 {
