@@ -349,6 +349,9 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 		return fail(StatusError, cmdutil.ExitFailure, err)
 	}
 	e.note("Enrollment %s: the OMA accepted the key.", e.st.EnrollmentID)
+	if vr.Status == string(enroll.StatusApproved) {
+		e.note("The pairing code is pre-approved: the OMA approved this VMA at once.")
+	}
 	return e.wait(ctx)
 }
 
