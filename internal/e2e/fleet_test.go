@@ -330,8 +330,8 @@ func TestFleetPreApprovalCIDR(t *testing.T) {
 		if r := s.omactl("pairing-code", "list"); r.code != 0 || !strings.Contains(r.stdout, "AUTO") {
 			t.Errorf("pairing-code list does not mark pre-approved codes: %s", r)
 		}
-		if r := s.omactl("reject", "vma-out", "--yes"); r.code != 0 {
-			t.Fatalf("reject: %s", r)
+		if r := s.omactl("reject", "--all-pending", "--yes", "--reason", "not from the lab"); r.code != 0 || !strings.Contains(r.stdout, "Rejected 1 of 1") {
+			t.Fatalf("reject --all-pending: %s", r)
 		}
 		if r := v.wait(60 * time.Second); r.code != 3 {
 			t.Errorf("vma-out: %s, want exit 3 (rejected)", r)
