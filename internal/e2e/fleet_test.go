@@ -261,6 +261,16 @@ func TestFleetSelectorsBulkAndRevoke(t *testing.T) {
 		if after := s.dump(); after != before {
 			t.Errorf("--dry-run changed the database:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
+		// On a terminal it lists what will change and asks once; "n"
+		// changes nothing.
+		out, code := onTerminalInput(t, 80, 24, "n\n", bin("omactl"), "--server", s.adminURL(), "--token-file", s.tokenFile, "approve", "-l", "site=fra")
+		if code != 1 || !strings.Contains(out, "This will approve 2 VMA(s)") || !strings.Contains(out, "vma-fra-1") ||
+			!strings.Contains(out, "vma-fra-2") || !strings.Contains(out, "[y/N]") || !strings.Contains(out, "cancelled") {
+			t.Errorf("approve -l on a terminal, answered n: exit %d\n%s", code, out)
+		}
+		if after := s.dump(); after != before {
+			t.Errorf("a cancelled bulk approve changed the database")
+		}
 		// Several without a terminal need --yes.
 		if r := s.omactl("approve", "vma-fra-1", "vma-fra-2"); r.code != 2 || !strings.Contains(r.stderr, "--yes") {
 			t.Errorf("approve of several without --yes: %s, want exit 2", r)
