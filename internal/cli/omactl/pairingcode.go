@@ -133,5 +133,30 @@ On the VMA console, run:
 Then compare the key fingerprint the VMA shows with 'omactl pending' and run
 'omactl approve NAME'.
 `, f.ago(&pc.ExpiresAt), f.clock(pc.ExpiresAt), border, inner, border, clean(pc.OMAFingerprint), cleanLong(pc.JoinCommand))
+	if err != nil {
+		return err
+	}
+	switch l := labels.Set(pc.Labels).String(); {
+	case pc.AutoApprove:
+		_, err = fmt.Fprintf(w, "This code approves each VMA by itself; see them with 'omactl active%s'\nand revoke the code when done:\n\n    omactl pairing-code revoke %s\n", selectorHint(l), clean(pc.ID))
+	case pc.Uses > 1:
+		_, err = fmt.Fprintf(w, "With several VMAs: 'omactl pending%s', then 'omactl approve%s'.\n", selectorHint(l), selectorHint(l)+orNames(l))
+	}
 	return err
+}
+
+// selectorHint is " -l k=v,…" for a code's labels ("" for none).
+func selectorHint(l string) string {
+	if l == "" {
+		return ""
+	}
+	return " -l " + cleanLong(l)
+}
+
+// orNames is " NAME..." when there is no label to select by.
+func orNames(l string) string {
+	if l == "" {
+		return " NAME..."
+	}
+	return ""
 }
