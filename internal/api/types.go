@@ -36,7 +36,11 @@ const (
 	PathAuditVerify = "/api/v1/admin/vma/audit/verify" // extension: chain check
 	PathEnrollments = "/api/v1/admin/vma/enrollments"  // extension: all enrollments, for id resolution
 	PathWhoami      = "/api/v1/admin/whoami"           // extension: the token's name
-	PathMetrics     = "/metrics"
+	// Fleet extensions (docs/fleet.md).
+	PathPairingCodes      = "/api/v1/admin/vma/pairing-codes"         // GET: list (?all=true)
+	PathPairingCodeRevoke = "/api/v1/admin/vma/pairing-codes/revoke/" // + {id}, POST
+	PathBulk              = "/api/v1/admin/vma/bulk/"                 // + approve|reject|revoke, POST
+	PathMetrics           = "/metrics"
 )
 
 // MaxBodyBytes caps every request body.
@@ -51,6 +55,9 @@ type EnrollRequest struct {
 	VMAPublicKey string `json:"vma_public_key"`
 	VMAName      string `json:"vma_name"`
 	VMAVersion   string `json:"vma_version"`
+	// VMALabels are labels the VMA asks for (vma-enroll --label); they are
+	// shown to the admin as the VMA's, apart from the code's labels.
+	VMALabels map[string]string `json:"vma_labels,omitempty"`
 }
 
 // EnrollResponse is the 201 answer to an enroll request.
@@ -130,6 +137,11 @@ type TunnelState struct {
 type PairingCodeRequest struct {
 	TTLSeconds int    `json:"ttl_seconds,omitempty"`
 	Note       string `json:"note,omitempty"`
+	// Fleet fields (docs/fleet.md); all optional.
+	Uses        int               `json:"uses,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	AutoApprove bool              `json:"auto_approve,omitempty"`
+	FromCIDR    string            `json:"from_cidr,omitempty"`
 }
 
 // PairingCodeResponse is the 201 answer with the only copy of the code.
@@ -138,6 +150,65 @@ type PairingCodeResponse struct {
 	ExpiresAt      time.Time `json:"expires_at"`
 	OMAFingerprint string    `json:"oma_fingerprint"`
 	JoinCommand    string    `json:"join_command"`
+	// Added with fleets: the code's id (for list and revoke) and options.
+	ID          string            `json:"id,omitempty"`
+	Uses        int               `json:"uses,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	AutoApprove bool              `json:"auto_approve,omitempty"`
+	FromCIDR    string            `json:"from_cidr,omitempty"`
+}
+
+// PairingCodeInfo describes an issued code without the code itself.
+type PairingCodeInfo struct {
+	ID          string            `json:"id"`
+	CodeHint    string            `json:"code_hint,omitempty"`
+	Note        string            `json:"note,omitempty"`
+	CreatedBy   string            `json:"created_by"`
+	CreatedAt   time.Time         `json:"created_at"`
+	ExpiresAt   time.Time         `json:"expires_at"`
+	Uses        int               `json:"uses"`
+	UsesTaken   int               `json:"uses_taken"`
+	UsesLeft    int               `json:"uses_left"`
+	Labels      map[string]string `json:"labels"`
+	AutoApprove bool              `json:"auto_approve"`
+	FromCIDR    string            `json:"from_cidr,omitempty"`
+	RevokedAt   *time.Time        `json:"revoked_at,omitempty"`
+	RevokedBy   string            `json:"revoked_by,omitempty"`
+	// State is usable, spent, expired or revoked.
+	State string `json:"state"`
+}
+
+// PairingCodeList is the answer of GET /api/v1/admin/vma/pairing-codes.
+type PairingCodeList struct {
+	PairingCodes []PairingCodeInfo `json:"pairing_codes"`
+}
+
+// BulkRequest is the body of POST /api/v1/admin/vma/bulk/{action}: the
+// enrollment ids, and the notes (approve) or reason (reject, revoke).
+type BulkRequest struct {
+	IDs    []string `json:"ids"`
+	Notes  string   `json:"notes,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+}
+
+// BulkResult is the outcome for one id: ok with the enrollment, or the
+// item's error object (and the HTTP status a single request would get).
+type BulkResult struct {
+	ID         string       `json:"id"`
+	OK         bool         `json:"ok"`
+	Status     string       `json:"status,omitempty"`
+	VMAName    string       `json:"vma_name,omitempty"`
+	HTTPStatus int          `json:"http_status"`
+	Error      *ErrorDetail `json:"error,omitempty"`
+}
+
+// BulkResponse answers a bulk decision: one result per id, in order. It is
+// 200 even when items failed; Failed counts them.
+type BulkResponse struct {
+	Action    string       `json:"action"`
+	Results   []BulkResult `json:"results"`
+	Succeeded int          `json:"succeeded"`
+	Failed    int          `json:"failed"`
 }
 
 // Enrollment is the admin view of an enrollment.
@@ -164,6 +235,11 @@ type Enrollment struct {
 	// SourceIP is VMAIPAddress under the name every admin object uses for
 	// the client's address (vma_ip_address stays for existing scripts).
 	SourceIP string `json:"source_ip"`
+	// PairingCodeID is the code that made the enrollment; Labels are the
+	// admin's (copied from the code), VMALabels the VMA's own request.
+	PairingCodeID string            `json:"pairing_code_id,omitempty"`
+	Labels        map[string]string `json:"labels"`
+	VMALabels     map[string]string `json:"vma_labels"`
 	// Replaces (pending list only) names the approved VMAs that approving
 	// this enrollment revokes: the same VMA name (a re-enrollment) or the
 	// same public key (a renamed VMA, or a clone sharing its key).
@@ -207,6 +283,9 @@ type Connection struct {
 	// SourceIP is the address part of RemoteAddr (the tunnel's client),
 	// under the name every admin object uses for the client's address.
 	SourceIP string `json:"source_ip,omitempty"`
+	// Labels of the VMA's enrollment (the admin's and the VMA's).
+	Labels    map[string]string `json:"labels,omitempty"`
+	VMALabels map[string]string `json:"vma_labels,omitempty"`
 }
 
 // ConnectionList is the answer of the active list.

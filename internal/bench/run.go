@@ -140,6 +140,13 @@ func runStore(ctx context.Context, cfg Config, bins Bins, driver, work string, r
 		})
 	}
 
+	// 9. Fleet: one pre-approved multi-use code, and a bulk approve.
+	if cfg.wants(FleetRow) {
+		if err := runFleet(ctx, cfg, bins, s, driver, filepath.Join(dir, "fleet"), rep, logf); err != nil {
+			return err
+		}
+	}
+
 	// 2. Approval to VMA.
 	if cfg.wants(2) {
 		logf("%s: approval to VMA (%d)", driver, cfg.Approvals)

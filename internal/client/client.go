@@ -222,6 +222,8 @@ type EnrollmentFilter struct {
 	Status   string
 	VMAName  string
 	IDPrefix string
+	// Selector is a label selector (kubectl syntax), filtered by the server.
+	Selector string
 }
 
 // Enrollments lists enrollments matching f (admin; used to resolve ids).
@@ -231,6 +233,7 @@ func (c *Client) Enrollments(ctx context.Context, f EnrollmentFilter) ([]api.Enr
 		setIf(r, "status", f.Status)
 		setIf(r, "vma_name", f.VMAName)
 		setIf(r, "id_prefix", f.IDPrefix)
+		setIf(r, "selector", f.Selector)
 	}, &out)
 	if err != nil {
 		return nil, err

@@ -39,3 +39,31 @@ const (
 
 // MaxBodyBytes caps every request body.
 const MaxBodyBytes = 64 << 10
+
+// Fleet limits (docs/fleet.md): multi-use pairing codes and labels.
+const (
+	// DefaultCodeUses is how many enrollments a pairing code allows when
+	// the admin does not say (the single-use code of the design).
+	DefaultCodeUses = 1
+	// MaxCodeUses is the default ceiling on a pairing code's uses; the
+	// server's max_code_uses setting may lower or raise it (up to
+	// CodeUsesLimit).
+	MaxCodeUses = 1000
+	// CodeUsesLimit is the hard upper bound of any ceiling.
+	CodeUsesLimit = 100000
+	// MaxLabels bounds the labels of one code or one enrollment (per side:
+	// the admin's and the VMA's).
+	MaxLabels = 16
+	// MaxLabelPrefixBytes, MaxLabelNameBytes and MaxLabelValueBytes bound
+	// a label key's optional DNS prefix ("example.com/"), its name and its
+	// value (Kubernetes: 253/63/63; the prefix is shorter here).
+	MaxLabelPrefixBytes = 63
+	MaxLabelNameBytes   = 63
+	MaxLabelValueBytes  = 63
+	// MaxSelectorBytes bounds a label selector (-l).
+	MaxSelectorBytes = 1024
+	// MaxBulkItems bounds the ids of one bulk decision.
+	MaxBulkItems = 5000
+	// MaxCIDRBytes bounds a pairing code's --from CIDR list.
+	MaxCIDRBytes = 255
+)

@@ -358,7 +358,10 @@ func TestUsageErrorsSayWhere(t *testing.T) {
 		want []string
 	}{
 		{"omactl", []string{"approve"}, []string{"omactl approve needs the argument ID", "Run 'omactl approve --help' for usage."}},
-		{"omactl", []string{"approve", "a", "b"}, []string{`too many arguments for omactl approve: "b"`, "Run 'omactl approve --help'"}},
+		// approve takes several IDs since fleets (docs/fleet.md): without a
+		// terminal it wants --yes; get still takes one.
+		{"omactl", []string{"approve", "a", "b"}, []string{"approve of several VMAs needs --yes", "Run 'omactl approve --help'"}},
+		{"omactl", []string{"get", "a", "b"}, []string{`too many arguments for omactl get: "b"`, "Run 'omactl get --help'"}},
 		{"omactl", []string{"aprove"}, []string{"Did you mean this?", "omactl approve"}},
 		{"vma-enroll", []string{"stauts"}, []string{`unknown command "stauts"`, "Did you mean this?", "vma-enroll status"}},
 		{"vma-enroll", []string{"status", "--bogus"}, []string{"unknown flag: --bogus", "Run 'vma-enroll status --help'"}},

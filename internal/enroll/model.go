@@ -50,12 +50,14 @@ const (
 	// the admin credentials: the actor and the token's name, never the token.
 	EventAdminTokenCreated EventType = "admin_token_created"
 	EventAdminTokenRevoked EventType = "admin_token_revoked"
+	// EventPairingCodeRevoked records an admin withdrawing a pairing code.
+	EventPairingCodeRevoked EventType = "pairing_code_revoked"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
 	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated,
-	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked}
+	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked, EventPairingCodeRevoked}
 
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {
@@ -94,6 +96,13 @@ type Enrollment struct {
 	ExpiresAt       *time.Time `db:"expires_at"`
 	CreatedAt       time.Time  `db:"created_at"`
 	UpdatedAt       time.Time  `db:"updated_at"`
+	// PairingCodeID is the id of the code that made the enrollment ("" for
+	// enrollments from before migration 0003 whose code row is gone).
+	PairingCodeID string `db:"pairing_code_id"`
+	// Labels are the admin's labels (copied from the code); VMALabels are
+	// the ones the VMA asked for. Both hold labels.Set.Encode().
+	Labels    string `db:"labels"`
+	VMALabels string `db:"vma_labels"`
 }
 
 // Replacement is an approved enrollment that approving another would
@@ -107,15 +116,37 @@ type Replacement struct {
 
 // PairingCode is an issued pairing code; only its hash is stored.
 type PairingCode struct {
-	ID                 string     `db:"id"`
-	CodeHash           string     `db:"pairing_code_hash"`
-	CodeHint           string     `db:"code_hint"`
-	GeneratedBy        string     `db:"generated_by"`
-	Note               string     `db:"note"`
-	UsedByEnrollmentID *string    `db:"used_by_enrollment_id"`
-	ExpiresAt          time.Time  `db:"expires_at"`
-	UsedAt             *time.Time `db:"used_at"`
-	CreatedAt          time.Time  `db:"created_at"`
+	ID                 string    `db:"id"`
+	CodeHash           string    `db:"pairing_code_hash"`
+	CodeHint           string    `db:"code_hint"`
+	GeneratedBy        string    `db:"generated_by"`
+	Note               string    `db:"note"`
+	UsedByEnrollmentID *string   `db:"used_by_enrollment_id"`
+	ExpiresAt          time.Time `db:"expires_at"`
+	// UsedAt is set when the last use is taken (all uses spent).
+	UsedAt    *time.Time `db:"used_at"`
+	CreatedAt time.Time  `db:"created_at"`
+	// MaxUses is how many enrollments the code allows; UseCount how many
+	// it made.
+	MaxUses  int `db:"max_uses"`
+	UseCount int `db:"use_count"`
+	// Labels (labels.Set.Encode()) are copied onto every enrollment.
+	Labels string `db:"labels"`
+	// AutoApprove approves each verified enrollment of the code at once,
+	// when the VMA's address is inside FromCIDR (comma-separated; empty:
+	// any address).
+	AutoApprove bool       `db:"auto_approve"`
+	FromCIDR    string     `db:"from_cidr"`
+	RevokedAt   *time.Time `db:"revoked_at"`
+	RevokedBy   string     `db:"revoked_by"`
+}
+
+// UsesLeft is how many more enrollments the code allows (0 once revoked).
+func (pc *PairingCode) UsesLeft() int {
+	if pc.RevokedAt != nil || pc.UsedAt != nil {
+		return 0
+	}
+	return max(pc.MaxUses-pc.UseCount, 0)
 }
 
 // Connection status values of vma_active_connections.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/contract"
+	"github.com/oma-enroll/oma-enroll/internal/labels"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
 
@@ -23,6 +24,7 @@ import (
 type Config struct {
 	CodeTTL        time.Duration // default lifetime of a pairing code (10m)
 	MaxCodeTTL     time.Duration // upper bound for a requested lifetime (24h)
+	MaxCodeUses    int           // upper bound for a code's uses (contract.MaxCodeUses)
 	VerifyWindow   time.Duration // enroll → verify (10m)
 	ApprovalWindow time.Duration // verify → approve (30m)
 	PortMin        int           // tunnel port pool (9081-9999)
@@ -54,6 +56,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxCodeTTL == 0 {
 		c.MaxCodeTTL = d.MaxCodeTTL
+	}
+	if c.MaxCodeUses == 0 {
+		c.MaxCodeUses = contract.MaxCodeUses
 	}
 	if c.VerifyWindow == 0 {
 		c.VerifyWindow = d.VerifyWindow
@@ -166,48 +171,15 @@ type IssuedCode struct {
 	Code      Secret // XXXX-XXXX-XXXX
 	ID        string
 	ExpiresAt time.Time
+	// Row is the stored row (hash, uses, labels, pre-approval).
+	Row *PairingCode
 }
 
 // CreatePairingCode issues a single-use pairing code valid for ttl (the
-// default when 0). Only its hash is stored.
+// default when 0). Only its hash is stored. See CreatePairingCodeWith for
+// multi-use, labelled and pre-approved codes.
 func (s *Service) CreatePairingCode(ctx context.Context, ttl time.Duration, note string, meta Meta) (*IssuedCode, error) {
-	if ttl == 0 {
-		ttl = s.Config.CodeTTL
-	}
-	if err := ValidateTTL(ttl, s.Config.MaxCodeTTL); err != nil {
-		return nil, err
-	}
-	if err := ValidateText("note", note, contract.MaxNoteBytes); err != nil {
-		return nil, err
-	}
-	var out *IssuedCode
-	err := s.do(ctx, func(o *op) error {
-		code, err := NewPairingCode(s.rand())
-		if err != nil {
-			return err
-		}
-		id, err := NewID(s.rand())
-		if err != nil {
-			return err
-		}
-		pc := &PairingCode{
-			ID: id, CodeHash: PairingCodeHash(s.AuditKey, code), CodeHint: code[:4] + "-…",
-			GeneratedBy: meta.Actor, Note: note, ExpiresAt: o.now.Add(ttl), CreatedAt: o.now,
-		}
-		if err := o.tx.CreatePairingCode(ctx, pc); err != nil {
-			return err
-		}
-		ev := &AuditEvent{EventType: EventPairingCodeGenerated, SourceIP: meta.SourceIP, UserAgent: truncateUTF8(meta.UserAgent, 255), ApprovedBy: meta.Actor}
-		if err := o.audit(ev, map[string]any{"pairing_code_id": id, "code_hint": pc.CodeHint, "expires_at": pc.ExpiresAt, "note": note}); err != nil {
-			return err
-		}
-		out = &IssuedCode{Code: Secret(FormatPairingCode(code)), ID: id, ExpiresAt: pc.ExpiresAt}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return s.CreatePairingCodeWith(ctx, CodeOptions{TTL: ttl, Note: note}, meta)
 }
 
 // EnrollRequest is what a VMA sends to start an enrollment.
@@ -216,6 +188,8 @@ type EnrollRequest struct {
 	PublicKey   string
 	Name        string
 	Version     string
+	// Labels are the labels the VMA asks for (vma-enroll --label).
+	Labels labels.Set
 }
 
 // EnrollResult is the server's answer: the challenge to sign.
@@ -240,6 +214,9 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 	}
 	if err := ValidateVersion(req.Version); err != nil {
 		return nil, err
+	}
+	if err := req.Labels.Validate(); err != nil {
+		return nil, &Error{Code: CodeInvalidRequest, Message: "vma_labels: " + err.Error()}
 	}
 	pub, canon, err := sshkey.ParseAuthorizedKey(req.PublicKey)
 	if err != nil {
@@ -283,7 +260,9 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 					}
 					continue
 				}
-				if pc.UsedAt != nil {
+				if pc.RevokedAt != nil {
+					rejected = "revoked"
+				} else if pc.UsedAt != nil || pc.UseCount >= pc.MaxUses {
 					rejected = "used"
 				} else {
 					rejected = "expired"
@@ -293,6 +272,10 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 			ev := &AuditEvent{EventType: EventEnrollmentFailed, VMAName: req.Name, VMAFingerprint: fp,
 				SourceIP: meta.SourceIP, UserAgent: truncateUTF8(meta.UserAgent, 255)}
 			return o.audit(ev, map[string]any{"reason": "pairing_code_" + rejected, "vma_version": req.Version})
+		}
+		pc, err := o.tx.PairingCodeByHash(ctx, used)
+		if err != nil {
+			return err
 		}
 		id, err := NewID(s.rand())
 		if err != nil {
@@ -304,10 +287,11 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		}
 		exp := o.now.Add(s.Config.VerifyWindow)
 		e := &Enrollment{
-			ID: id, PairingCodeHash: used, VMAPublicKey: canon, VMAName: req.Name, VMAVersion: req.Version,
+			ID: id, PairingCodeHash: useHash(used, pc.UseCount), VMAPublicKey: canon, VMAName: req.Name, VMAVersion: req.Version,
 			VMAFingerprint: fp, VMAIPAddress: meta.SourceIP, VMAUserAgent: truncateUTF8(meta.UserAgent, 255),
 			ChallengeNonce: hex.EncodeToString(challenge), Status: VerbEnroll.Transition().To,
 			ExpiresAt: &exp, CreatedAt: o.now, UpdatedAt: o.now,
+			PairingCodeID: pc.ID, Labels: pc.Labels, VMALabels: req.Labels.Encode(),
 		}
 		if err := o.tx.CreateEnrollment(ctx, e); err != nil {
 			return err
@@ -315,7 +299,14 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, meta Meta) (*En
 		if err := o.tx.LinkPairingCode(ctx, used, id); err != nil {
 			return err
 		}
-		if err := o.audit(enrollmentAudit(e, EventEnrollment, meta), map[string]any{"vma_version": req.Version}); err != nil {
+		details := map[string]any{"vma_version": req.Version, "pairing_code_id": pc.ID}
+		if pc.MaxUses > 1 {
+			details["code_use"], details["code_uses"] = pc.UseCount, pc.MaxUses
+		}
+		if len(req.Labels) > 0 {
+			details["vma_labels"] = req.Labels.String()
+		}
+		if err := o.audit(enrollmentAudit(e, EventEnrollment, meta), details); err != nil {
 			return err
 		}
 		res = &EnrollResult{EnrollmentID: id, Challenge: challenge, Status: e.Status, ExpiresAt: exp}
@@ -338,6 +329,9 @@ type Verified struct {
 	PollToken    Secret
 	// ExpiresAt is the end of the approval window.
 	ExpiresAt time.Time
+	// Approved is the enrollment when its pre-approved code approved it
+	// at once (Status is then approved).
+	Approved *Enrollment
 }
 
 // Verify checks the VMA's signature over its challenge. The challenge is
@@ -401,6 +395,13 @@ func (s *Service) Verify(ctx context.Context, id string, signature []byte, meta 
 			return err
 		}
 		out = &Verified{EnrollmentID: id, Status: e.Status, PollToken: Secret(token), ExpiresAt: exp}
+		approved, err := o.autoApprove(e, meta)
+		if err != nil {
+			return err
+		}
+		if approved {
+			out.Status, out.Approved = e.Status, e
+		}
 		return nil
 	})
 	if err != nil {
@@ -526,70 +527,83 @@ func (s *Service) Approve(ctx context.Context, id, notes string, meta Meta) (*En
 		if e.ExpiresAt != nil && !o.now.Before(*e.ExpiresAt) {
 			return Errorf(CodeWrongState, "cannot approve enrollment %s: its approval window ended (it expires); the VMA must enroll again with a new pairing code", id)
 		}
-		// An approved VMA of the same name, or holding the same key, is
-		// superseded: a key is approved under at most one enrollment (the
-		// store enforces it with a unique constraint, so two instances
-		// approving two holders at once cannot both win), and the SSH
-		// endpoint's lookup by key never finds a second holder.
-		olds, err := o.tx.ApprovedByName(ctx, e.VMAName)
-		if err != nil {
-			return err
-		}
-		for i := range olds {
-			old := &olds[i]
-			if err := o.revoke(old, "superseded by re-enrollment "+e.ID, meta); err != nil {
-				return err
-			}
-		}
-		sameKey, err := o.tx.ApprovedByFingerprint(ctx, e.VMAFingerprint)
-		if err != nil {
-			return err
-		}
-		for i := range sameKey {
-			old := &sameKey[i]
-			if old.Status != StatusApproved || old.VMAName == e.VMAName {
-				continue // revoked just above
-			}
-			if err := o.revoke(old, "superseded by enrollment "+e.ID+" ("+e.VMAName+"), which holds the same key", meta); err != nil {
-				return err
-			}
-		}
-		port, err := o.allocatePort()
-		if err != nil {
-			return err
-		}
-		e.Status = VerbApprove.Transition().To
-		e.ApprovedBy = meta.Actor
-		e.ApprovedAt = &o.now
-		e.ApprovalNotes = notes
-		e.TunnelPort = &port
-		e.ExpiresAt = nil
-		e.UpdatedAt = o.now
-		ok, err := o.tx.UpdateEnrollment(ctx, e, StatusAwaitingApproval)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return Errorf(CodeWrongState, "cannot approve enrollment %s: it changed meanwhile (rejected, expired or approved by someone else)", id)
-		}
-		if err := o.tx.UpsertConnection(ctx, &Connection{
-			EnrollmentID: e.ID, VMAName: e.VMAName, VMAFingerprint: e.VMAFingerprint,
-			SSHUser: s.Config.SSHUser, ConnectionStatus: ConnDisconnected, TunnelPort: &port,
-			CreatedAt: o.now, UpdatedAt: o.now,
-		}); err != nil {
-			return err
-		}
-		details := map[string]any{"tunnel_port": port, "waited_seconds": o.now.Sub(e.CreatedAt).Seconds()}
-		if notes != "" {
-			details["notes"] = notes
-		}
-		if err := o.audit(enrollmentAudit(e, EventApproval, meta), details); err != nil {
+		if err := o.approve(e, notes, meta, nil); err != nil {
 			return err
 		}
 		out = e
 		return nil
 	})
 	return out, err
+}
+
+// approve moves e (awaiting approval) to approved: it supersedes approved
+// enrollments of the same name or key, allocates the tunnel port, creates
+// the connection row and audits it with extra details.
+func (o *op) approve(e *Enrollment, notes string, meta Meta, extra map[string]any) error {
+	// An approved VMA of the same name, or holding the same key, is
+	// superseded: a key is approved under at most one enrollment (the
+	// store enforces it with a unique constraint, so two instances
+	// approving two holders at once cannot both win), and the SSH
+	// endpoint's lookup by key never finds a second holder.
+	olds, err := o.tx.ApprovedByName(o.ctx, e.VMAName)
+	if err != nil {
+		return err
+	}
+	for i := range olds {
+		old := &olds[i]
+		if err := o.revoke(old, "superseded by re-enrollment "+e.ID, meta); err != nil {
+			return err
+		}
+	}
+	sameKey, err := o.tx.ApprovedByFingerprint(o.ctx, e.VMAFingerprint)
+	if err != nil {
+		return err
+	}
+	for i := range sameKey {
+		old := &sameKey[i]
+		if old.Status != StatusApproved || old.VMAName == e.VMAName {
+			continue // revoked just above
+		}
+		if err := o.revoke(old, "superseded by enrollment "+e.ID+" ("+e.VMAName+"), which holds the same key", meta); err != nil {
+			return err
+		}
+	}
+	port, err := o.allocatePort()
+	if err != nil {
+		return err
+	}
+	e.Status = VerbApprove.Transition().To
+	e.ApprovedBy = meta.Actor
+	e.ApprovedAt = &o.now
+	e.ApprovalNotes = notes
+	e.TunnelPort = &port
+	e.ExpiresAt = nil
+	e.UpdatedAt = o.now
+	ok, err := o.tx.UpdateEnrollment(o.ctx, e, StatusAwaitingApproval)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return Errorf(CodeWrongState, "cannot approve enrollment %s: it changed meanwhile (rejected, expired or approved by someone else)", e.ID)
+	}
+	if err := o.tx.UpsertConnection(o.ctx, &Connection{
+		EnrollmentID: e.ID, VMAName: e.VMAName, VMAFingerprint: e.VMAFingerprint,
+		SSHUser: o.s.Config.SSHUser, ConnectionStatus: ConnDisconnected, TunnelPort: &port,
+		CreatedAt: o.now, UpdatedAt: o.now,
+	}); err != nil {
+		return err
+	}
+	details := map[string]any{"tunnel_port": port, "waited_seconds": o.now.Sub(e.CreatedAt).Seconds()}
+	for k, v := range extra {
+		details[k] = v
+	}
+	if notes != "" {
+		details["notes"] = notes
+	}
+	if err := o.audit(enrollmentAudit(e, EventApproval, meta), details); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (o *op) allocatePort() (int, error) {

@@ -15,6 +15,9 @@ type Store interface {
 	GetEnrollment(ctx context.Context, id string) (*Enrollment, error)
 	ListEnrollments(ctx context.Context, f EnrollmentFilter) ([]Enrollment, error)
 	ListConnections(ctx context.Context) ([]Connection, error)
+	// ListPairingCodes lists pairing codes, newest first: all of them, or
+	// only the usable ones (uses left, not expired, not revoked) at now.
+	ListPairingCodes(ctx context.Context, all bool, now time.Time, limit int) ([]PairingCode, error)
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 	// AuditHead returns the id and MAC of the newest audit row as recorded
 	// in the chain head (zero values when there is none).
@@ -39,9 +42,17 @@ type Store interface {
 // Tx is the set of operations available inside one transaction.
 type Tx interface {
 	CreatePairingCode(ctx context.Context, pc *PairingCode) error
-	// ConsumePairingCode marks the unused, unexpired code with this hash as
-	// used, and reports whether it did: of concurrent callers exactly one wins.
+	// ConsumePairingCode takes one use of the unexpired, unrevoked code with
+	// this hash that has uses left (marking it used when that was the last),
+	// and reports whether it did: of concurrent callers exactly as many win
+	// as there were uses left, across instances (one conditional UPDATE).
 	ConsumePairingCode(ctx context.Context, hash string, now time.Time) (bool, error)
+	// PairingCodeByID returns the code with this id, locked for the rest of
+	// the transaction.
+	PairingCodeByID(ctx context.Context, id string) (*PairingCode, error)
+	// RevokePairingCode marks the code revoked unless it already is, and
+	// reports whether it did.
+	RevokePairingCode(ctx context.Context, id, by string, now time.Time) (bool, error)
 	// LinkPairingCode records which enrollment used the code.
 	LinkPairingCode(ctx context.Context, hash, enrollmentID string) error
 	PairingCodeByHash(ctx context.Context, hash string) (*PairingCode, error)

@@ -42,6 +42,9 @@ func (s *Server) adminMux() http.Handler {
 	mux.Handle(api.PathAuditVerify, auth(s.handleAuditVerify, http.MethodGet))
 	mux.Handle(api.PathEnrollments, auth(s.handleEnrollments, http.MethodGet))
 	mux.Handle(api.PathWhoami, auth(s.handleWhoami, http.MethodGet))
+	mux.Handle(api.PathPairingCodes, auth(s.handlePairingCodes, http.MethodGet))
+	mux.Handle(api.PathPairingCodeRevoke+"{id}", auth(s.handlePairingCodeRevoke, http.MethodPost, http.MethodDelete))
+	mux.Handle(api.PathBulk+"{action}", auth(s.handleBulk, http.MethodPost))
 	mux.Handle(api.PathMetrics, auth(s.metrics.handler().ServeHTTP, http.MethodGet))
 	mux.HandleFunc(api.PathHealth, s.methods(s.handleAdminHealth, http.MethodGet))
 	if s.ui != nil {
@@ -82,6 +85,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.svc.Enroll(r.Context(), enroll.EnrollRequest{
 		PairingCode: req.PairingCode, PublicKey: req.VMAPublicKey, Name: req.VMAName, Version: req.VMAVersion,
+		Labels: req.VMALabels,
 	}, meta(r))
 	s.metrics.step("enroll", err)
 	if err != nil {
@@ -117,6 +121,13 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.svc.Verify(r.Context(), req.EnrollmentID, sig, meta(r))
 	s.metrics.step("verify", err)
+	if err == nil && res.Approved != nil {
+		// Pre-approved by its code: as an admin approval would.
+		s.metrics.step("approve", nil)
+		if s.onApprove != nil {
+			s.onApprove(res.Approved)
+		}
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -277,7 +288,12 @@ func (s *Server) handlePairingCode(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("ttl_seconds %d is out of range", req.TTLSeconds))
 		return
 	}
-	res, err := s.PairingCode(r.Context(), time.Duration(req.TTLSeconds)*time.Second, req.Note, meta(r))
+	opts, err := parseCodeRequest(req, time.Duration(req.TTLSeconds)*time.Second)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.PairingCodeWith(r.Context(), opts, meta(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -333,11 +349,17 @@ func (s *Server) Revoke(ctx context.Context, id, reason string, m enroll.Meta) (
 }
 
 func (s *Server) handlePending(w http.ResponseWriter, r *http.Request) {
+	sel, err := selectorOf(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	list, repl, err := s.svc.PendingWithReplacements(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	list = filterEnrollments(sel, list)
 	out := toAPIEnrollments(list)
 	for i := range out {
 		for _, x := range repl[out[i].ID] {
@@ -350,6 +372,11 @@ func (s *Server) handlePending(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleEnrollments(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := enroll.EnrollmentFilter{VMAName: q.Get("vma_name"), IDPrefix: strings.ToLower(q.Get("id_prefix"))}
+	sel, err := selectorOf(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	for _, st := range q["status"] {
 		for _, p := range strings.Split(st, ",") {
 			if p != "" {
@@ -369,10 +396,19 @@ func (s *Server) handleEnrollments(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
+	limit := 0
+	if !sel.Empty() {
+		// The selector filters here, so the limit applies after it.
+		limit, f.Limit = f.Limit, 0
+	}
 	list, err := s.svc.Enrollments(r.Context(), f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	list = filterEnrollments(sel, list)
+	if limit > 0 && len(list) > limit {
+		list = list[:limit]
 	}
 	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: toAPIEnrollments(list)})
 }
@@ -421,18 +457,47 @@ func (s *Server) renderEnrollment(w http.ResponseWriter, r *http.Request, e *enr
 }
 
 func (s *Server) handleActive(w http.ResponseWriter, r *http.Request) {
+	sel, err := selectorOf(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	list, err := s.svc.Active(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	// Labels live on the enrollments: one query for the approved ones.
+	approved, err := s.svc.Enrollments(r.Context(), enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	byID := make(map[string]*enroll.Enrollment, len(approved))
+	for i := range approved {
+		byID[approved[i].ID] = &approved[i]
+	}
 	out := api.ConnectionList{Connections: make([]api.Connection, 0, len(list))}
 	for _, c := range list {
-		out.Connections = append(out.Connections, api.Connection{
+		conn := api.Connection{
 			EnrollmentID: c.EnrollmentID, VMAName: c.VMAName, VMAFingerprint: c.VMAFingerprint, SSHUser: c.SSHUser,
 			ConnectionStatus: c.ConnectionStatus, TunnelPort: c.TunnelPort, RemoteAddr: c.RemoteAddr,
 			LastSeenAt: c.LastSeenAt, ConnectedAt: c.ConnectedAt, SourceIP: hostOf(c.RemoteAddr),
-		})
+		}
+		e := byID[c.EnrollmentID]
+		if e != nil {
+			admin, vma := enrollmentLabels(e)
+			if len(admin) > 0 {
+				conn.Labels = admin
+			}
+			if len(vma) > 0 {
+				conn.VMALabels = vma
+			}
+		}
+		if !sel.Empty() && (e == nil || !selects(sel, e)) {
+			continue
+		}
+		out.Connections = append(out.Connections, conn)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -549,7 +614,9 @@ func toAPIEnrollments(list []enroll.Enrollment) []api.Enrollment {
 }
 
 func toAPIEnrollment(e *enroll.Enrollment) api.Enrollment {
+	admin, vma := enrollmentLabels(e)
 	return api.Enrollment{
+		PairingCodeID: e.PairingCodeID, Labels: admin, VMALabels: vma,
 		ID: e.ID, VMAName: e.VMAName, VMAVersion: e.VMAVersion, VMAFingerprint: e.VMAFingerprint,
 		VMAIPAddress: e.VMAIPAddress, Status: string(e.Status), ApprovedBy: e.ApprovedBy, ApprovedAt: e.ApprovedAt,
 		ApprovalNotes: e.ApprovalNotes, RejectedBy: e.RejectedBy, RejectionReason: e.RejectionReason,

@@ -158,14 +158,12 @@ func TestConcurrentApprovalsOneKey(t *testing.T) {
 func TestMigration0002KeepsNewestHolder(t *testing.T) {
 	forEachDriver(t, false, func(t *testing.T, driver, dsn string) {
 		ctx := context.Background()
-		m, err := newMigrate(ctx, driver, dsn)
-		if err != nil {
+		if err := MigrateUp(ctx, driver, dsn); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Migrate(1); err != nil {
-			t.Fatalf("migrate to 1: %v", err)
-		}
-		m.Close()
+		// The rows are made by today's service, then the schema goes
+		// back to version 1 (the later migrations' down files) to play
+		// an older server.
 		s := mustOpenDSN(t, driver, dsn)
 		svc, clk := newService(t, s)
 		a := approved(t, svc, "vma-a")
@@ -174,6 +172,14 @@ func TestMigration0002KeepsNewestHolder(t *testing.T) {
 		if _, err := svc.Approve(ctx, clone.id, "", admin); err != nil {
 			t.Fatal(err)
 		}
+		m, err := newMigrate(ctx, driver, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Migrate(1); err != nil {
+			t.Fatalf("migrate to 1: %v", err)
+		}
+		m.Close()
 		// As an older server could leave it: vma-a approved as well.
 		exec(t, s, "UPDATE vma_enrollments SET status = 'approved', tunnel_port = 9500, revoked_at = NULL WHERE id = ?", a.id)
 		exec(t, s, "UPDATE vma_active_connections SET connection_status = 'connected' WHERE enrollment_id = ?", a.id)

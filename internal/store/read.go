@@ -20,9 +20,10 @@ const (
 		vma_ip_address, vma_user_agent, challenge_nonce, poll_token_hash, status,
 		approved_by, approved_at, approval_notes, rejected_by, rejected_at, rejection_reason,
 		revoked_by, revoked_at, revocation_reason, verified_at, tunnel_port,
-		expires_at, created_at, updated_at`
+		expires_at, created_at, updated_at, pairing_code_id, labels, vma_labels`
 	pairingCodeCols = `id, pairing_code_hash, code_hint, generated_by, note, used_by_enrollment_id,
-		expires_at, used_at, created_at`
+		expires_at, used_at, created_at, max_uses, use_count, labels, auto_approve, from_cidr,
+		revoked_at, revoked_by`
 	connectionCols = `id, enrollment_id, vma_name, vma_fingerprint, ssh_user, connection_status,
 		tunnel_port, remote_addr, last_seen_at, connected_at, revoked_at, revoked_by,
 		created_at, updated_at`
@@ -45,6 +46,7 @@ func fixPairingCode(pc *enroll.PairingCode) {
 	utc(&pc.ExpiresAt)
 	utcp(pc.UsedAt)
 	utc(&pc.CreatedAt)
+	utcp(pc.RevokedAt)
 }
 
 func fixConnection(c *enroll.Connection) {
@@ -321,4 +323,28 @@ func statusIn(statuses []enroll.Status) (string, []any) {
 		args[i] = string(st)
 	}
 	return strings.TrimSuffix(strings.Repeat("?, ", len(statuses)), ", "), args
+}
+
+// ListPairingCodes lists pairing codes, newest first: every code, or only
+// the usable ones at now (uses left, unexpired, unrevoked).
+func (s *DB) ListPairingCodes(ctx context.Context, all bool, now time.Time, limit int) ([]enroll.PairingCode, error) {
+	q := `SELECT ` + pairingCodeCols + ` FROM vma_pairing_codes`
+	var args []any
+	if !all {
+		q += ` WHERE used_at IS NULL AND revoked_at IS NULL AND use_count < max_uses AND expires_at > ?`
+		args = append(args, ts(now))
+	}
+	q += ` ORDER BY created_at DESC, id`
+	if limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, limit)
+	}
+	out := []enroll.PairingCode{}
+	if err := s.r.SelectContext(ctx, &out, q, args...); err != nil {
+		return nil, mapErr(fmt.Errorf("list pairing codes: %w", err))
+	}
+	for i := range out {
+		fixPairingCode(&out[i])
+	}
+	return out, nil
 }

@@ -110,10 +110,12 @@ func (t *tx) forUpdate() string {
 
 func (t *tx) CreatePairingCode(ctx context.Context, pc *enroll.PairingCode) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO vma_pairing_codes
-		(id, pairing_code_hash, code_hint, generated_by, note, used_by_enrollment_id, expires_at, used_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, pairing_code_hash, code_hint, generated_by, note, used_by_enrollment_id, expires_at, used_at, created_at,
+		 max_uses, use_count, labels, auto_approve, from_cidr, revoked_at, revoked_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		pc.ID, pc.CodeHash, pc.CodeHint, pc.GeneratedBy, pc.Note, pc.UsedByEnrollmentID,
-		ts(pc.ExpiresAt), tsp(pc.UsedAt), ts(pc.CreatedAt))
+		ts(pc.ExpiresAt), tsp(pc.UsedAt), ts(pc.CreatedAt),
+		max(pc.MaxUses, 1), pc.UseCount, pc.Labels, pc.AutoApprove, pc.FromCIDR, tsp(pc.RevokedAt), pc.RevokedBy)
 	if err != nil {
 		return fmt.Errorf("insert pairing code: %w", err)
 	}
@@ -121,8 +123,14 @@ func (t *tx) CreatePairingCode(ctx context.Context, pc *enroll.PairingCode) erro
 }
 
 func (t *tx) ConsumePairingCode(ctx context.Context, hash string, now time.Time) (bool, error) {
-	res, err := t.tx.ExecContext(ctx, `UPDATE vma_pairing_codes SET used_at = ?
-		WHERE pairing_code_hash = ? AND used_at IS NULL AND expires_at > ?`,
+	// used_at is assigned first: MySQL evaluates SET left to right with
+	// the values already assigned, SQLite with the old ones; this way both
+	// compare the old use_count.
+	res, err := t.tx.ExecContext(ctx, `UPDATE vma_pairing_codes
+		SET used_at = CASE WHEN use_count + 1 >= max_uses THEN ? ELSE NULL END,
+		    use_count = use_count + 1
+		WHERE pairing_code_hash = ? AND used_at IS NULL AND revoked_at IS NULL
+		  AND use_count < max_uses AND expires_at > ?`,
 		ts(now), hash, ts(now))
 	if err != nil {
 		return false, fmt.Errorf("consume pairing code: %w", err)
@@ -159,14 +167,36 @@ func (t *tx) PairingCodeByHash(ctx context.Context, hash string) (*enroll.Pairin
 	return &pc, nil
 }
 
+func (t *tx) PairingCodeByID(ctx context.Context, id string) (*enroll.PairingCode, error) {
+	var pc enroll.PairingCode
+	err := t.tx.GetContext(ctx, &pc, `SELECT `+pairingCodeCols+` FROM vma_pairing_codes WHERE id = ?`+t.forUpdate(), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("no pairing code with id %s", enroll.Printable(id))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get pairing code: %w", err)
+	}
+	fixPairingCode(&pc)
+	return &pc, nil
+}
+
+func (t *tx) RevokePairingCode(ctx context.Context, id, by string, now time.Time) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, `UPDATE vma_pairing_codes SET revoked_at = ?, revoked_by = ?
+		WHERE id = ? AND revoked_at IS NULL`, ts(now), by, id)
+	if err != nil {
+		return false, fmt.Errorf("revoke pairing code: %w", err)
+	}
+	return oneRow(res, "revoke pairing code")
+}
+
 func (t *tx) CreateEnrollment(ctx context.Context, e *enroll.Enrollment) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO vma_enrollments (`+enrollmentCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.ID, e.PairingCodeHash, e.VMAPublicKey, e.VMAName, e.VMAVersion, e.VMAFingerprint,
 		e.VMAIPAddress, e.VMAUserAgent, e.ChallengeNonce, e.PollTokenHash, string(e.Status),
 		e.ApprovedBy, tsp(e.ApprovedAt), e.ApprovalNotes, e.RejectedBy, tsp(e.RejectedAt), e.RejectionReason,
 		e.RevokedBy, tsp(e.RevokedAt), e.RevocationNote, tsp(e.VerifiedAt), e.TunnelPort,
-		tsp(e.ExpiresAt), ts(e.CreatedAt), ts(e.UpdatedAt))
+		tsp(e.ExpiresAt), ts(e.CreatedAt), ts(e.UpdatedAt), e.PairingCodeID, e.Labels, e.VMALabels)
 	if err != nil {
 		return fmt.Errorf("insert enrollment: %w", err)
 	}

@@ -236,6 +236,9 @@ type pairingData struct {
 	Remaining  int64
 	Expired    bool
 	DefaultTTL string
+	// Codes are the usable codes (never the codes themselves); pre-approved
+	// ones are shown prominently (docs/fleet.md).
+	Codes []enroll.PairingCode
 }
 
 func ttlLabel(d time.Duration) string {
@@ -295,6 +298,9 @@ func (u *UI) handlePairingPage(w http.ResponseWriter, r *http.Request, se *sessi
 			u.sessions.update(se.key, func(s *session) { s.Code = nil })
 			d.Code = nil
 		}
+	}
+	if codes, err := u.svc.PairingCodes(r.Context(), false); err == nil {
+		d.Codes = codes
 	}
 	u.render(w, r, http.StatusOK, "pairing", u.newView(r, se, "pairing", "Pairing code", d))
 }

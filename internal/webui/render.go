@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/labels"
 )
 
 //go:embed templates/*.html
@@ -26,7 +27,7 @@ var templateFS embed.FS
 var staticFS embed.FS
 
 // pageNames are the templates that render a whole page (each with the layout).
-var pageNames = []string{"signin", "pending", "active", "pairing", "audit", "confirm", "message"}
+var pageNames = []string{"signin", "pending", "active", "pairing", "audit", "confirm", "message", "bulk"}
 
 // view is what every page template gets.
 type view struct {
@@ -44,11 +45,21 @@ type view struct {
 
 func parseTemplates() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"ago":     func(now time.Time, t any) string { return ago(now, toTime(t)) },
-		"until":   func(now time.Time, t any) string { return untilText(now, toTime(t)) },
-		"utc":     func(t any) string { return toTime(t).UTC().Format("2006-01-02 15:04:05Z") },
-		"iso":     func(t any) string { return toTime(t).UTC().Format(time.RFC3339) },
-		"short":   shortID,
+		"ago":    func(now time.Time, t any) string { return ago(now, toTime(t)) },
+		"until":  func(now time.Time, t any) string { return untilText(now, toTime(t)) },
+		"utc":    func(t any) string { return toTime(t).UTC().Format("2006-01-02 15:04:05Z") },
+		"iso":    func(t any) string { return toTime(t).UTC().Format(time.RFC3339) },
+		"short":  shortID,
+		"labels": enrollmentLabels,
+		"codelabels": func(s string) string {
+			l, _ := labels.Decode(s)
+			return l.String()
+		},
+		"labelset": func(e enroll.Enrollment) string {
+			a, _ := labels.Decode(e.Labels)
+			v, _ := labels.Decode(e.VMALabels)
+			return labels.Merge(v, a).String()
+		},
 		"label":   func(v any) string { return statusLabel(fmt.Sprint(v)) },
 		"details": detailPairs,
 		"deref": func(v any) any {

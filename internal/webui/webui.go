@@ -43,6 +43,8 @@ type Actions interface {
 	Approve(ctx context.Context, id, notes string, m enroll.Meta) (*enroll.Enrollment, error)
 	Reject(ctx context.Context, id, reason string, m enroll.Meta) (*enroll.Enrollment, error)
 	Revoke(ctx context.Context, id, reason string, m enroll.Meta) (*enroll.Enrollment, error)
+	// Bulk decides several enrollments, each on its own (docs/fleet.md).
+	Bulk(ctx context.Context, action string, ids []string, text string, m enroll.Meta) (*api.BulkResponse, error)
 }
 
 // Config configures the UI. Zero values take the defaults.
@@ -148,6 +150,7 @@ func (u *UI) routes() *http.ServeMux {
 	mux.Handle("GET /pending", u.page(u.handlePending))
 	mux.Handle("POST /pending/{id}/approve", u.action(u.handleApprove))
 	mux.Handle("POST /pending/{id}/reject", u.action(u.handleReject))
+	mux.Handle("POST /pending/bulk", u.action(u.handleBulk))
 	mux.Handle("GET /active", u.page(u.handleActive))
 	mux.Handle("POST /active/{id}/revoke", u.action(u.handleRevoke))
 	mux.Handle("GET /pairing-code", u.page(u.handlePairingPage))

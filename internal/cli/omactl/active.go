@@ -13,6 +13,7 @@ import (
 
 func newActiveCmd(f *Factory) *cobra.Command {
 	opts := &listOptions{}
+	var selector string
 	cmd := &cobra.Command{
 		Use:   "active",
 		Short: "List approved VMAs and their tunnels",
@@ -26,6 +27,7 @@ tunnel comes from, the SSH user and the key fingerprint.
 With the openssh or none tunnel modes the server cannot see the tunnels, so
 they show as never connected.`,
 		Example: `  omactl active
+  omactl active -l site=fra -o wide
   omactl active -o json | jq '.[] | select(.connection_status == "connected")'`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,7 +35,10 @@ they show as never connected.`,
 			if err != nil {
 				return err
 			}
-			list, err := c.Active(ctxOf(cmd))
+			if err := checkSelector(selector); err != nil {
+				return err
+			}
+			list, err := c.ActiveSelected(ctxOf(cmd), selector)
 			if err != nil {
 				return f.explain(err)
 			}
@@ -45,6 +50,7 @@ they show as never connected.`,
 		},
 	}
 	addListFlags(cmd, opts)
+	addSelectorFlag(cmd, &selector)
 	return cmd
 }
 
@@ -54,7 +60,7 @@ they show as never connected.`,
 // start, or its last sign of life before it went away) and LAST SEEN.
 func (f *Factory) writeActive(w io.Writer, list []api.Connection, noHeaders bool) error {
 	t := f.newTable(noHeaders, col("ID"), cut("NAME", 10), col("STATE"), col("SINCE"), col("LAST SEEN"), col("PORT"),
-		wideCol("FROM"), wideCol("USER"), wideCol("KEY FINGERPRINT"))
+		wideCol("FROM"), wideCol("USER"), wideCol("KEY FINGERPRINT"), wideCol("LABELS"))
 	ids := make([]string, len(list))
 	for i, c := range list {
 		ids[i] = c.EnrollmentID
@@ -70,7 +76,7 @@ func (f *Factory) writeActive(w io.Writer, list []api.Connection, noHeaders bool
 		if c.LastSeenAt == nil {
 			seen = "never"
 		}
-		t.row(short(c.EnrollmentID), c.VMAName, state, f.ago(since), seen, port, c.RemoteAddr, c.SSHUser, c.VMAFingerprint)
+		t.row(short(c.EnrollmentID), c.VMAName, state, f.ago(since), seen, port, c.RemoteAddr, c.SSHUser, c.VMAFingerprint, labelCell(c.Labels, c.VMALabels))
 	}
 	return t.write(w)
 }

@@ -17,6 +17,8 @@ import (
 )
 
 type approveOptions struct {
+	bulkOptions
+	Yes      bool
 	Arg      string
 	Note     string
 	DryRun   bool
@@ -28,7 +30,7 @@ type approveOptions struct {
 func newApproveCmd(f *Factory) *cobra.Command {
 	opts := &approveOptions{}
 	cmd := &cobra.Command{
-		Use:   "approve ID",
+		Use:   "approve ID...",
 		Short: "Approve a pending VMA",
 		Long: `Approve a VMA that awaits approval: its key is authorized for the restricted
 tunnel and it gets its own tunnel port. vma-enroll on the VMA then writes its
@@ -50,14 +52,32 @@ stderr; the approved enrollment is printed at the end. When --timeout (default
 10m) passes first, omactl exits with status 1 and says which step it was
 waiting for.
 
---dry-run shows the enrollment that would be approved and changes nothing.`,
+--dry-run shows the enrollment that would be approved and changes nothing.` + bulkHelp,
 		Example: `  omactl approve vma-frankfurt-01
   omactl approve 3f2a9c1e --note "checked fingerprint by phone with J. Doe"
   omactl approve vma-frankfurt-01 --dry-run
-  omactl approve vma-frankfurt-01 --wait --timeout 15m -o json`,
-		Args:              cmdutil.ExactArgs(1),
+  omactl approve vma-frankfurt-01 --wait --timeout 15m -o json
+  omactl approve vma-fra-01 vma-fra-02 --yes
+  omactl approve -l site=fra --dry-run
+  omactl approve -l site=fra --yes`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if opts.bulk(args) {
+				return nil
+			}
+			return cmdutil.ExactArgs(1)(cmd, args)
+		},
 		ValidArgsFunction: f.completeEnrollments(enroll.StatusAwaitingApproval),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.bulk(args) {
+				if opts.Wait {
+					return cmdutil.FlagErrorf("--wait approves one VMA: it excludes several IDs, -l and --all-pending")
+				}
+				if err := enroll.ValidateText("--note", opts.Note, contract.MaxTextBytes); err != nil {
+					return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))
+				}
+				return f.runBulk(ctxOf(cmd), bulkRun{verb: "approve", done: "Approved", states: []enroll.Status{enroll.StatusAwaitingApproval},
+					text: opts.Note, yes: opts.Yes, dryRun: opts.DryRun}, args, &opts.bulkOptions)
+			}
 			opts.Arg = args[0]
 			return runApprove(ctxOf(cmd), f, opts)
 		},
@@ -71,6 +91,8 @@ waiting for.
 	fl.DurationVar(&opts.Timeout, "timeout", 10*time.Minute, "how long --wait waits in all")
 	fl.DurationVar(&opts.Interval, "interval", 2*time.Second, "how often --wait asks the server")
 	_ = fl.MarkHidden("interval")
+	fl.BoolVarP(&opts.Yes, "yes", "y", false, "with several VMAs: do not ask for confirmation (required without a terminal)")
+	addBulkFlags(cmd, &opts.bulkOptions, true)
 	return cmd
 }
 

@@ -451,7 +451,11 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{"pending", "-o", "xml"},
 		{"pending", "--bogus"},
 		{"nosuchcommand"},
-		{"pairing-code", "--ttl", "25h"},
+		{"pairing-code", "--ttl", "169h"}, // 25h is the server's to refuse (its max-code-ttl)
+		{"pairing-code", "--uses", "0"},
+		{"pairing-code", "--label", "bad key=x"},
+		{"pending", "-l", "site in (fra"},
+		{"approve", "-l", "site=fra", "x"},
 		{"audit", "--since", "yesterday"},
 		{"audit", "--type", "nope"},
 		{"audit", "--limit", "-1"},

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/labels"
 )
 
 // writeEnrollment prints one enrollment as labelled lines, after a headline.
@@ -25,6 +26,8 @@ func (f *Factory) writeEnrollment(w io.Writer, headline string, e *api.Enrollmen
 	line("Key fingerprint", clean(e.VMAFingerprint))
 	line("Source IP", clean(e.VMAIPAddress))
 	line("Status", clean(e.Status))
+	line("Labels", cleanLong(labels.Set(e.Labels).String()))
+	line("VMA labels", cleanLong(labels.Set(e.VMALabels).String()))
 	if e.TunnelPort != nil {
 		line("Tunnel port", strconv.Itoa(*e.TunnelPort))
 	}

@@ -82,6 +82,7 @@ type endAction struct {
 
 // endOptions are the flags of reject and revoke.
 type endOptions struct {
+	bulkOptions
 	Arg            string
 	Reason         string
 	Yes            bool
@@ -92,7 +93,7 @@ type endOptions struct {
 func newEndCmd(f *Factory, a endAction) *cobra.Command {
 	opts := &endOptions{}
 	cmd := &cobra.Command{
-		Use:   a.use,
+		Use:   a.use + "...",
 		Short: a.short,
 		Long: a.long + `
 
@@ -100,11 +101,26 @@ ID is the enrollment id, a unique prefix of it (at least 8 characters), or the
 VMA name; a name with several enrollments picks ` + a.picks + `.
 On a terminal omactl asks for confirmation unless --yes is given. Without a
 terminal (in scripts) --yes is required: omactl exits with status 2 rather than
-` + a.verb + ` unasked. --dry-run shows what would be done and changes nothing.`,
-		Example:           a.example,
-		Args:              cmdutil.ExactArgs(1),
+` + a.verb + ` unasked. --dry-run shows what would be done and changes nothing.` + bulkHelp,
+		Example: a.example,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if opts.bulk(args) {
+				return nil
+			}
+			return cmdutil.ExactArgs(1)(cmd, args)
+		},
 		ValidArgsFunction: f.completeEnrollments(a.states...),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.bulk(args) {
+				if opts.IgnoreNotFound {
+					return cmdutil.FlagErrorf("--ignore-not-found is for one ID")
+				}
+				if err := enroll.ValidateText("--reason", opts.Reason, contract.MaxTextBytes); err != nil {
+					return cmdutil.FlagErrorf("%s", enroll.ErrorMessage(err))
+				}
+				return f.runBulk(ctxOf(cmd), bulkRun{verb: a.verb, done: a.done, states: a.states,
+					text: opts.Reason, yes: opts.Yes, dryRun: opts.DryRun}, args, &opts.bulkOptions)
+			}
 			opts.Arg = args[0]
 			return runEnd(ctxOf(cmd), f, a, opts)
 		},
@@ -112,6 +128,7 @@ terminal (in scripts) --yes is required: omactl exits with status 2 rather than
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", a.reasonHelp)
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation (required without a terminal)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "show what would be done and change nothing")
+	addBulkFlags(cmd, &opts.bulkOptions, a.verb == "reject")
 	if a.ignoreNotFound {
 		cmd.Flags().BoolVar(&opts.IgnoreNotFound, "ignore-not-found", false, "exit 0 when no enrollment matches or it is already "+string(a.final))
 	}

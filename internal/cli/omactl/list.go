@@ -39,6 +39,8 @@ type listCmdOptions struct {
 	Status []string
 	Sort   string
 	Name   string
+	// Selector is -l: a label selector, filtered by the server.
+	Selector string
 }
 
 func newListCmd(f *Factory) *cobra.Command {
@@ -71,6 +73,7 @@ SINCE is how long ago the enrollment entered its status.`,
 	fl.StringVar(&opts.Sort, "sort", "name", "order: name, created, updated or status")
 	fl.StringVar(&opts.Name, "name", "", "only VMA names containing this text, or matching it when it has * ? [")
 	addListFlags(cmd, &opts.listOptions)
+	addSelectorFlag(cmd, &opts.Selector)
 	words := make([]string, len(listStatuses))
 	for i, s := range listStatuses {
 		words[i] = s.word
@@ -138,11 +141,14 @@ func runList(ctx context.Context, f *Factory, opts *listCmdOptions) error {
 			return cmdutil.FlagErrorf("--name %q is not a valid pattern: %v", clean(opts.Name), err)
 		}
 	}
+	if err := checkSelector(opts.Selector); err != nil {
+		return err
+	}
 	c, err := f.Client()
 	if err != nil {
 		return err
 	}
-	list, err := c.Enrollments(ctx, client.EnrollmentFilter{Status: strings.Join(statuses, ",")})
+	list, err := c.Enrollments(ctx, client.EnrollmentFilter{Status: strings.Join(statuses, ","), Selector: opts.Selector})
 	if err != nil {
 		return f.explain(err)
 	}
@@ -180,7 +186,7 @@ func sortEnrollments(list []api.Enrollment, key string) {
 
 func (f *Factory) writeList(w io.Writer, list []api.Enrollment, noHeaders bool) error {
 	t := f.newTable(noHeaders, col("ID"), cut("NAME", 10), col("STATUS"), col("SINCE"), cut("SOURCE IP", 15),
-		wideCol("VERSION"), wideCol("PORT"), wideCol("CREATED"), wideCol("KEY FINGERPRINT"))
+		wideCol("VERSION"), wideCol("PORT"), wideCol("CREATED"), wideCol("KEY FINGERPRINT"), wideCol("LABELS"))
 	ids := make([]string, len(list))
 	for i, e := range list {
 		ids[i] = e.ID
@@ -191,7 +197,7 @@ func (f *Factory) writeList(w io.Writer, list []api.Enrollment, noHeaders bool) 
 		if e.TunnelPort != nil {
 			port = strconv.Itoa(*e.TunnelPort)
 		}
-		t.row(short(e.ID), e.VMAName, e.Status, f.ago(&e.UpdatedAt), e.VMAIPAddress, e.VMAVersion, port, f.ago(&e.CreatedAt), e.VMAFingerprint)
+		t.row(short(e.ID), e.VMAName, e.Status, f.ago(&e.UpdatedAt), e.VMAIPAddress, e.VMAVersion, port, f.ago(&e.CreatedAt), e.VMAFingerprint, labelCell(e.Labels, e.VMALabels))
 	}
 	return t.write(w)
 }

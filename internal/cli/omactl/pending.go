@@ -15,6 +15,7 @@ import (
 type pendingOptions struct {
 	listOptions
 	watchOptions
+	Selector string
 }
 
 func newPendingCmd(f *Factory) *cobra.Command {
@@ -44,10 +45,14 @@ list is printed again only when it changed, after an empty line, and with
 		Example: `  omactl pending
   omactl pending -o json | jq -r '.[].vma_name'
   omactl pending --watch
+  omactl pending -l site=fra -o wide
   omactl pending --watch --interval 10s -o json | while read -r list; do …; done`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.validate(); err != nil {
+				return err
+			}
+			if err := checkSelector(opts.Selector); err != nil {
 				return err
 			}
 			c, err := f.Client()
@@ -55,7 +60,7 @@ list is printed again only when it changed, after an empty line, and with
 				return err
 			}
 			fetch := func(ctx context.Context) (snapshot, error) {
-				list, err := c.Pending(ctx)
+				list, err := c.PendingSelected(ctx, opts.Selector)
 				if err != nil {
 					return snapshot{}, err
 				}
@@ -73,6 +78,7 @@ list is printed again only when it changed, after an empty line, and with
 	}
 	addListFlags(cmd, &opts.listOptions)
 	addWatchFlags(cmd, &opts.watchOptions)
+	addSelectorFlag(cmd, &opts.Selector)
 	return cmd
 }
 
@@ -86,7 +92,7 @@ func (f *Factory) pendingSnapshot(list []api.Enrollment, noHeaders bool) snapsho
 
 func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders bool) error {
 	t := f.newTable(noHeaders, col("ID"), cut("NAME", 10), wideCol("VERSION"), cut("SOURCE IP", 15),
-		cut("KEY FINGERPRINT", minFingerprint), wideCol("VERIFIED"), col("EXPIRES"))
+		cut("KEY FINGERPRINT", minFingerprint), wideCol("VERIFIED"), col("EXPIRES"), wideCol("LABELS"))
 	ids := make([]string, len(list))
 	for i, e := range list {
 		ids[i] = e.ID
@@ -101,7 +107,7 @@ func (f *Factory) writePending(w io.Writer, list []api.Enrollment, noHeaders boo
 		if len(e.Replaces) > 0 {
 			name = "*" + name
 		}
-		t.row(short(e.ID), name, e.VMAVersion, e.VMAIPAddress, e.VMAFingerprint, f.ago(verified), f.ago(e.ExpiresAt))
+		t.row(short(e.ID), name, e.VMAVersion, e.VMAIPAddress, e.VMAFingerprint, f.ago(verified), f.ago(e.ExpiresAt), labelCell(e.Labels, e.VMALabels))
 	}
 	if err := t.write(w); err != nil {
 		return err

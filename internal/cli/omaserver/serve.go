@@ -104,6 +104,8 @@ omactl then needs --server https://….`,
 	f.String("audit-key-file", "", "HMAC key of the audit chain (default <data-dir>/audit.key; share it between instances)")
 	f.StringSlice("trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For is trusted (repeatable)")
 	f.Duration("code-ttl", 10*time.Minute, "default lifetime of pairing codes")
+	f.Duration("max-code-ttl", 24*time.Hour, "longest lifetime an admin may give a pairing code (1m to 168h)")
+	f.Int("max-code-uses", contract.MaxCodeUses, "most VMAs one pairing code may enroll (omactl pairing-code --uses)")
 	f.Duration("verify-window", 10*time.Minute, "time a VMA has to answer its challenge")
 	f.Duration("approval-window", 30*time.Minute, "time an admin has to approve a verified VMA")
 	f.Float64("rate-limit", 5, "public requests per second per client IP")
@@ -136,6 +138,8 @@ type serveOptions struct {
 	AuditKeyFile                          string
 	TrustedProxies                        []netip.Prefix
 	CodeTTL, VerifyWindow, ApprovalWindow time.Duration
+	MaxCodeTTL                            time.Duration
+	MaxCodeUses                           int
 	RateLimit                             float64
 	RateBurst                             int
 	CodeFailures                          float64
@@ -166,6 +170,8 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		VMAAPITarget:     v.GetString("vma_api_target"),
 		AuditKeyFile:     v.GetString("audit_key_file"),
 		CodeTTL:          v.GetDuration("code_ttl"),
+		MaxCodeTTL:       v.GetDuration("max_code_ttl"),
+		MaxCodeUses:      v.GetInt("max_code_uses"),
 		VerifyWindow:     v.GetDuration("verify_window"),
 		ApprovalWindow:   v.GetDuration("approval_window"),
 		RateLimit:        v.GetFloat64("rate_limit"),
@@ -225,6 +231,12 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	if o.CodeTTL < time.Minute || o.CodeTTL > 24*time.Hour {
 		return o, cmdutil.FlagErrorf("--code-ttl %s: use 1m to 24h", o.CodeTTL)
 	}
+	if o.MaxCodeTTL < time.Minute || o.MaxCodeTTL > 168*time.Hour || o.CodeTTL > o.MaxCodeTTL {
+		return o, cmdutil.FlagErrorf("--max-code-ttl %s: use 1m to 168h, at least --code-ttl", o.MaxCodeTTL)
+	}
+	if o.MaxCodeUses < 1 || o.MaxCodeUses > contract.CodeUsesLimit {
+		return o, cmdutil.FlagErrorf("--max-code-uses %d: use 1 to %d", o.MaxCodeUses, contract.CodeUsesLimit)
+	}
 	if o.VerifyWindow <= 0 || o.ApprovalWindow <= 0 {
 		return o, cmdutil.FlagErrorf("--verify-window and --approval-window must be positive")
 	}
@@ -280,6 +292,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	}
 	svc := enroll.New(db, enroll.Config{
 		CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow,
+		MaxCodeTTL: o.MaxCodeTTL, MaxCodeUses: o.MaxCodeUses,
 		PortMin: o.PortMin, PortMax: o.PortMax, SSHUser: o.TunnelUser,
 	}, auditKey, log)
 	if err := ensureAdminToken(ctx, svc, db, o.DataDir, log); err != nil {

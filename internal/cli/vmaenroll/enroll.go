@@ -17,6 +17,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/client"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/labels"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
@@ -56,6 +57,7 @@ type enroller struct {
 	key      *sshkey.KeyPair
 	st       *State
 	files    []string
+	labels   labels.Set // --label
 }
 
 // outcome is how a run ended.
@@ -81,7 +83,13 @@ func runEnroll(ctx context.Context, f *Factory) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := &enroller{f: f, cfg: f.Config}
-	out := e.run(ctx)
+	var out outcome
+	if l, err := labels.ParseArgs(f.Labels); err != nil {
+		out = usage("--label: %v", err)
+	} else {
+		e.labels = l
+		out = e.run(ctx)
+	}
 	if e.c != nil {
 		e.c.Close()
 	}
@@ -298,6 +306,7 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 			VMAPublicKey: sshkey.AuthorizedKey(kp.Public, ""),
 			VMAName:      name,
 			VMAVersion:   e.cfg.VMAVersion,
+			VMALabels:    e.labels,
 		})
 		return err
 	})
@@ -343,6 +352,9 @@ func (e *enroller) fresh(ctx context.Context) outcome {
 		return fail(StatusError, err)
 	}
 	e.note("Enrollment %s: the OMA accepted the key.", e.st.EnrollmentID)
+	if vr.Status == string(enroll.StatusApproved) {
+		e.note("The pairing code is pre-approved: the OMA approved this VMA at once.")
+	}
 	return e.wait(ctx)
 }
 

@@ -27,6 +27,8 @@ type Factory struct {
 	ConfigFile string
 
 	Config Config
+	// Labels are --label k=v: labels this VMA asks for (flag only).
+	Labels []string
 	in     *bufio.Reader
 }
 
@@ -95,6 +97,7 @@ does not match the fingerprint.`,
   VMA_ENROLL_CODE=7kq2m9xd4rtb vma-enroll --oma 203.0.113.5:443 --fingerprint sha256:5f1c…
   vma-enroll --code-file /root/code.txt --oma oma.example.com --fingerprint sha256:5f1c… -o json
   vma-enroll            # on a terminal: asks for the OMA address and the code
+  vma-enroll --oma oma.example.com --code 7KQ2-M9XD-4RTB --fingerprint sha256:5f1c… --label rack=r12
   vma-enroll status`,
 		Args:        cmdutil.NoArgs,
 		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: EnvPrefix + "OUTPUT"},
@@ -119,6 +122,7 @@ does not match the fingerprint.`,
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	addFlags(root, f.ConfigFile)
+	root.Flags().StringArrayVar(&f.Labels, "label", nil, "a label k=v this VMA asks for, shown to the admin as the VMA's (repeatable; flag only)")
 
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
 	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."

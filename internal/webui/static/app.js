@@ -91,6 +91,42 @@
     });
   });
 
+  // --- bulk selection on the pending list (docs/fleet.md) ---
+  // Select all; select by label (k=v and k!=v, comma-separated, matched
+  // against each row's labels); and remember which bulk button was pressed,
+  // since the confirm dialog submits the form without its submitter.
+  document.addEventListener('change', function (ev) {
+    if (!ev.target.matches('[data-select-all]')) return;
+    document.querySelectorAll('input[data-select]').forEach(function (c) { c.checked = ev.target.checked; });
+  });
+  document.addEventListener('click', function (ev) {
+    var btn = ev.target.closest('button');
+    if (!btn) return;
+    // (form.id would name the checkboxes called "id": read the attribute.)
+    if (btn.form && btn.form.getAttribute('id') === 'bulk' && btn.name === 'action') {
+      btn.form.querySelector('input[name="bulk_action"]').value = btn.value;
+      return;
+    }
+    if (!btn.matches('[data-select-labels]')) return;
+    var want = (document.getElementById('bulk-selector').value || '').split(',').map(function (s) { return s.trim(); }).filter(Boolean);
+    document.querySelectorAll('tr[data-labels]').forEach(function (row) {
+      var have = {};
+      (row.getAttribute('data-labels') || '').split(',').forEach(function (kv) {
+        var i = kv.indexOf('=');
+        if (i > 0) have[kv.slice(0, i)] = kv.slice(i + 1);
+      });
+      var ok = want.length > 0 && want.every(function (req) {
+        var neg = req.indexOf('!=');
+        if (neg > 0) return have[req.slice(0, neg).trim()] !== req.slice(neg + 2).trim();
+        var eq = req.indexOf('=');
+        if (eq > 0) return have[req.slice(0, eq).trim()] === req.slice(eq + 1).replace(/^=/, '').trim();
+        return Object.prototype.hasOwnProperty.call(have, req);
+      });
+      var box = row.querySelector('input[data-select]');
+      if (box) box.checked = ok;
+    });
+  });
+
   // --- confirm dialogs ---
   var dialog = document.getElementById('confirm-dialog');
   var pendingForm = null;
@@ -151,7 +187,7 @@
     var a = document.activeElement;
     if (a && a !== body && region.contains(a)) return true;
     return Array.prototype.some.call(region.querySelectorAll('input:not([type="hidden"])'), function (i) {
-      return i.value !== '';
+      return i.type === 'checkbox' ? i.checked : i.value !== '';
     });
   }
 

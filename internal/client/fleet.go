@@ -1,0 +1,90 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+
+	"github.com/go-resty/resty/v2"
+)
+
+// Fleet calls (docs/fleet.md).
+
+// PendingSelected lists enrollments awaiting approval whose labels match
+// selector (kubectl syntax; empty: all).
+func (c *Client) PendingSelected(ctx context.Context, selector string) ([]api.Enrollment, error) {
+	var out api.EnrollmentList
+	err := c.call(ctx, http.MethodGet, api.PathPending, true, 0, func(r *resty.Request) {
+		setIf(r, "selector", selector)
+	}, &out)
+	if err != nil {
+		return nil, err
+	}
+	return nonNil(out.Enrollments), nil
+}
+
+// ActiveSelected lists approved VMAs whose labels match selector.
+func (c *Client) ActiveSelected(ctx context.Context, selector string) ([]api.Connection, error) {
+	var out api.ConnectionList
+	err := c.call(ctx, http.MethodGet, api.PathActive, true, 0, func(r *resty.Request) {
+		setIf(r, "selector", selector)
+	}, &out)
+	if err != nil {
+		return nil, err
+	}
+	if out.Connections == nil {
+		out.Connections = []api.Connection{}
+	}
+	return out.Connections, nil
+}
+
+// PairingCodes lists issued pairing codes (usable ones, or all).
+func (c *Client) PairingCodes(ctx context.Context, all bool) ([]api.PairingCodeInfo, error) {
+	var out api.PairingCodeList
+	err := c.call(ctx, http.MethodGet, api.PathPairingCodes, true, 0, func(r *resty.Request) {
+		if all {
+			r.SetQueryParam("all", "true")
+		}
+	}, &out)
+	if err != nil {
+		return nil, err
+	}
+	if out.PairingCodes == nil {
+		out.PairingCodes = []api.PairingCodeInfo{}
+	}
+	return out.PairingCodes, nil
+}
+
+// RevokePairingCode withdraws a pairing code by id.
+func (c *Client) RevokePairingCode(ctx context.Context, id string) (*api.PairingCodeInfo, error) {
+	var out api.PairingCodeInfo
+	if err := c.call(ctx, http.MethodPost, api.PathPairingCodeRevoke+url.PathEscape(id), true, 0, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Bulk decides several enrollments at once (action approve, reject or
+// revoke; text is the notes or the reason). Each item is decided on its
+// own; the answer has a result per id.
+func (c *Client) Bulk(ctx context.Context, action string, ids []string, text string) (*api.BulkResponse, error) {
+	req := api.BulkRequest{IDs: ids}
+	if action == "approve" {
+		req.Notes = text
+	} else {
+		req.Reason = text
+	}
+	var out api.BulkResponse
+	// Many items take a while: a second of extra time per 50.
+	extra := time.Duration(len(ids)/50+1) * time.Second
+	err := c.call(ctx, http.MethodPost, api.PathBulk+url.PathEscape(action), true, extra, func(r *resty.Request) {
+		r.SetBody(req)
+	}, &out)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
