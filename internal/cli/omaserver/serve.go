@@ -106,6 +106,7 @@ omactl then needs --server https://….`,
 	f.Duration("code-ttl", 10*time.Minute, "default lifetime of pairing codes")
 	f.Duration("verify-window", 10*time.Minute, "time a VMA has to answer its challenge")
 	f.Duration("approval-window", 30*time.Minute, "time an admin has to approve a verified VMA")
+	f.Duration("rotation-grace", enroll.DefaultRotationGrace, "how long a VMA's previous key still works after vma-enroll rotate, unless the VMA uses the new one first")
 	f.Float64("rate-limit", 5, "public requests per second per client IP")
 	f.Int("rate-burst", 20, "burst of public requests per client IP")
 	f.Float64("code-failures-per-minute", 5, "rejected pairing codes allowed per minute per client IP")
@@ -136,6 +137,7 @@ type serveOptions struct {
 	AuditKeyFile                          string
 	TrustedProxies                        []netip.Prefix
 	CodeTTL, VerifyWindow, ApprovalWindow time.Duration
+	RotationGrace                         time.Duration
 	RateLimit                             float64
 	RateBurst                             int
 	CodeFailures                          float64
@@ -168,6 +170,7 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		CodeTTL:          v.GetDuration("code-ttl"),
 		VerifyWindow:     v.GetDuration("verify-window"),
 		ApprovalWindow:   v.GetDuration("approval-window"),
+		RotationGrace:    v.GetDuration("rotation-grace"),
 		RateLimit:        v.GetFloat64("rate-limit"),
 		RateBurst:        v.GetInt("rate-burst"),
 		CodeFailures:     v.GetFloat64("code-failures-per-minute"),
@@ -225,6 +228,9 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	if o.CodeTTL < time.Minute || o.CodeTTL > 24*time.Hour {
 		return o, cmdutil.FlagErrorf("--code-ttl %s: use 1m to 24h", o.CodeTTL)
 	}
+	if o.RotationGrace < time.Second || o.RotationGrace > 24*time.Hour {
+		return o, cmdutil.FlagErrorf("--rotation-grace %s: use 1s to 24h, like 10m", o.RotationGrace)
+	}
 	if o.VerifyWindow <= 0 || o.ApprovalWindow <= 0 {
 		return o, cmdutil.FlagErrorf("--verify-window and --approval-window must be positive")
 	}
@@ -279,7 +285,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		return err
 	}
 	svc := enroll.New(db, enroll.Config{
-		CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow,
+		CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow, RotationGrace: o.RotationGrace,
 		PortMin: o.PortMin, PortMax: o.PortMax, SSHUser: o.TunnelUser,
 	}, auditKey, log)
 	if err := ensureAdminToken(ctx, svc, db, o.DataDir, log); err != nil {

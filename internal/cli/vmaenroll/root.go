@@ -133,6 +133,7 @@ does not match the fingerprint.`,
 	root.AddCommand(
 		newStatusCmd(f),
 		newTunnelCmd(f),
+		newRotateCmd(f),
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
