@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -305,6 +306,28 @@ func testRotateWithTunnel(t *testing.T, b backend) {
 	checkForwards(t, nbdListen, tport, "over OpenSSH after the rotations")
 	sshTun.cmd.Process.Signal(syscall.SIGTERM)
 	sshTun.wait(15 * time.Second)
+
+	// curl with the key as a client certificate (vma-enroll client-cert),
+	// the OMA pinned as docs/rotation.md shows; without one: 401.
+	if testbin.LookPath("curl") != "" {
+		if r := runBin(t, "vma-enroll", "client-cert", "--config-dir", dir); r.code != 0 {
+			t.Fatalf("client-cert: %s", r)
+		}
+		raw, _ := hex.DecodeString(strings.TrimPrefix(pin, "sha256:"))
+		pinArg := "sha256//" + base64.StdEncoding.EncodeToString(raw)
+		out, err := exec.Command("curl", "-sS", "-k", "--pinnedpubkey", pinArg,
+			"--cert", filepath.Join(dir, "vma-client.crt"), "--key", filepath.Join(dir, "vma-client.key"),
+			"https://"+s.public+api.PathVMASelf).Output()
+		var me api.VMASelf
+		if err != nil || json.Unmarshal(out, &me) != nil || me.KeyFingerprint != fps[2] || me.VMAName != "vma-rot-01" {
+			t.Fatalf("curl self: %v\n%s", err, out)
+		}
+		out, _ = exec.Command("curl", "-sS", "-k", "--pinnedpubkey", pinArg, "-w", "%{http_code}",
+			"https://"+s.public+api.PathVMASelf).Output()
+		if !strings.Contains(string(out), `"code":"unauthorized"`) || !strings.HasSuffix(string(out), "401") {
+			t.Fatalf("curl self without a certificate: %s", out)
+		}
+	}
 
 	// Revoked: self refuses (401 → status revoked), rotate exits 7 and
 	// leaves the key as it was.

@@ -134,6 +134,7 @@ does not match the fingerprint.`,
 		newStatusCmd(f),
 		newTunnelCmd(f),
 		newRotateCmd(f),
+		newClientCertCmd(f),
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
