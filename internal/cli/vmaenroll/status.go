@@ -65,9 +65,13 @@ func newStatusCmd(f *Factory) *cobra.Command {
 fingerprint, the tunnel settings) and, once approved, whether the OMA still
 accepts it.
 
-To find out, it asks the OMA's SSH endpoint whether it would accept this
-VMA's key, with the pinned host key, and stops before logging in (no tunnel
-is opened, nothing is recorded on the OMA). The answer: enrolled (the key is
+To find out, it asks the OMA live: GET /api/v1/vma/self over HTTPS on the
+OMA's public port, pinned like enrollment, with this VMA's key as the TLS
+client certificate (the answer adds the key's age, rotations and the OMA's
+view of the tunnel; "self" in -o json). When the OMA does not answer that
+way (an older OMA), it asks the OMA's SSH endpoint whether it would accept
+this VMA's key, with the pinned host key, and stops before logging in (no
+tunnel is opened, nothing is recorded on the OMA). The answer: enrolled (the key is
 accepted), revoked (the OMA refuses it: the enrollment was revoked, or
 replaced by a newer one of the same name; enroll again with --force and a
 new pairing code), or, when the OMA does not answer within --check-timeout, the
@@ -77,7 +81,8 @@ only the local file.
 
 A VMA that never enrolled shows the status not_enrolled. With -o json, status
 is the OMA's answer when it gave one ("revoked" when it refuses the key),
-local_status the file's, oma_check.result one of accepted, refused,
+local_status the file's, oma_check.via how it asked (self or ssh),
+oma_check.result one of accepted, refused,
 unreachable, identity_mismatch, skipped or unknown (the local configuration
 does not allow asking, e.g. no pinned SSH host key).`,
 		Example: `  vma-enroll status
