@@ -25,8 +25,8 @@ func main() {
 	}
 	for _, f := range strings.FieldsFunc(*rows, func(r rune) bool { return r == ',' || r == ' ' }) {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 8 {
-			fmt.Fprintf(os.Stderr, "omabench: -rows %q: give row numbers 1 to 8, e.g. -rows 5 or -rows 2,7\n", *rows)
+		if err != nil || n < 1 || n > 9 {
+			fmt.Fprintf(os.Stderr, "omabench: -rows %q: give row numbers 1 to 9, e.g. -rows 5 or -rows 2,7\n", *rows)
 			os.Exit(2)
 		}
 		cfg.Rows = append(cfg.Rows, n)

@@ -203,13 +203,17 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 	}
 }
 
+// keyCheckEvery is how often a running tunnel looks at id_ed25519 (a read
+// and parse of a 400-byte file).
+const keyCheckEvery = 250 * time.Millisecond
+
 // watchKey returns a channel closed when id_ed25519's fingerprint is no
 // longer fp and enrollment.json records the new one (a finished
-// promotion), checked once a second.
+// promotion), checked every keyCheckEvery.
 func watchKey(ctx context.Context, dir, fp string) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(keyCheckEvery)
 		defer t.Stop()
 		for {
 			select {
