@@ -304,8 +304,19 @@ func testRotateWithTunnel(t *testing.T, b backend) {
 		return len(active) == 1 && active[0].ConnectionStatus == "connected" && active[0].VMAFingerprint == fps[2]
 	})
 	checkForwards(t, nbdListen, tport, "over OpenSSH after the rotations")
-	sshTun.cmd.Process.Signal(syscall.SIGTERM)
-	sshTun.wait(15 * time.Second)
+	// OpenSSH keeps its session of the old key across a rotation: the OMA
+	// closes it once the new key was used (rotate's own check with it
+	// ends the previous key's grace).
+	rr := rotate(t, dir)
+	fps = append(fps, rr.KeyFingerprint)
+	select {
+	case <-sshTun.done:
+		if !strings.Contains(s.log.String(), "previous key's grace ended") {
+			t.Fatalf("the OpenSSH session ended, but not for the rotation:\n%s", sshTun.stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the OMA kept the OpenSSH session of the rotated-away key open")
+	}
 
 	// curl with the key as a client certificate (vma-enroll client-cert),
 	// the OMA pinned as docs/rotation.md shows; without one: 401.
@@ -319,7 +330,7 @@ func testRotateWithTunnel(t *testing.T, b backend) {
 			"--cert", filepath.Join(dir, "vma-client.crt"), "--key", filepath.Join(dir, "vma-client.key"),
 			"https://"+s.public+api.PathVMASelf).Output()
 		var me api.VMASelf
-		if err != nil || json.Unmarshal(out, &me) != nil || me.KeyFingerprint != fps[2] || me.VMAName != "vma-rot-01" {
+		if err != nil || json.Unmarshal(out, &me) != nil || me.KeyFingerprint != fps[3] || me.VMAName != "vma-rot-01" {
 			t.Fatalf("curl self: %v\n%s", err, out)
 		}
 		out, _ = exec.Command("curl", "-sS", "-k", "--pinnedpubkey", pinArg, "-w", "%{http_code}",
@@ -340,7 +351,7 @@ func testRotateWithTunnel(t *testing.T, b backend) {
 	if r := runBin(t, "vma-enroll", "rotate", "--config-dir", dir); r.code != 7 {
 		t.Fatalf("rotate of a revoked VMA: %s", r)
 	}
-	if got := keyFP(t, filepath.Join(dir, "id_ed25519")); got != fps[2] {
+	if got := keyFP(t, filepath.Join(dir, "id_ed25519")); got != fps[3] {
 		t.Fatalf("the refused rotation changed the key: %s", got)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "id_ed25519.next")); !os.IsNotExist(err) {

@@ -76,6 +76,36 @@ type RotationStore interface {
 	RotationsByPreviousFingerprint(ctx context.Context, fingerprint string, now time.Time) ([]KeyRotation, error)
 	// EndKeyGrace ends the previous key's grace of an enrollment.
 	EndKeyGrace(ctx context.Context, enrollmentID string) error
+	// EnrollmentKeys returns the status and key fingerprint of each
+	// existing id (one query).
+	EnrollmentKeys(ctx context.Context, ids []string) (map[string]KeyState, error)
+}
+
+// KeyState is an enrollment's status and current key.
+type KeyState struct {
+	Status      Status
+	Fingerprint string
+}
+
+// TunnelKeyStates returns the status and current key fingerprint of each
+// existing id, for the tunnel endpoint's re-check (an empty Fingerprint
+// when the store cannot tell: then only the status is checked).
+func (s *Service) TunnelKeyStates(ctx context.Context, ids []string) (map[string]KeyState, error) {
+	if len(ids) == 0 {
+		return map[string]KeyState{}, nil
+	}
+	if rs, ok := s.Store.(RotationStore); ok {
+		return rs.EnrollmentKeys(ctx, ids)
+	}
+	st, err := s.Store.EnrollmentStatuses(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]KeyState, len(st))
+	for id, v := range st {
+		out[id] = KeyState{Status: v}
+	}
+	return out, nil
 }
 
 // RotationTx is what a rotation does inside its transaction.

@@ -105,3 +105,37 @@ func (t *tx) PutKeyRotation(ctx context.Context, r *enroll.KeyRotation) error {
 	}
 	return nil
 }
+
+// EnrollmentKeys returns the status and key fingerprint of each id that
+// exists, in one query per 500 ids (the tunnel endpoint's re-check of all
+// live tunnels: revocations and rotated-away keys).
+func (s *DB) EnrollmentKeys(ctx context.Context, ids []string) (map[string]enroll.KeyState, error) {
+	out := make(map[string]enroll.KeyState, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		end := min(start+500, len(ids))
+		q, args, err := sqlx.In(`SELECT id, status, vma_fingerprint FROM vma_enrollments WHERE id IN (?)`, ids[start:end])
+		if err != nil {
+			return nil, err
+		}
+		rows, err := s.r.QueryxContext(ctx, q, args...)
+		if err != nil {
+			return nil, mapErr(fmt.Errorf("enrollment keys: %w", err))
+		}
+		for rows.Next() {
+			var id string
+			var ks enroll.KeyState
+			if err := rows.Scan(&id, &ks.Status, &ks.Fingerprint); err != nil {
+				rows.Close()
+				return nil, mapErr(err)
+			}
+			out[id] = ks
+		}
+		if err := rows.Close(); err != nil {
+			return nil, mapErr(err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, mapErr(err)
+		}
+	}
+	return out, nil
+}
