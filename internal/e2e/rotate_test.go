@@ -449,12 +449,17 @@ func TestRotateRefusals(t *testing.T) {
 // TestRotateCrash: kill -9 of vma-enroll rotate after it wrote the next
 // key and before the OMA answered (the OMA is stopped with SIGSTOP so the
 // request hangs): the rerun drops the key the OMA never took and rotates.
-// Then the disk state of a crash after the OMA's swap and before the
-// promotion (id_ed25519 old, id_ed25519.next new): the tunnel's start
-// finishes the rotation and connects with the new key.
+// Then, twice, the disk state of a crash after the OMA's swap and before
+// the promotion (id_ed25519 old, id_ed25519.next new, rebuilt from a real
+// rotation): the start of `vma-enroll tunnel` finishes the rotation and
+// connects with the new key; a rerun of `vma-enroll rotate` reports it
+// recovered.
 func TestRotateCrash(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		s := startServer(t, b)
+		nbdListen := testbin.FreeAddr(t)
+		tport := strconv.Itoa(testbin.FreePort(t))
+		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
+			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
 		dir := s.enrolled("vma-rot-crash")
 		k0 := keyFP(t, filepath.Join(dir, "id_ed25519"))
 
@@ -475,29 +480,55 @@ func TestRotateCrash(t *testing.T) {
 		if rr.Result != "rotated" || rr.PreviousKeyFingerprint != k0 {
 			t.Fatalf("rerun after kill -9: %+v", rr)
 		}
-		k1 := rr.KeyFingerprint
+		if got := keyFP(t, filepath.Join(dir, "id_ed25519")); got != rr.KeyFingerprint {
+			t.Fatalf("after the rerun id_ed25519 is %s, the OMA has %s", got, rr.KeyFingerprint)
+		}
 
 		// Crash after the swap, before the promotion: rebuild that disk
-		// state from a second rotation.
-		before := filepath.Join(t.TempDir(), "k1")
-		copyFile(t, filepath.Join(dir, "id_ed25519"), before)
-		stateBefore, _ := os.ReadFile(filepath.Join(dir, "enrollment.json"))
-		rr = rotate(t, dir)
-		k2 := rr.KeyFingerprint
-		copyFile(t, filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "id_ed25519.next"))
-		copyFile(t, before, filepath.Join(dir, "id_ed25519"))
-		os.Remove(filepath.Join(dir, "id_ed25519.pub"))
-		if err := os.WriteFile(filepath.Join(dir, "enrollment.json"), stateBefore, 0o600); err != nil {
-			t.Fatal(err)
+		// state (id_ed25519 the old key, id_ed25519.next the new one the
+		// OMA holds, enrollment.json the old fingerprint) from a real
+		// rotation, twice: `vma-enroll tunnel` and then `vma-enroll rotate`
+		// must each find the working key.
+		crashAfterSwap := func() string {
+			t.Helper()
+			before := filepath.Join(t.TempDir(), "before")
+			copyFile(t, filepath.Join(dir, "id_ed25519"), before)
+			stateBefore, _ := os.ReadFile(filepath.Join(dir, "enrollment.json"))
+			_, fpBefore, _ := readState(t, dir)
+			rr := rotate(t, dir)
+			copyFile(t, filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "id_ed25519.next"))
+			copyFile(t, before, filepath.Join(dir, "id_ed25519"))
+			os.Remove(filepath.Join(dir, "id_ed25519.pub"))
+			if err := os.WriteFile(filepath.Join(dir, "enrollment.json"), stateBefore, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, fp, _ := readState(t, dir); fp != fpBefore || keyFP(t, filepath.Join(dir, "id_ed25519")) != fpBefore {
+				t.Fatalf("rebuilt state records %s, want %s", fp, fpBefore)
+			}
+			return rr.KeyFingerprint
 		}
-		if _, fp, _ := readState(t, dir); fp != k1 {
-			t.Fatalf("rebuilt state records %s, want %s", fp, k1)
+
+		k2 := crashAfterSwap()
+		tun := startVMA(t, dir, "tunnel", "-o", "json")
+		waitTunnel(t, s, tun, 1)
+		eventually(t, 10*time.Second, "the tunnel on the recovered key", func() bool {
+			var active []api.Connection
+			s.omactlJSON(&active, "active")
+			return len(active) == 1 && active[0].VMAFingerprint == k2 && active[0].ConnectionStatus == "connected"
+		})
+		checkForwards(t, nbdListen, tport, "after the recovery by the tunnel")
+		if got := keyFP(t, filepath.Join(dir, "id_ed25519")); got != k2 || !strings.Contains(tun.stderr.String(), "Finished an interrupted key rotation") {
+			t.Fatalf("the tunnel did not promote the new key (id_ed25519 %s, want %s):\n%s", got, k2, tun.stderr.String())
 		}
+		tun.cmd.Process.Signal(syscall.SIGTERM)
+		tun.wait(15 * time.Second)
+
+		k3 := crashAfterSwap()
 		r := runBin(t, "vma-enroll", "rotate", "--config-dir", dir, "-o", "json")
-		if r.code != 0 || !strings.Contains(r.stdout, `"result": "recovered"`) || !strings.Contains(r.stdout, k2) {
+		if r.code != 0 || !strings.Contains(r.stdout, `"result": "recovered"`) || !strings.Contains(r.stdout, k3) {
 			t.Fatalf("rerun after a crash before the promotion: %s", r)
 		}
-		if rep := rotVMAStatus(t, dir); rep.Self == nil || rep.Self.KeyFingerprint != k2 || rep.VMAFingerprint != k2 {
+		if rep := rotVMAStatus(t, dir); rep.Self == nil || rep.Self.KeyFingerprint != k3 || rep.VMAFingerprint != k3 {
 			t.Fatalf("status after the recovery: %+v", rep)
 		}
 	})
