@@ -154,8 +154,13 @@ func (rep *StatusReport) check(ctx context.Context, dir string, offline bool, ti
 		rep.OMACheck = &OMACheck{Result: CheckSkipped}
 		return
 	}
+	start := time.Now()
 	if rep.checkSelf(ctx, dir, timeout) {
 		return
+	}
+	// One --check-timeout for both ways of asking.
+	if timeout -= time.Since(start); timeout < time.Second {
+		timeout = time.Second
 	}
 	tc, _, err := tunnelClientConfig(tunnelOptions{Dir: dir})
 	if err != nil {
