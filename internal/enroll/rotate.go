@@ -119,14 +119,6 @@ type RotationTx interface {
 	PutKeyRotation(ctx context.Context, r *KeyRotation) error
 }
 
-func (s *Service) rotationStore() (RotationStore, error) {
-	rs, ok := s.Store.(RotationStore)
-	if !ok {
-		return nil, Errorf(CodeInternal, "this store does not support key rotation")
-	}
-	return rs, nil
-}
-
 func (s *Service) rotationGrace() time.Duration {
 	if s.Config.RotationGrace > 0 {
 		return s.Config.RotationGrace
