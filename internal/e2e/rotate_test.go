@@ -384,6 +384,22 @@ func TestRotateRefusals(t *testing.T) {
 		if resp.StatusCode != 401 || eb.Error.Code != "unauthorized" {
 			t.Fatalf("self without a certificate: %d %+v", resp.StatusCode, eb)
 		}
+		// The enrolled key over TLS 1.2 (the certificate would travel in
+		// clear): 401 too.
+		cert, _ := vmaauth.ClientCertificate(akey)
+		tls12 := client.TLSConfig(pin, false)
+		tls12.MaxVersion, tls12.Certificates = tls.VersionTLS12, []tls.Certificate{cert}
+		hc12 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tls12}}
+		resp, err = hc12.Get("https://" + s.public + api.PathVMASelf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eb = api.ErrorBody{}
+		json.NewDecoder(resp.Body).Decode(&eb)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || eb.Error.Code != "unauthorized" || !strings.Contains(eb.Error.Message, "TLS 1.3") {
+			t.Fatalf("self over TLS 1.2: %d %+v", resp.StatusCode, eb)
+		}
 		_, stranger, _ := sshkey.Generate(nil)
 		c := mtls(t, s, pin, stranger)
 		if code, ec := rawRotate(t, c, id, fp, stranger, nil); code != 401 || ec != "unauthorized" {
