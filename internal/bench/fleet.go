@@ -15,6 +15,10 @@ import (
 // FleetRow is the table row of the fleet figures (docs/fleet.md).
 const FleetRow = 9
 
+// RotateRow is the table row of the key rotation figures (docs/rotation.md),
+// the last row.
+const RotateRow = 10
+
 // fleetSize is how many VMAs the fleet row enrolls: 1,000 in the full run.
 func fleetSize(cfg Config) int {
 	if cfg.Enrollments < 1000 {

@@ -37,7 +37,7 @@ type Config struct {
 	ScaleEvents int    // audit events for the admin query figure
 	KeyGens     int    // key generations per side
 	Clients     []int  // concurrency levels
-	Rows        []int  // the table rows to measure (1-8); all when empty
+	Rows        []int  // the table rows to measure (1-9); all when empty
 	// ThroughputBytes is the size of each figure of row 8; ThroughputRuns
 	// how many runs each figure is the best of.
 	ThroughputBytes int64

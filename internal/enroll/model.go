@@ -57,7 +57,7 @@ const (
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
 	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated,
-	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked, EventPairingCodeRevoked}
+	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked, EventPairingCodeRevoked, EventKeyRotation}
 
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {

@@ -32,6 +32,7 @@ type Config struct {
 	SSHUser        string        // tunnel user recorded on connections (vma_tunnel)
 	PollInterval   time.Duration // database re-check period of a long poll (250ms)
 	MaxWait        time.Duration // longest long poll (60s)
+	RotationGrace  time.Duration // previous key still accepted after a rotation (10m; rotate.go)
 }
 
 // Defaults returns the design's defaults.

@@ -17,6 +17,9 @@ type TunnelIdentity struct {
 	VMAName      string
 	Fingerprint  string
 	TunnelPort   int
+	// PreviousKey: the key is the one the VMA rotated away from, still
+	// accepted during the rotation's grace (rotate.go).
+	PreviousKey bool
 }
 
 // AuthorizeTunnelKey returns the approved, unrevoked enrollment whose key is
@@ -33,8 +36,14 @@ func (s *Service) AuthorizeTunnelKey(ctx context.Context, authorizedKey string) 
 	}
 	for _, e := range list {
 		if e.VMAPublicKey == canon && e.TunnelPort != nil {
+			if err := s.endGraceOnNewKey(ctx, e.ID); err != nil {
+				return nil, err
+			}
 			return &TunnelIdentity{EnrollmentID: e.ID, VMAName: e.VMAName, Fingerprint: fp, TunnelPort: *e.TunnelPort}, nil
 		}
+	}
+	if id, err := s.authorizePreviousKey(ctx, fp, canon); err != nil || id != nil {
+		return id, err
 	}
 	return nil, Errorf(CodeUnauthorized, "tunnel key %s is not approved (unknown, revoked or superseded)", fp)
 }

@@ -40,6 +40,10 @@ func (s *Server) SetTLSProtocol(name string, config func(public *tls.Config) *tl
 // protocols of our own share the port, so that they can be told apart.
 func (s *Server) publicTLSListener(inner net.Listener) net.Listener {
 	cfg := s.TLSConfig()
+	// A VMA may present its enrolled key as a client certificate for the
+	// VMA endpoints (vmaself.go): requested, never required, and not
+	// verified here, so that every other client is served as before.
+	cfg.ClientAuth = tls.RequestClientCert
 	if len(s.protocols) == 0 {
 		return tls.NewListener(inner, cfg)
 	}

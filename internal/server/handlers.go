@@ -22,6 +22,9 @@ func (s *Server) publicMux() http.Handler {
 	mux.Handle(api.PathVerify, s.rateLimit(s.methods(s.handleVerify, http.MethodPost)))
 	mux.Handle(api.PathResult, s.rateLimit(s.methods(s.handleResult, http.MethodGet)))
 	mux.HandleFunc(api.PathHealth, s.methods(s.handlePublicHealth, http.MethodGet))
+	// VMA-authenticated (client certificate; vmaself.go).
+	mux.Handle(api.PathVMASelf, s.rateLimit(s.methods(s.handleVMASelf, http.MethodGet)))
+	mux.Handle(api.PathVMARotate, s.rateLimit(s.methods(s.handleVMARotate, http.MethodPost)))
 	mux.HandleFunc("/", s.notFound)
 	return s.common("public", securityHeaders(s.canonicalOnly(mux)))
 }

@@ -88,12 +88,16 @@ type Endpoint struct {
 }
 
 type tunnelConn struct {
-	id     string
-	conn   *ssh.ServerConn
-	closed chan struct{}
-	once   sync.Once
-	reason string
-	fwd    forwardState
+	id string
+	// key and keyFP are the key this connection logged in with: once the
+	// VMA rotated it away, the connection lasts only while the OMA still
+	// accepts it (the rotation's grace; recheck).
+	key, keyFP string
+	conn       *ssh.ServerConn
+	closed     chan struct{}
+	once       sync.Once
+	reason     string
+	fwd        forwardState
 
 	// refusals and lastRefused are touched by the serving goroutine only;
 	// channels counts the open forward channels (limits.go).
@@ -123,6 +127,8 @@ const (
 	extEnrollmentID = "oma-enrollment-id"
 	extTunnelPort   = "oma-tunnel-port"
 	extVMAName      = "oma-vma-name"
+	extKey          = "oma-key" // the authorized_keys line that logged in
+	extKeyFP        = "oma-key-fingerprint"
 )
 
 // NewEndpoint builds the endpoint.
@@ -172,6 +178,8 @@ func (e *Endpoint) authorize(nc net.Conn, a *loginAttempts) func(ssh.ConnMetadat
 			extEnrollmentID: id.EnrollmentID,
 			extTunnelPort:   strconv.Itoa(id.TunnelPort),
 			extVMAName:      id.VMAName,
+			extKey:          string(ssh.MarshalAuthorizedKey(key)),
+			extKeyFP:        id.Fingerprint,
 		}}, nil
 	}
 }
@@ -204,20 +212,32 @@ func (e *Endpoint) Run(ctx context.Context) {
 }
 
 // recheck closes tunnels whose enrollment is no longer approved, whichever
-// instance changed it: one query for all live tunnels.
+// instance changed it, and SSH tunnels of a key the VMA rotated away once
+// the OMA stopped accepting it (its grace ended, or the VMA used the new
+// key): one query for all live tunnels, one more per tunnel of a
+// rotated-away key.
 func (e *Endpoint) recheck(ctx context.Context) {
 	ids := e.liveIDs() // SSH tunnels and TLS data streams (tlsdata.go)
 	if len(ids) == 0 {
 		return
 	}
-	st, err := e.svc.EnrollmentStatuses(ctx, ids)
+	st, err := e.svc.TunnelKeyStates(ctx, ids)
 	if err != nil {
 		e.log.Warn("tunnel recheck failed; keeping tunnels until the database answers", "err", err)
 		return
 	}
 	for _, id := range ids {
-		if st[id] != enroll.StatusApproved {
-			e.Disconnect(id, "enrollment "+string(st[id]))
+		if st[id].Status != enroll.StatusApproved {
+			e.Disconnect(id, "enrollment "+string(st[id].Status))
+			continue
+		}
+		for _, c := range e.live(id) {
+			if c.keyFP == "" || st[id].Fingerprint == "" || c.keyFP == st[id].Fingerprint {
+				continue
+			}
+			if _, err := e.svc.AuthorizeTunnelKey(ctx, c.key); enroll.ErrorCode(err) == enroll.CodeUnauthorized {
+				c.close("the VMA rotated its key and the previous key's grace ended")
+			}
 		}
 	}
 }
@@ -284,7 +304,8 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	meta := enroll.Meta{SourceIP: remoteIP, UserAgent: string(conn.ClientVersion())}
 	log := e.log.With("enrollment_id", id, "vma_name", conn.Permissions.Extensions[extVMAName], "remote", remote)
 
-	tc := &tunnelConn{id: id, conn: conn, closed: make(chan struct{})}
+	tc := &tunnelConn{id: id, conn: conn, closed: make(chan struct{}),
+		key: conn.Permissions.Extensions[extKey], keyFP: conn.Permissions.Extensions[extKeyFP]}
 	e.mu.Lock()
 	if e.conns[id] == nil {
 		e.conns[id] = map[*tunnelConn]bool{}

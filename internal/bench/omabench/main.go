@@ -25,8 +25,8 @@ func main() {
 	}
 	for _, f := range strings.FieldsFunc(*rows, func(r rune) bool { return r == ',' || r == ' ' }) {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > bench.FleetRow {
-			fmt.Fprintf(os.Stderr, "omabench: -rows %q: give row numbers 1 to %d, e.g. -rows 5 or -rows 2,7\n", *rows, bench.FleetRow)
+		if err != nil || n < 1 || n > bench.RotateRow {
+			fmt.Fprintf(os.Stderr, "omabench: -rows %q: give row numbers 1 to %d, e.g. -rows 5 or -rows 2,7\n", *rows, bench.RotateRow)
 			os.Exit(2)
 		}
 		cfg.Rows = append(cfg.Rows, n)

@@ -108,6 +108,7 @@ omactl then needs --server https://….`,
 	f.Int("max-code-uses", contract.MaxCodeUses, "most VMAs one pairing code may enroll (omactl pairing-code --uses)")
 	f.Duration("verify-window", 10*time.Minute, "time a VMA has to answer its challenge")
 	f.Duration("approval-window", 30*time.Minute, "time an admin has to approve a verified VMA")
+	f.Duration("rotation-grace", enroll.DefaultRotationGrace, "how long a VMA's previous key still works after vma-enroll rotate, unless the VMA uses the new one first")
 	f.Float64("rate-limit", 5, "public requests per second per client IP")
 	f.Int("rate-burst", 20, "burst of public requests per client IP")
 	f.Float64("code-failures-per-minute", 5, "rejected pairing codes allowed per minute per client IP")
@@ -140,6 +141,7 @@ type serveOptions struct {
 	CodeTTL, VerifyWindow, ApprovalWindow time.Duration
 	MaxCodeTTL                            time.Duration
 	MaxCodeUses                           int
+	RotationGrace                         time.Duration
 	RateLimit                             float64
 	RateBurst                             int
 	CodeFailures                          float64
@@ -174,6 +176,7 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		MaxCodeUses:      v.GetInt("max_code_uses"),
 		VerifyWindow:     v.GetDuration("verify_window"),
 		ApprovalWindow:   v.GetDuration("approval_window"),
+		RotationGrace:    v.GetDuration("rotation_grace"),
 		RateLimit:        v.GetFloat64("rate_limit"),
 		RateBurst:        v.GetInt("rate_burst"),
 		CodeFailures:     v.GetFloat64("code_failures_per_minute"),
@@ -237,6 +240,9 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	if o.MaxCodeUses < 1 || o.MaxCodeUses > contract.CodeUsesLimit {
 		return o, cmdutil.FlagErrorf("--max-code-uses %d: use 1 to %d", o.MaxCodeUses, contract.CodeUsesLimit)
 	}
+	if o.RotationGrace < time.Second || o.RotationGrace > 24*time.Hour {
+		return o, cmdutil.FlagErrorf("--rotation-grace %s: use 1s to 24h, like 10m", o.RotationGrace)
+	}
 	if o.VerifyWindow <= 0 || o.ApprovalWindow <= 0 {
 		return o, cmdutil.FlagErrorf("--verify-window and --approval-window must be positive")
 	}
@@ -291,7 +297,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		return err
 	}
 	svc := enroll.New(db, enroll.Config{
-		CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow,
+		CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow, RotationGrace: o.RotationGrace,
 		MaxCodeTTL: o.MaxCodeTTL, MaxCodeUses: o.MaxCodeUses,
 		PortMin: o.PortMin, PortMax: o.PortMax, SSHUser: o.TunnelUser,
 	}, auditKey, log)

@@ -130,6 +130,8 @@ does not match the fingerprint.`,
 	root.AddCommand(
 		newStatusCmd(f),
 		newTunnelCmd(f),
+		newRotateCmd(f),
+		newClientCertCmd(f),
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)

@@ -3,6 +3,7 @@ package vmaenroll
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
@@ -33,6 +35,9 @@ type StatusReport struct {
 	TunnelUp *bool `json:"tunnel_up,omitempty"`
 	// TunnelPort is this VMA's port on the OMA (its reverse forward).
 	TunnelPort int `json:"tunnel_port,omitempty"`
+	// Self is the OMA's live answer to GET /api/v1/vma/self, when it gave
+	// one (absent with --offline, or when only the SSH check answered).
+	Self *api.VMASelf `json:"self,omitempty"`
 	*State
 }
 
@@ -42,7 +47,10 @@ type OMACheck struct {
 	// Result is accepted, refused (revoked, or replaced by a newer
 	// enrollment), unreachable, identity_mismatch or skipped.
 	Result string `json:"result"`
-	Error  string `json:"error,omitempty"`
+	// Via is how the OMA was asked: "self" (GET /api/v1/vma/self over
+	// mTLS) or "ssh" (an SSH handshake that stops before logging in).
+	Via   string `json:"via,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // DefaultStatusTimeout bounds status's question to the OMA.
@@ -57,9 +65,13 @@ func newStatusCmd(f *Factory) *cobra.Command {
 fingerprint, the tunnel settings) and, once approved, whether the OMA still
 accepts it.
 
-To find out, it asks the OMA's SSH endpoint whether it would accept this
-VMA's key, with the pinned host key, and stops before logging in (no tunnel
-is opened, nothing is recorded on the OMA). The answer: enrolled (the key is
+To find out, it asks the OMA live: GET /api/v1/vma/self over HTTPS on the
+OMA's public port, pinned like enrollment, with this VMA's key as the TLS
+client certificate (the answer adds the key's age, rotations and the OMA's
+view of the tunnel; "self" in -o json). When the OMA does not answer that
+way (an older OMA), it asks the OMA's SSH endpoint whether it would accept
+this VMA's key, with the pinned host key, and stops before logging in (no
+tunnel is opened, nothing is recorded on the OMA). The answer: enrolled (the key is
 accepted), revoked (the OMA refuses it: the enrollment was revoked, or
 replaced by a newer one of the same name; enroll again with --force and a
 new pairing code), or, when the OMA does not answer within --check-timeout, the
@@ -69,7 +81,8 @@ only the local file.
 
 A VMA that never enrolled shows the status not_enrolled. With -o json, status
 is the OMA's answer when it gave one ("revoked" when it refuses the key),
-local_status the file's, oma_check.result one of accepted, refused,
+local_status the file's, oma_check.via how it asked (self or ssh),
+oma_check.result one of accepted, refused,
 unreachable, identity_mismatch, skipped or unknown (the local configuration
 does not allow asking, e.g. no pinned SSH host key).`,
 		Example: `  vma-enroll status
@@ -113,6 +126,14 @@ func (rep *StatusReport) check(ctx context.Context, dir string, offline bool, ti
 		rep.OMACheck = &OMACheck{Result: CheckSkipped}
 		return
 	}
+	start := time.Now()
+	if rep.checkSelf(ctx, dir, timeout) {
+		return
+	}
+	// One --check-timeout for both ways of asking.
+	if timeout -= time.Since(start); timeout < time.Second {
+		timeout = time.Second
+	}
 	tc, _, err := tunnelClientConfig(tunnelOptions{Dir: dir})
 	if err != nil {
 		rep.OMACheck = &OMACheck{Result: CheckUnknown, Error: err.Error()}
@@ -120,7 +141,7 @@ func (rep *StatusReport) check(ctx context.Context, dir string, offline bool, ti
 	}
 	tc.ClientVersion = "SSH-2.0-vma-enroll_" + versionToken(cmdutil.Version)
 	res, err := probeKey(ctx, tc, timeout)
-	rep.OMACheck = &OMACheck{Result: res}
+	rep.OMACheck = &OMACheck{Result: res, Via: "ssh"}
 	if err != nil {
 		rep.OMACheck.Error = err.Error()
 	}
@@ -209,6 +230,18 @@ func writeStatus(f *Factory, rep StatusReport) error {
 			line("Tunnel state", up)
 		}
 	}
+	if me := rep.Self; me != nil {
+		if me.KeySince != nil {
+			line("Key since", fmt.Sprintf("%s (%s ago)", me.KeySince.Local().Format(time.DateTime), (time.Duration(me.KeyAgeSeconds)*time.Second).String()))
+		}
+		if me.Rotations > 0 {
+			line("Rotations", strconv.Itoa(me.Rotations))
+		}
+		if me.PreviousKeyUntil != nil {
+			line("Previous key", me.PreviousKeyFingerprint+" accepted until "+me.PreviousKeyUntil.Local().Format(time.DateTime))
+		}
+		line("OMA connection", me.ConnectionStatus)
+	}
 	line("Config dir", rep.ConfigDir)
 	line("Updated", s.UpdatedAt.Local().Format(time.DateTime))
 	if err := tw.Flush(); err != nil {
@@ -269,4 +302,38 @@ func runStatus(ctx context.Context, f *Factory, offline bool, timeout time.Durat
 		return err
 	}
 	return writeStatus(f, rep)
+}
+
+// checkSelf asks GET /api/v1/vma/self with this VMA's key (live, over
+// mTLS). It reports false when the OMA cannot be asked that way (no answer,
+// an older OMA without the endpoint, an unreadable key): the SSH check
+// then answers.
+func (rep *StatusReport) checkSelf(ctx context.Context, dir string, timeout time.Duration) bool {
+	if rep.State.OMAFingerprint == "" && !rep.State.InsecureSkipTLSVerify {
+		return false
+	}
+	if checkKeyTrust(dir) != nil {
+		return false
+	}
+	priv, err := readKey(keyPath(dir))
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	me, err := selfCall(ctx, rep.State, priv)
+	switch {
+	case err == nil:
+		rep.Self = me
+		rep.OMACheck = &OMACheck{Result: CheckAccepted, Via: "self"}
+		if me.TunnelPort != nil {
+			rep.TunnelPort = *me.TunnelPort
+		}
+		return true
+	case errors.Is(err, errRefused):
+		rep.OMACheck = &OMACheck{Result: CheckRefused, Via: "self", Error: err.Error()}
+		rep.Status = StatusRevoked
+		return true
+	}
+	return false
 }

@@ -149,25 +149,107 @@ replaced: re-enroll).`,
 }
 
 // runTunnel runs the built-in client until ctx ends or the OMA turns it
-// away for good.
+// away for good. It first settles an interrupted key rotation (keys.go),
+// and when id_ed25519 changes while it runs (vma-enroll rotate), it
+// connects with the new key and then closes the old key's connection.
 func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
-	tc, st, err := tunnelClientConfig(opts)
-	if err != nil {
-		return cmdutil.Exit(cmdutil.ExitFailure, err)
+	settleTunnelKeys(ctx, f, opts.Dir)
+	for {
+		tc, st, err := tunnelClientConfig(opts)
+		if err != nil {
+			return cmdutil.Exit(cmdutil.ExitFailure, err)
+		}
+		// Text lines are progress (stderr); -o json's JSON Lines are the
+		// data asked for (stdout).
+		events := f.IO.ErrOut
+		if opts.Output == "json" {
+			events = f.IO.Out
+		}
+		tc.OnEvent = eventWriter(events, opts.Output)
+		tc.Now = f.Now
+		client, err := tunnel.NewClient(tc)
+		if err != nil {
+			return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("%s: %w", statePath(opts.Dir), err))
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- client.Run(runCtx) }()
+		fp := st.VMAFingerprint
+		changed := watchKey(runCtx, opts.Dir, fp)
+		select {
+		case err := <-done:
+			cancel()
+			if errors.Is(err, tunnel.ErrKeyRefused) && settleTunnelKeys(ctx, f, opts.Dir) {
+				continue // a rotation finished meanwhile: the new key may work
+			}
+			return tunnelExit(err, st, opts.Dir)
+		case <-changed:
+			fmt.Fprintf(f.IO.ErrOut, "%s this VMA's key changed (vma-enroll rotate): reconnecting with the new key\n", time.Now().Local().Format(time.DateTime))
+			// The local forwards cannot listen twice: the old key's
+			// connection ends before the new one starts.
+			cancel()
+			<-done
+		}
 	}
-	// Text lines are progress (stderr); -o json's JSON Lines are the
-	// data asked for (stdout).
-	events := f.IO.ErrOut
-	if opts.Output == "json" {
-		events = f.IO.Out
+}
+
+// keyCheckEvery is how often a running tunnel looks at id_ed25519 (a read
+// and parse of a 400-byte file).
+const keyCheckEvery = 250 * time.Millisecond
+
+// watchKey returns a channel closed when id_ed25519's fingerprint is no
+// longer fp and enrollment.json records the new one (a finished
+// promotion), checked every keyCheckEvery.
+func watchKey(ctx context.Context, dir, fp string) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		t := time.NewTicker(keyCheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			k, err := readKey(keyPath(dir))
+			if err != nil || fingerprintOf(k) == fp {
+				continue
+			}
+			if st, err := loadState(dir); err == nil && st != nil && st.VMAFingerprint == fingerprintOf(k) {
+				close(ch)
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// settleTunnelKeys settles an interrupted rotation before the tunnel
+// starts, unless a rotation runs now (it holds the key lock) or the OMA
+// does not answer (the tunnel then starts with id_ed25519). It reports
+// whether it changed the key.
+func settleTunnelKeys(ctx context.Context, f *Factory, dir string) bool {
+	st, err := loadState(dir)
+	if err != nil || st == nil || st.Status != string(enroll.StatusApproved) || checkKeyTrust(dir) != nil {
+		return false
 	}
-	tc.OnEvent = eventWriter(events, opts.Output)
-	tc.Now = f.Now
-	client, err := tunnel.NewClient(tc)
-	if err != nil {
-		return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("%s: %w", statePath(opts.Dir), err))
+	unlock, ok, err := lockKeys(dir)
+	if err != nil || !ok {
+		return false
 	}
-	return tunnelExit(client.Run(ctx), st, opts.Dir)
+	defer unlock()
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := settleKeys(cctx, dir, st)
+	switch {
+	case err != nil:
+		return false
+	case out == settledPromoted:
+		fmt.Fprintf(f.IO.ErrOut, "Finished an interrupted key rotation: using the new key %s.\n", st.VMAFingerprint)
+	case out == settledDropped:
+		fmt.Fprintln(f.IO.ErrOut, "Removed the new key of an interrupted rotation the OMA never took.")
+	}
+	return out == settledPromoted || out == settledRecorded
 }
 
 // tunnelExit turns the client's outcome into the exit status and the
