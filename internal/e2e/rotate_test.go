@@ -182,7 +182,7 @@ func rawRotate(t *testing.T, c *tls.Conn, id, curFP string, next ed25519.Private
 	defer resp.Body.Close()
 	var eb api.ErrorBody
 	json.NewDecoder(resp.Body).Decode(&eb)
-	return resp.StatusCode, eb.Error.Code
+	return resp.StatusCode, string(eb.Error.Code)
 }
 
 func readState(t *testing.T, dir string) (id, fp, pin string) {
@@ -479,7 +479,7 @@ func TestRotateCrash(t *testing.T) {
 		dir := s.enrolled("vma-rot-crash")
 		k0 := keyFP(t, filepath.Join(dir, "id_ed25519"))
 
-		s.cmd.Process.Signal(syscall.SIGSTOP)
+		s.Cmd.Process.Signal(syscall.SIGSTOP)
 		v := startVMA(t, dir, "rotate")
 		eventually(t, 20*time.Second, "id_ed25519.next to be written", func() bool {
 			_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
@@ -488,7 +488,7 @@ func TestRotateCrash(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // let it reach the (stopped) OMA
 		v.cmd.Process.Kill()
 		<-v.done
-		s.cmd.Process.Signal(syscall.SIGCONT)
+		s.Cmd.Process.Signal(syscall.SIGCONT)
 		if got := keyFP(t, filepath.Join(dir, "id_ed25519")); got != k0 {
 			t.Fatalf("the key changed before the OMA answered: %s", got)
 		}
