@@ -29,6 +29,7 @@ FUZZ := \
 	./internal/enroll:FuzzNormalizePairingCode \
 	./internal/enroll:FuzzSignedMessage \
 	./internal/sshkey:FuzzParseAuthorizedKey \
+	./internal/labels:FuzzParseSelector \
 	./internal/server:FuzzPublicRequest \
 	./internal/server:FuzzAdminRequest
 
