@@ -172,6 +172,10 @@ type Connection struct {
 	RevokedBy        string     `db:"revoked_by"`
 	CreatedAt        time.Time  `db:"created_at"`
 	UpdatedAt        time.Time  `db:"updated_at"`
+	// Labels and VMALabels are the enrollment's (read with the list of
+	// connections, not stored with them).
+	Labels    string `db:"-"`
+	VMALabels string `db:"-"`
 }
 
 // AuditEvent is one row of the append-only, HMAC-chained audit trail.

@@ -470,16 +470,6 @@ func (s *Server) handleActive(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Labels live on the enrollments: one query for the approved ones.
-	approved, err := s.svc.Enrollments(r.Context(), enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	byID := make(map[string]*enroll.Enrollment, len(approved))
-	for i := range approved {
-		byID[approved[i].ID] = &approved[i]
-	}
 	out := api.ConnectionList{Connections: make([]api.Connection, 0, len(list))}
 	for _, c := range list {
 		conn := api.Connection{
@@ -487,17 +477,17 @@ func (s *Server) handleActive(w http.ResponseWriter, r *http.Request) {
 			ConnectionStatus: c.ConnectionStatus, TunnelPort: c.TunnelPort, RemoteAddr: c.RemoteAddr,
 			LastSeenAt: c.LastSeenAt, ConnectedAt: c.ConnectedAt, SourceIP: hostOf(c.RemoteAddr),
 		}
-		e := byID[c.EnrollmentID]
-		if e != nil {
-			admin, vma := enrollmentLabels(e)
-			if len(admin) > 0 {
-				conn.Labels = admin
-			}
-			if len(vma) > 0 {
-				conn.VMALabels = vma
-			}
+		// The labels come with the list (the store reads them with each
+		// connection's enrollment): no second query over the enrollments.
+		e := &enroll.Enrollment{ID: c.EnrollmentID, Labels: c.Labels, VMALabels: c.VMALabels}
+		admin, vma := enrollmentLabels(e)
+		if len(admin) > 0 {
+			conn.Labels = admin
 		}
-		if !sel.Empty() && (e == nil || !selects(sel, e)) {
+		if len(vma) > 0 {
+			conn.VMALabels = vma
+		}
+		if !sel.Empty() && !selects(sel, e) {
 			continue
 		}
 		out.Connections = append(out.Connections, conn)

@@ -139,7 +139,8 @@ func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT c.id, c.enrollment_id, e.vma_name, e.vma_fingerprint,
 		c.ssh_user, c.connection_status, e.tunnel_port, c.remote_addr, `+tcol("c.last_seen_at")+`,
-		`+tcol("c.connected_at")+`, `+tcol("c.revoked_at")+`, c.revoked_by, `+tcol("c.created_at")+`, `+tcol("c.updated_at")+`
+		`+tcol("c.connected_at")+`, `+tcol("c.revoked_at")+`, c.revoked_by, `+tcol("c.created_at")+`, `+tcol("c.updated_at")+`,
+		e.labels, e.vma_labels
 		FROM vma_active_connections c JOIN vma_enrollments e ON e.id = c.enrollment_id
 		WHERE e.status = ?
 		ORDER BY e.vma_name, e.id`, string(enroll.StatusApproved))
@@ -155,7 +156,7 @@ func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
 			last, conn, revoked, created, up dbTime
 		)
 		if err := rows.Scan(&c.ID, &c.EnrollmentID, &c.VMAName, &c.VMAFingerprint, &c.SSHUser, &c.ConnectionStatus,
-			&port, &c.RemoteAddr, &last, &conn, &revoked, &c.RevokedBy, &created, &up); err != nil {
+			&port, &c.RemoteAddr, &last, &conn, &revoked, &c.RevokedBy, &created, &up, &c.Labels, &c.VMALabels); err != nil {
 			return nil, mapErr(fmt.Errorf("list connections: %w", err))
 		}
 		if port.Valid {
