@@ -12,7 +12,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 )
 
-// rotateToTunnel (row 9) enrolls one VMA with the real vma-enroll, runs
+// rotateToTunnel (row 10) enrolls one VMA with the real vma-enroll, runs
 // `vma-enroll tunnel`, then n times runs `vma-enroll rotate` and measures,
 // on the wall clock, from the start of rotate to the OMA's audit of the
 // tunnel's connection with the new key (the tunnel notices the promoted
@@ -20,27 +20,9 @@ import (
 // with the new key).
 func rotateToTunnel(ctx context.Context, bins Bins, s *server, n int, dir string) (durations, error) {
 	cfgDir := filepath.Join(dir, "vma-rotate")
-	codes, err := s.codes(1)
+	id, err := enrollApproved(ctx, bins, s, "rotate-0", cfgDir)
 	if err != nil {
 		return nil, err
-	}
-	name := "rotate-0"
-	enrollCmd := exec.CommandContext(ctx, bins.path("vma-enroll"), "--oma", s.public, "--code", codes[0],
-		"--fingerprint", s.fingerprint, "--config-dir", cfgDir, "--name", name, "-o", "json")
-	enrollCmd.Env = cleanEnv()
-	if err := enrollCmd.Start(); err != nil {
-		return nil, err
-	}
-	id, err := s.waitPending(name, 30*time.Second)
-	if err != nil {
-		enrollCmd.Process.Kill()
-		return nil, err
-	}
-	if err := s.admin_("POST", api.PathApprove+id, nil, nil); err != nil {
-		return nil, err
-	}
-	if err := enrollCmd.Wait(); err != nil {
-		return nil, fmt.Errorf("vma-enroll: %w", err)
 	}
 	tun := exec.CommandContext(ctx, bins.path("vma-enroll"), "tunnel", "--config-dir", cfgDir)
 	tun.Env = cleanEnv()

@@ -132,6 +132,34 @@ func revokeAndWait(s *server, id string, cl *ssh.Client) (time.Duration, error) 
 // runtimeSettle lets the server's goroutines and the GC quiesce.
 func runtimeSettle() { time.Sleep(2 * time.Second) }
 
+// enrollApproved enrolls a VMA called name with the real vma-enroll into
+// cfgDir, approves it once pending, and returns its enrollment id after
+// vma-enroll has written its tunnel configuration.
+func enrollApproved(ctx context.Context, bins Bins, s *server, name, cfgDir string) (string, error) {
+	codes, err := s.codes(1)
+	if err != nil {
+		return "", err
+	}
+	enrollCmd := exec.CommandContext(ctx, bins.path("vma-enroll"), "--oma", s.public, "--code", codes[0],
+		"--fingerprint", s.fingerprint, "--config-dir", cfgDir, "--name", name, "-o", "json")
+	enrollCmd.Env = cleanEnv()
+	if err := enrollCmd.Start(); err != nil {
+		return "", err
+	}
+	id, err := s.waitPending(name, 30*time.Second)
+	if err != nil {
+		enrollCmd.Process.Kill()
+		return "", err
+	}
+	if err := s.admin_("POST", api.PathApprove+id, nil, nil); err != nil {
+		return "", err
+	}
+	if err := enrollCmd.Wait(); err != nil {
+		return "", fmt.Errorf("vma-enroll: %w", err)
+	}
+	return id, nil
+}
+
 // approvalToTunnel enrolls VMAs with the real vma-enroll, approves them,
 // runs `vma-enroll tunnel` once each exits, and returns the server-side
 // time from approval to the first tunnel connection (from the audit).
@@ -139,27 +167,9 @@ func approvalToTunnel(ctx context.Context, bins Bins, s *server, n int, dir stri
 	var out durations
 	for i := range n {
 		cfgDir := filepath.Join(dir, fmt.Sprintf("vma-%d", i))
-		codes, err := s.codes(1)
+		id, err := enrollApproved(ctx, bins, s, fmt.Sprintf("tunnel-%d", i), cfgDir)
 		if err != nil {
 			return nil, err
-		}
-		name := fmt.Sprintf("tunnel-%d", i)
-		enrollCmd := exec.CommandContext(ctx, bins.path("vma-enroll"), "--oma", s.public, "--code", codes[0],
-			"--fingerprint", s.fingerprint, "--config-dir", cfgDir, "--name", name, "-o", "json")
-		enrollCmd.Env = cleanEnv()
-		if err := enrollCmd.Start(); err != nil {
-			return nil, err
-		}
-		id, err := s.waitPending(name, 30*time.Second)
-		if err != nil {
-			enrollCmd.Process.Kill()
-			return nil, err
-		}
-		if err := s.admin_("POST", api.PathApprove+id, nil, nil); err != nil {
-			return nil, err
-		}
-		if err := enrollCmd.Wait(); err != nil {
-			return nil, fmt.Errorf("vma-enroll: %w", err)
 		}
 		tun := exec.CommandContext(ctx, bins.path("vma-enroll"), "tunnel", "--config-dir", cfgDir)
 		tun.Env = cleanEnv()

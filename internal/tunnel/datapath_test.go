@@ -37,9 +37,8 @@ func streamEcho(t *testing.T) string {
 	})
 }
 
-// withDataPath lets the client carry NBD connections on TLS data streams,
-// as `vma-enroll tunnel` sets it up.
-func withDataPath(t *testing.T, o *oma, v *vma, n int) func(*tunnel.ClientConfig) {
+// vmaKey is v's private key, as vma-enroll wrote it.
+func vmaKey(t *testing.T, v *vma) ed25519.PrivateKey {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
 	if err != nil {
@@ -49,6 +48,14 @@ func withDataPath(t *testing.T, o *oma, v *vma, n int) func(*tunnel.ClientConfig
 	if err != nil {
 		t.Fatal(err)
 	}
+	return priv
+}
+
+// withDataPath lets the client carry NBD connections on TLS data streams,
+// as `vma-enroll tunnel` sets it up.
+func withDataPath(t *testing.T, o *oma, v *vma, n int) func(*tunnel.ClientConfig) {
+	t.Helper()
+	priv := vmaKey(t, v)
 	return func(c *tunnel.ClientConfig) {
 		c.DataTLS = dataTLS(t, o.srv.Fingerprint(), priv)
 		c.DataAddr = o.srv.PublicAddr()
@@ -297,14 +304,7 @@ func TestDataPathRefusesUnapprovedKeys(t *testing.T) {
 	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, newSetup(t, streamEcho(t), echoServer(t, "vma-api:")))
 	v := o.enrollVMA("vma-keys", nil)
-	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := vmaKey(t, v)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	addr := o.srv.PublicAddr()
@@ -348,14 +348,7 @@ func TestDataPathFallsBackToSSH(t *testing.T) {
 	plain := httptest.NewTLSServer(http.NotFoundHandler())
 	defer plain.Close()
 	pin := client.SPKIFingerprint(plain.Certificate())
-	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := vmaKey(t, v)
 	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) {
 		c.DataTLS = dataTLS(t, pin, priv)
 		c.DataAddr = plain.Listener.Addr().String()
@@ -384,14 +377,7 @@ func TestDataPathFailuresSpendTheLoginBudget(t *testing.T) {
 	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, newSetup(t, streamEcho(t), echoServer(t, "vma-api:")))
 	v := o.enrollVMA("vma-budget", nil)
-	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := vmaKey(t, v)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr := o.srv.PublicAddr()
