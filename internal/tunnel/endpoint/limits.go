@@ -325,7 +325,7 @@ type sshPreAuthConn struct {
 
 func (c *sshPreAuthConn) authenticated() { c.slot.release() }
 
-// Unwrap returns the connection under the slot (abort finds the TCP
+// Unwrap returns the connection under the slot (tunnel.Abort finds the TCP
 // connection through it).
 func (c *sshPreAuthConn) Unwrap() net.Conn { return c.peekedConn }
 
