@@ -27,7 +27,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/sshdkeys"
 )
 
 // sshdUser is the tunnel user of the measurement (the one the openssh
@@ -126,7 +126,7 @@ func startPrivateSSHD(ctx context.Context, bins Bins, dir string, approved []enr
 		return nil, "", err
 	}
 	akPath := filepath.Join(keyDir, "authorized_keys")
-	ak, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: akPath, NBDTarget: nbdTarget, Owner: u})
+	ak, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: akPath, NBDTarget: nbdTarget, Owner: u})
 	if err != nil {
 		return nil, "", err
 	}

@@ -135,12 +135,9 @@ func lineDiff(committed, now string) string {
 
 // TestVMAEnrollLinksNoServerCode guards the appliance binary
 // (docs/design.md §3): vma-enroll must not link the server, the store,
-// the web UI, the metrics, SQL drivers, sqlx or migrations.
-//
-// TODO(issue 14): it still links internal/tunnel, which holds the OMA's
-// embedded SSH endpoint and the openssh-mode key manager beside the VMA's
-// tunnel client; once that package is split by side, forbid the OMA side
-// here too.
+// the web UI, the metrics, SQL drivers, sqlx or migrations, nor the OMA's
+// side of the tunnel (the embedded SSH endpoint, the openssh-mode key
+// manager and its /proc session scanner).
 func TestVMAEnrollLinksNoServerCode(t *testing.T) {
 	forbidden := []string{
 		"database/sql",
@@ -152,6 +149,8 @@ func TestVMAEnrollLinksNoServerCode(t *testing.T) {
 		module + "/internal/store",
 		module + "/internal/server",
 		module + "/internal/webui",
+		module + "/internal/tunnel/endpoint",
+		module + "/internal/tunnel/sshdkeys",
 		module + "/internal/cli/omaserver",
 		module + "/internal/cli/omactl",
 		module + "/migrations",
@@ -167,7 +166,7 @@ func TestVMAEnrollLinksNoServerCode(t *testing.T) {
 	for _, dep := range strings.Fields(string(out)) {
 		for _, bad := range forbidden {
 			if dep == bad || strings.HasPrefix(dep, bad+"/") {
-				t.Errorf("vma-enroll links %s: the appliance binary must link no server, store, metrics or SQL code", dep)
+				t.Errorf("vma-enroll links %s: the appliance binary must link no server, store, metrics, SQL or OMA-side tunnel code", dep)
 			}
 		}
 	}

@@ -69,7 +69,7 @@ const SSHConfigCiphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20
 // own list already leaves only modern key exchanges to agree on.
 const SSHConfigMACs = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com"
 
-// algorithmsConfig is the ssh.Config both ends start from.
-func algorithmsConfig(ciphers []string) ssh.Config {
+// AlgorithmsConfig is the ssh.Config both ends start from.
+func AlgorithmsConfig(ciphers []string) ssh.Config {
 	return ssh.Config{KeyExchanges: KeyExchanges, Ciphers: ciphers, MACs: MACs}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 )
 
 // sha1Free fails for any algorithm name that uses SHA-1, or a MAC that is
@@ -153,7 +154,7 @@ func TestClientOffersModernAlgorithms(t *testing.T) {
 		default:
 		}
 	})
-	startClient(t, o.oma, v, func(c *tunnel.ClientConfig) { c.Addr = addr })
+	startClient(t, o.oma, v, func(c *vmaclient.ClientConfig) { c.Addr = addr })
 	var lists [][]string
 	select {
 	case lists = <-got:
@@ -185,7 +186,7 @@ func TestWrittenSSHConfigAlgorithms(t *testing.T) {
 	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, newSetup(t, echoServer(t, "nbd:"), echoServer(t, "vma-api:")))
 	v := o.enrollVMA("vma-conf", nil)
-	out, err := exec.Command("ssh", "-G", "-F", filepath.Join(v.dir, tunnel.FileSSHConfig), tunnel.SSHHostAlias).CombinedOutput()
+	out, err := exec.Command("ssh", "-G", "-F", filepath.Join(v.dir, vmaclient.FileSSHConfig), vmaclient.SSHHostAlias).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ssh -G: %v\n%s", err, out)
 	}

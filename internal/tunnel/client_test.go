@@ -30,6 +30,8 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 )
 
 // omaInstance is an in-process OMA (server + embedded endpoint) that a test
@@ -55,7 +57,7 @@ type omaSetup struct {
 // newSetup picks fresh addresses around the given targets.
 func newSetup(t *testing.T, nbd, vmaAPI string) omaSetup {
 	t.Helper()
-	return omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: nbd, vmaAPI: vmaAPI, nbdLocal: testbin.FreeAddr(t), pool: freePorts(t, 1)}
+	return omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: nbd, vmaAPI: vmaAPI, nbdLocal: testbin.FreeAddr(t), pool: testbin.FreePorts(t, 1)}
 }
 
 // runOMA starts the server and the endpoint with s's addresses, tunnel port
@@ -73,7 +75,7 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 	}
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
 	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: s.pool[0], PortMax: s.pool[1]}, auditKey, nil)
-	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: s.keepalive}, svc, nil)
+	ep := endpoint.New(endpoint.Config{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: s.keepalive}, svc, nil)
 	srv, err := server.New(server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: public, TLS: cert,
 		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
@@ -85,7 +87,7 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 	}
 	srv.SetHooks(nil, func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv.SetTLSProtocol(tunnel.ALPNData, tunnel.DataTLSConfig, func(c *tls.Conn) { ep.ServeData(ctx, c) })
+	srv.SetTLSProtocol(tunnel.ALPNData, endpoint.DataTLSConfig, func(c *tls.Conn) { ep.ServeData(ctx, c) })
 	epDone, srvDone := make(chan struct{}), make(chan error, 1)
 	go func() { ep.Run(ctx); close(epDone) }()
 	go func() { srvDone <- srv.Run(ctx, ep.Listener(ctx, time.Second)) }()
@@ -133,13 +135,13 @@ func copyEcho(t *testing.T) string {
 // events collects a client's events for assertions.
 type events struct {
 	mu  sync.Mutex
-	all []tunnel.Event
-	ch  chan tunnel.Event
+	all []vmaclient.Event
+	ch  chan vmaclient.Event
 }
 
-func newEvents() *events { return &events{ch: make(chan tunnel.Event, 1000)} }
+func newEvents() *events { return &events{ch: make(chan vmaclient.Event, 1000)} }
 
-func (e *events) add(ev tunnel.Event) {
+func (e *events) add(ev vmaclient.Event) {
 	e.mu.Lock()
 	e.all = append(e.all, ev)
 	e.mu.Unlock()
@@ -149,7 +151,7 @@ func (e *events) add(ev tunnel.Event) {
 	}
 }
 
-func (e *events) count(typ tunnel.EventType) int {
+func (e *events) count(typ vmaclient.EventType) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0
@@ -172,7 +174,7 @@ func (e *events) String() string {
 }
 
 // waitFor waits for the n-th event of typ (counting all seen so far).
-func (e *events) waitFor(t *testing.T, typ tunnel.EventType, n int, timeout time.Duration) {
+func (e *events) waitFor(t *testing.T, typ vmaclient.EventType, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for e.count(typ) < n {
@@ -208,14 +210,14 @@ type runningClient struct {
 
 // startClient runs the native client for v against o's public address,
 // with fast test timings; change lets a test adjust the config.
-func startClient(t *testing.T, o *oma, v *vma, change func(*tunnel.ClientConfig)) *runningClient {
+func startClient(t *testing.T, o *oma, v *vma, change func(*vmaclient.ClientConfig)) *runningClient {
 	t.Helper()
-	hk, err := tunnel.ParseHostKey(v.tun.HostKey)
+	hk, err := vmaclient.ParseHostKey(v.tun.HostKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ev := newEvents()
-	cfg := tunnel.ClientConfig{
+	cfg := vmaclient.ClientConfig{
 		Addr: o.srv.PublicAddr(), User: v.tun.User, HostKey: hk, Signer: vmaSigner(t, v.dir),
 		LocalForwards: v.tun.LocalForwards, RemoteForwards: v.tun.RemoteForwards,
 		ClientVersion:  "SSH-2.0-vma-enroll_test",
@@ -227,7 +229,7 @@ func startClient(t *testing.T, o *oma, v *vma, change func(*tunnel.ClientConfig)
 	if change != nil {
 		change(&cfg)
 	}
-	c, err := tunnel.NewClient(cfg)
+	c, err := vmaclient.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,8 +250,8 @@ func startClient(t *testing.T, o *oma, v *vma, change func(*tunnel.ClientConfig)
 // waitUp waits until both forwards are up after the n-th connection.
 func (rc *runningClient) waitUp(t *testing.T, n int) {
 	t.Helper()
-	rc.ev.waitFor(t, tunnel.EventConnected, n, 20*time.Second)
-	rc.ev.waitFor(t, tunnel.EventForwardUp, 2*n, 10*time.Second)
+	rc.ev.waitFor(t, vmaclient.EventConnected, n, 20*time.Second)
+	rc.ev.waitFor(t, vmaclient.EventForwardUp, 2*n, 10*time.Second)
 }
 
 // bulkEcho sends size random bytes through addr, half-closes, and checks
@@ -340,7 +342,7 @@ func TestClientCarriesBothWays(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return within 10s of the stop")
 	}
-	if rc.ev.count(tunnel.EventStopped) != 1 {
+	if rc.ev.count(vmaclient.EventStopped) != 1 {
 		t.Fatalf("events:\n%s", rc.ev)
 	}
 	if c, err := net.DialTimeout("tcp", o.nbdLocal, time.Second); err == nil {
@@ -363,7 +365,7 @@ func TestClientRefusesAnotherHostKey(t *testing.T) {
 	v := o.enrollVMA("vma-mitm", nil)
 	pub, _, _ := sshkey.Generate(nil)
 	other, _ := ssh.NewPublicKey(pub)
-	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) { c.HostKey = other })
+	rc := startClient(t, o.oma, v, func(c *vmaclient.ClientConfig) { c.HostKey = other })
 	var err error
 	select {
 	case err = <-rc.done:
@@ -371,17 +373,17 @@ func TestClientRefusesAnotherHostKey(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("the client still runs 15s after meeting another host key; events:\n%s", rc.ev)
 	}
-	var hk *tunnel.HostKeyMismatchError
+	var hk *vmaclient.HostKeyMismatchError
 	if !errors.As(err, &hk) || !strings.Contains(err.Error(), "OMA host key mismatch") {
 		t.Fatalf("Run = %v, want a host key mismatch", err)
 	}
 	if hk.Want != ssh.FingerprintSHA256(other) || !strings.HasPrefix(hk.Got, "SHA256:") || hk.Got == hk.Want {
 		t.Fatalf("mismatch = %+v", hk)
 	}
-	if n := rc.ev.count(tunnel.EventConnecting); n != 1 {
+	if n := rc.ev.count(vmaclient.EventConnecting); n != 1 {
 		t.Fatalf("%d connection attempts, want exactly 1 (no retry); events:\n%s", n, rc.ev)
 	}
-	if rc.ev.count(tunnel.EventHostKeyMismatch) != 1 || o.ep.Connected(v.id) {
+	if rc.ev.count(vmaclient.EventHostKeyMismatch) != 1 || o.ep.Connected(v.id) {
 		t.Fatalf("events:\n%s", rc.ev)
 	}
 }
@@ -403,17 +405,17 @@ func TestClientGivesUpAfterRevocation(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("the client still retries 15s after the revocation; events:\n%s", rc.ev)
 	}
-	if !errors.Is(err, tunnel.ErrKeyRefused) {
+	if !errors.Is(err, vmaclient.ErrKeyRefused) {
 		t.Fatalf("Run = %v, want ErrKeyRefused; events:\n%s", err, rc.ev)
 	}
 	// Refused twice, RefusedRetry (1s) apart, then it gave up.
 	if d := time.Since(start); d < time.Second {
 		t.Fatalf("gave up %s after the revocation: the refusal was not checked twice", d)
 	}
-	if n := rc.ev.count(tunnel.EventKeyRefused); n != 2 {
+	if n := rc.ev.count(vmaclient.EventKeyRefused); n != 2 {
 		t.Fatalf("%d key_refused events, want 2; events:\n%s", n, rc.ev)
 	}
-	if rc.ev.count(tunnel.EventDisconnected) != 1 {
+	if rc.ev.count(vmaclient.EventDisconnected) != 1 {
 		t.Fatalf("events:\n%s", rc.ev)
 	}
 	t.Logf("events:\n%s", rc.ev)
@@ -456,8 +458,8 @@ func TestClientSurvivesOneRefusal(t *testing.T) {
 		LocalForwards:  []api.Forward{{Listen: setup.nbdLocal, Target: o.nbd}},
 		RemoteForwards: []api.Forward{{Listen: tport, Target: o.vmaAPI}},
 	}}
-	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) { c.RefusedRetry = 10 * time.Second }) // time to approve on a busy machine
-	rc.ev.waitFor(t, tunnel.EventKeyRefused, 1, 10*time.Second)
+	rc := startClient(t, o.oma, v, func(c *vmaclient.ClientConfig) { c.RefusedRetry = 10 * time.Second }) // time to approve on a busy machine
+	rc.ev.waitFor(t, vmaclient.EventKeyRefused, 1, 10*time.Second)
 	if st := o.call("POST", "http://"+o.srv.AdminAddr()+api.PathApprove+er.EnrollmentID, o.token, nil, nil); st != 200 {
 		t.Fatalf("approve %d", st)
 	}
@@ -486,8 +488,8 @@ func TestClientReconnectsAfterServerRestart(t *testing.T) {
 	}
 
 	first.stop()
-	rc.ev.waitFor(t, tunnel.EventDisconnected, 1, 10*time.Second)
-	rc.ev.waitFor(t, tunnel.EventConnectFailed, 1, 10*time.Second) // while it is down
+	rc.ev.waitFor(t, vmaclient.EventDisconnected, 1, 10*time.Second)
+	rc.ev.waitFor(t, vmaclient.EventConnectFailed, 1, 10*time.Second) // while it is down
 	second := runOMA(t, db, setup)
 	rc.waitUp(t, 2)
 	if got := roundTrip(t, nbdLocal, "two"); got != "nbd:two" {
@@ -499,7 +501,7 @@ func TestClientReconnectsAfterServerRestart(t *testing.T) {
 	if c := connectionOf(t, second.oma, v.id); c.ConnectionStatus != "connected" {
 		t.Fatalf("active after the restart = %+v", c)
 	}
-	if rc.ev.count(tunnel.EventRetrying) < 2 {
+	if rc.ev.count(vmaclient.EventRetrying) < 2 {
 		t.Fatalf("events:\n%s", rc.ev)
 	}
 	t.Logf("events:\n%s", rc.ev)
@@ -582,17 +584,17 @@ func TestClientKeepaliveDetectsSilentDrop(t *testing.T) {
 	o := runOMA(t, db, newSetup(t, echoServer(t, "nbd:"), echoServer(t, "vma-api:")))
 	v := o.enrollVMA("vma-silent", nil)
 	bh := newBlackhole(t, o.srv.PublicAddr())
-	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) {
+	rc := startClient(t, o.oma, v, func(c *vmaclient.ClientConfig) {
 		c.Addr = bh.ln.Addr().String()
 		c.Keepalive = 200 * time.Millisecond
 	})
 	rc.waitUp(t, 1)
 	bh.swallow()
-	rc.ev.waitFor(t, tunnel.EventDisconnected, 1, 10*time.Second)
+	rc.ev.waitFor(t, vmaclient.EventDisconnected, 1, 10*time.Second)
 	rc.ev.mu.Lock()
 	var reason string
 	for _, ev := range rc.ev.all {
-		if ev.Type == tunnel.EventDisconnected {
+		if ev.Type == vmaclient.EventDisconnected {
 			reason = ev.Reason
 		}
 	}
@@ -621,11 +623,11 @@ func TestHostKeyFromKnownHosts(t *testing.T) {
 	k, _ := ssh.NewPublicKey(pub)
 	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 	data := []byte("# comment\n\n[other]:443 " + line + "\n[oma.example]:443 " + line + "\n")
-	got, err := tunnel.HostKeyFromKnownHosts(data, "oma.example", 443)
+	got, err := vmaclient.HostKeyFromKnownHosts(data, "oma.example", 443)
 	if err != nil || !bytes.Equal(got.Marshal(), k.Marshal()) {
 		t.Fatalf("HostKeyFromKnownHosts = %v, %v", got, err)
 	}
-	if _, err := tunnel.HostKeyFromKnownHosts(data, "oma.example", 22); err == nil {
+	if _, err := vmaclient.HostKeyFromKnownHosts(data, "oma.example", 22); err == nil {
 		t.Fatal("found a key for port 22, which has no line")
 	}
 }
@@ -642,7 +644,7 @@ func TestClientBackoff(t *testing.T) {
 		{0.5, []float64{0.0875, 0.175, 0.35, 0.35}}, // less up to a quarter
 	} {
 		ev := newEvents()
-		c, err := tunnel.NewClient(tunnel.ClientConfig{
+		c, err := vmaclient.NewClient(vmaclient.ClientConfig{
 			Addr: testbin.FreeAddr(t), HostKey: hk, Signer: signer, // nothing listens there
 			LocalForwards: []api.Forward{{Listen: "127.0.0.1:10808", Target: "127.0.0.1:10809"}},
 			MinBackoff:    100 * time.Millisecond, MaxBackoff: 400 * time.Millisecond,
@@ -654,7 +656,7 @@ func TestClientBackoff(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- c.Run(ctx) }()
-		ev.waitFor(t, tunnel.EventRetrying, len(tc.want), 10*time.Second)
+		ev.waitFor(t, vmaclient.EventRetrying, len(tc.want), 10*time.Second)
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("Run after stop = %v", err)
@@ -662,7 +664,7 @@ func TestClientBackoff(t *testing.T) {
 		var got []float64
 		ev.mu.Lock()
 		for _, e := range ev.all {
-			if e.Type == tunnel.EventRetrying && len(got) < len(tc.want) {
+			if e.Type == vmaclient.EventRetrying && len(got) < len(tc.want) {
 				got = append(got, e.RetryIn)
 			}
 		}
@@ -670,7 +672,7 @@ func TestClientBackoff(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("jitter %v: pauses %v, want %v", tc.jitter, got, tc.want)
 		}
-		if ev.count(tunnel.EventConnectFailed) < len(tc.want) {
+		if ev.count(vmaclient.EventConnectFailed) < len(tc.want) {
 			t.Errorf("events:\n%s", ev)
 		}
 	}
@@ -686,7 +688,7 @@ func TestClientForwardFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) { c.Once = true })
+	rc := startClient(t, o.oma, v, func(c *vmaclient.ClientConfig) { c.Once = true })
 	var runErr error
 	select {
 	case runErr = <-rc.done:
@@ -697,7 +699,7 @@ func TestClientForwardFailure(t *testing.T) {
 	if runErr == nil || !strings.Contains(runErr.Error(), "cannot listen on "+o.nbdLocal) {
 		t.Fatalf("Run = %v, want the listen failure", runErr)
 	}
-	if rc.ev.count(tunnel.EventForwardFailed) != 1 || rc.ev.count(tunnel.EventDisconnected) != 1 {
+	if rc.ev.count(vmaclient.EventForwardFailed) != 1 || rc.ev.count(vmaclient.EventDisconnected) != 1 {
 		t.Fatalf("events:\n%s", rc.ev)
 	}
 	// The connection was dropped: the OMA released the reverse port.

@@ -15,11 +15,11 @@ import (
 // go back as soon as a copy ends, so an idle tunnel holds none (bench row
 // 4: at most 64 KiB per idle tunnel).
 
-// bulkBufferSize is the size of one copy buffer.
-const bulkBufferSize = 256 << 10
+// BulkBufferSize is the size of one copy buffer.
+const BulkBufferSize = 256 << 10
 
 // bulkBuffers recycles the copy buffers across connections.
-var bulkBuffers = sync.Pool{New: func() any { b := make([]byte, bulkBufferSize); return &b }}
+var bulkBuffers = sync.Pool{New: func() any { b := make([]byte, BulkBufferSize); return &b }}
 
 // writerOnly and readerOnly hide ReadFrom and WriteTo: io.CopyBuffer into a
 // *net.TCPConn would otherwise take TCPConn.ReadFrom, which ignores the
@@ -27,21 +27,21 @@ var bulkBuffers = sync.Pool{New: func() any { b := make([]byte, bulkBufferSize);
 type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
 
-// bulkCopy copies src to dst through a pooled 256 KiB buffer and returns
+// BulkCopy copies src to dst through a pooled 256 KiB buffer and returns
 // what io.Copy would.
-func bulkCopy(dst io.Writer, src io.Reader) (int64, error) {
+func BulkCopy(dst io.Writer, src io.Reader) (int64, error) {
 	bp := bulkBuffers.Get().(*[]byte)
 	defer bulkBuffers.Put(bp)
 	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
 }
 
-// bulkGC relaxes the garbage collector while forwarded connections carry
+// BulkGC relaxes the garbage collector while forwarded connections carry
 // data. x/crypto/ssh allocates a fresh buffer for every packet it reads
 // (about one byte of garbage per byte carried), so at the default GOGC a
 // migration costs hundreds of collections per GiB. While at least one
 // copy runs, GOGC is raised to Percent; the previous setting comes back
 // when the last one ends, so idle tunnels keep the default heap.
-type bulkGC struct {
+type BulkGC struct {
 	Percent int // GOGC while copies run (0: leave GOGC alone)
 
 	mu     sync.Mutex
@@ -49,8 +49,8 @@ type bulkGC struct {
 	prev   int
 }
 
-// begin marks one copy running; end must follow.
-func (g *bulkGC) begin() {
+// Begin marks one copy running; End must follow.
+func (g *BulkGC) Begin() {
 	if g == nil || g.Percent <= 0 {
 		return
 	}
@@ -64,7 +64,7 @@ func (g *bulkGC) begin() {
 	}
 }
 
-func (g *bulkGC) end() {
+func (g *BulkGC) End() {
 	if g == nil || g.Percent <= 0 {
 		return
 	}
@@ -75,21 +75,17 @@ func (g *bulkGC) end() {
 	}
 }
 
-// abort closes c so that its peer sees an error, not an end of data: a TCP
+// Abort closes c so that its peer sees an error, not an end of data: a TCP
 // connection is reset (linger 0), a TLS stream is cut under TLS without a
 // close_notify. A broken transfer must not pass for a finished one on
 // either end.
-func abort(c net.Conn) {
+func Abort(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
 	for {
 		if u, ok := c.(interface{ Unwrap() net.Conn }); ok {
 			c = u.Unwrap()
-			continue
-		}
-		if pc, ok := c.(*peekedConn); ok {
-			c = pc.Conn
 			continue
 		}
 		break
@@ -106,12 +102,12 @@ func abort(c net.Conn) {
 // tlsRecordMax is the most plaintext one TLS record carries.
 const tlsRecordMax = 16 << 10
 
-// coalescingCopy copies a TLS stream (one record per Read) to dst in
+// CoalescingCopy copies a TLS stream (one record per Read) to dst in
 // writes of up to 256 KiB: it keeps reading while buffered() says more
 // received bytes wait below TLS, so a bulk transfer costs one write
 // syscall per buffer instead of one per 16 KiB record, and an interactive
 // one is passed on at once.
-func coalescingCopy(dst io.Writer, src io.Reader, buffered func() int) (int64, error) {
+func CoalescingCopy(dst io.Writer, src io.Reader, buffered func() int) (int64, error) {
 	bp := bulkBuffers.Get().(*[]byte)
 	defer bulkBuffers.Put(bp)
 	buf := *bp
@@ -139,10 +135,10 @@ func coalescingCopy(dst io.Writer, src io.Reader, buffered func() int) (int64, e
 	}
 }
 
-// batchConn sits under a TLS client connection and gathers the records
+// BatchConn sits under a TLS client connection and gathers the records
 // of one large Write into few syscalls: tls.Conn writes every 16 KiB
 // record on its own. Outside a batch it writes through.
-type batchConn struct {
+type BatchConn struct {
 	net.Conn
 	mu       sync.Mutex
 	batching bool
@@ -150,7 +146,7 @@ type batchConn struct {
 	n        int
 }
 
-func (b *batchConn) Write(p []byte) (int, error) {
+func (b *BatchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	if !b.batching {
 		b.mu.Unlock()
@@ -172,7 +168,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (b *batchConn) flushLocked() error {
+func (b *BatchConn) flushLocked() error {
 	if b.n == 0 {
 		return nil
 	}
@@ -182,15 +178,19 @@ func (b *batchConn) flushLocked() error {
 }
 
 // Unwrap is the connection underneath (to reset it on an abort).
-func (b *batchConn) Unwrap() net.Conn { return b.Conn }
+func (b *BatchConn) Unwrap() net.Conn { return b.Conn }
 
-// batchedTLS is a TLS client connection whose Writes go out in batches.
-type batchedTLS struct {
+// BatchedTLS is a TLS client connection whose Writes go out in batches.
+type BatchedTLS struct {
 	*tls.Conn
-	b *batchConn
+	b *BatchConn
 }
 
-func (c *batchedTLS) Write(p []byte) (int, error) {
+// NewBatchedTLS is c, a TLS client connection made over b, with its
+// Writes batched by b.
+func NewBatchedTLS(c *tls.Conn, b *BatchConn) *BatchedTLS { return &BatchedTLS{Conn: c, b: b} }
+
+func (c *BatchedTLS) Write(p []byte) (int, error) {
 	c.b.mu.Lock()
 	c.b.batching = true
 	c.b.mu.Unlock()
@@ -210,26 +210,26 @@ func (c *batchedTLS) Write(p []byte) (int, error) {
 }
 
 // Unwrap is the TCP connection underneath (to reset it on an abort).
-func (c *batchedTLS) Unwrap() net.Conn { return c.b.Conn }
+func (c *BatchedTLS) Unwrap() net.Conn { return c.b.Conn }
 
 // readAheadSize is the read buffer of a busy SSH connection.
 const readAheadSize = 256 << 10
 
-// bulkReadConn sits under x/crypto/ssh, which reads through a 4 KiB buffer
+// BulkReadConn sits under x/crypto/ssh, which reads through a 4 KiB buffer
 // and then each packet's rest straight from the socket: two or three read
-// syscalls per 32 KiB packet. While data streams in, bulkReadConn reads
+// syscalls per 32 KiB packet. While data streams in, BulkReadConn reads
 // 256 KiB at a time instead; the buffer is taken from the pool only when a
 // read filled the caller's buffer (more is waiting) and goes back as soon
 // as it is drained, so an idle tunnel holds none (bench row 4) and a
 // blocking read on a quiet connection never holds one either.
-type bulkReadConn struct {
+type BulkReadConn struct {
 	net.Conn
 	buf  *[]byte
 	r, w int
 	hot  bool // the last read filled its buffer: more is likely waiting
 }
 
-func (c *bulkReadConn) Read(p []byte) (int, error) {
+func (c *BulkReadConn) Read(p []byte) (int, error) {
 	if c.buf != nil {
 		n := copy(p, (*c.buf)[c.r:c.w])
 		if c.r += n; c.r == c.w {
@@ -260,4 +260,4 @@ func (c *bulkReadConn) Read(p []byte) (int, error) {
 }
 
 // Unwrap is the connection underneath (to reset it on an abort).
-func (c *bulkReadConn) Unwrap() net.Conn { return c.Conn }
+func (c *BulkReadConn) Unwrap() net.Conn { return c.Conn }

@@ -31,7 +31,7 @@ func TestBulkReadConnReleasesItsBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	c := &bulkReadConn{Conn: nc}
+	c := &BulkReadConn{Conn: nc}
 	r := bufio.NewReader(c) // as x/crypto/ssh reads
 	buf := make([]byte, 32<<10)
 	bigReads := 0

@@ -24,6 +24,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 	"github.com/oma-enroll/oma-enroll/internal/vmaauth"
 )
 
@@ -53,10 +54,10 @@ func vmaKey(t *testing.T, v *vma) ed25519.PrivateKey {
 
 // withDataPath lets the client carry NBD connections on TLS data streams,
 // as `vma-enroll tunnel` sets it up.
-func withDataPath(t *testing.T, o *oma, v *vma, n int) func(*tunnel.ClientConfig) {
+func withDataPath(t *testing.T, o *oma, v *vma, n int) func(*vmaclient.ClientConfig) {
 	t.Helper()
 	priv := vmaKey(t, v)
-	return func(c *tunnel.ClientConfig) {
+	return func(c *vmaclient.ClientConfig) {
 		c.DataTLS = dataTLS(t, o.srv.Fingerprint(), priv)
 		c.DataAddr = o.srv.PublicAddr()
 		c.DataTarget = v.tun.LocalForwards[0].Target
@@ -122,8 +123,8 @@ func TestDataPathIntactBothWays(t *testing.T) {
 		if err := checksumEcho(o.nbdLocal, size, 1); err != nil {
 			t.Fatal(err)
 		}
-		rc.ev.waitFor(t, tunnel.EventDataPath, 1, time.Second)
-		if ev := rc.ev.first(tunnel.EventDataPath); ev.Reason != "" {
+		rc.ev.waitFor(t, vmaclient.EventDataPath, 1, time.Second)
+		if ev := rc.ev.first(vmaclient.EventDataPath); ev.Reason != "" {
 			t.Fatalf("the NBD connection did not take the TLS data path: %s", ev.Message)
 		}
 		eventuallyT(t, 5*time.Second, "the data stream to end", func() bool { return o.ep.LiveDataStreams() == 0 })
@@ -141,7 +142,7 @@ func TestDataPathIntactBothWays(t *testing.T) {
 		if err := checksumEcho(o.nbdLocal, size, 3); err != nil {
 			t.Fatal(err)
 		}
-		if n := rc.ev.count(tunnel.EventDataPath); n != 0 {
+		if n := rc.ev.count(vmaclient.EventDataPath); n != 0 {
 			t.Fatalf("the client without DataTLS used the data path:\n%s", rc.ev)
 		}
 	})
@@ -219,7 +220,7 @@ func TestDataPathSpreadsAndRevokes(t *testing.T) {
 	eventuallyT(t, 10*time.Second, "the data streams to be gone", func() bool { return o.ep.LiveDataStreams() == 0 })
 }
 
-func (e *events) first(typ tunnel.EventType) tunnel.Event {
+func (e *events) first(typ vmaclient.EventType) vmaclient.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ev := range e.all {
@@ -227,7 +228,7 @@ func (e *events) first(typ tunnel.EventType) tunnel.Event {
 			return ev
 		}
 	}
-	return tunnel.Event{}
+	return vmaclient.Event{}
 }
 
 // TestDataPathInterruptedIsAnError: a TLS data stream broken on either
@@ -292,7 +293,7 @@ func TestDataPathInterruptedIsAnError(t *testing.T) {
 			t.Fatal("the NBD target's connection did not end within 30s of the VMA side breaking")
 		}
 	})
-	if ev := rc.ev.first(tunnel.EventDataPath); ev.Reason != "" || ev.Type == "" {
+	if ev := rc.ev.first(vmaclient.EventDataPath); ev.Reason != "" || ev.Type == "" {
 		t.Fatalf("the streams did not take the TLS data path:\n%s", rc.ev)
 	}
 }
@@ -308,26 +309,26 @@ func TestDataPathRefusesUnapprovedKeys(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	addr := o.srv.PublicAddr()
-	c, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv))
+	c, err := vmaclient.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv))
 	if err != nil {
 		t.Fatalf("approved key: %v", err)
 	}
 	c.Close()
 
 	_, stranger, _ := ed25519.GenerateKey(nil)
-	if _, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), stranger)); !errors.Is(err, tunnel.ErrDataRefused) {
+	if _, err := vmaclient.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), stranger)); !errors.Is(err, vmaclient.ErrDataRefused) {
 		t.Fatalf("unknown key: %v, want ErrDataRefused", err)
 	}
 	noCert := dataTLS(t, o.srv.Fingerprint(), priv)
 	noCert.Certificates = nil
-	if c, err := tunnel.DialData(ctx, addr, noCert); err == nil {
+	if c, err := vmaclient.DialData(ctx, addr, noCert); err == nil {
 		c.Close()
 		t.Fatal("a client without a certificate got a data stream")
 	}
 	if _, err := o.svc.Revoke(context.Background(), v.id, "test", enroll.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv)); !errors.Is(err, tunnel.ErrDataRefused) {
+	if _, err := vmaclient.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv)); !errors.Is(err, vmaclient.ErrDataRefused) {
 		t.Fatalf("revoked key: %v, want ErrDataRefused", err)
 	}
 	// HTTPS on the same port is unaffected (no certificate asked).
@@ -349,7 +350,7 @@ func TestDataPathFallsBackToSSH(t *testing.T) {
 	defer plain.Close()
 	pin := client.SPKIFingerprint(plain.Certificate())
 	priv := vmaKey(t, v)
-	rc := startClient(t, o.oma, v, func(c *tunnel.ClientConfig) {
+	rc := startClient(t, o.oma, v, func(c *vmaclient.ClientConfig) {
 		c.DataTLS = dataTLS(t, pin, priv)
 		c.DataAddr = plain.Listener.Addr().String()
 		c.DataTarget = v.tun.LocalForwards[0].Target
@@ -361,10 +362,10 @@ func TestDataPathFallsBackToSSH(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := rc.ev.count(tunnel.EventDataPath); n != 1 {
+	if n := rc.ev.count(vmaclient.EventDataPath); n != 1 {
 		t.Fatalf("%d data_path events, want 1:\n%s", n, rc.ev)
 	}
-	if ev := rc.ev.first(tunnel.EventDataPath); ev.Reason == "" {
+	if ev := rc.ev.first(vmaclient.EventDataPath); ev.Reason == "" {
 		t.Fatalf("the data_path event gives no reason for the fallback: %s", ev.Message)
 	}
 }
@@ -384,14 +385,14 @@ func TestDataPathFailuresSpendTheLoginBudget(t *testing.T) {
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	const budget = 10 // the default failed-login burst
 	for i := 0; i < budget; i++ {
-		if _, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), stranger)); !errors.Is(err, tunnel.ErrDataRefused) {
+		if _, err := vmaclient.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), stranger)); !errors.Is(err, vmaclient.ErrDataRefused) {
 			t.Fatalf("unknown key, attempt %d: %v, want ErrDataRefused", i+1, err)
 		}
 	}
 	if got := o.ep.Stats().AuthFailures; got != budget {
 		t.Errorf("AuthFailures = %d, want %d", got, budget)
 	}
-	if c, err := tunnel.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv)); err == nil {
+	if c, err := vmaclient.DialData(ctx, addr, dataTLS(t, o.srv.Fingerprint(), priv)); err == nil {
 		c.Close()
 		t.Fatal("an address out of failed logins still got a data stream")
 	}

@@ -27,7 +27,8 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 )
 
 var seq atomic.Int64
@@ -49,7 +50,7 @@ type oma struct {
 	t        *testing.T
 	svc      *enroll.Service
 	srv      *server.Server
-	ep       *tunnel.Endpoint
+	ep       *endpoint.Endpoint
 	token    string
 	nbd      string
 	vmaAPI   string
@@ -63,37 +64,6 @@ var auditKey = bytes.Repeat([]byte{9}, 32)
 // (the others keep the 30s default: a busy machine must not make a short
 // period drop their tunnels).
 const keepaliveEvery = 200 * time.Millisecond
-
-// freePorts finds n consecutive free loopback ports for a tunnel port pool,
-// so tests never depend on the default 9081-9999 being free.
-func freePorts(t *testing.T, n int) [2]int {
-	t.Helper()
-	for try := 0; try < 100; try++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if base+n > 65535 {
-			continue
-		}
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			c, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			c.Close()
-		}
-		if ok {
-			return [2]int{base, base + n - 1}
-		}
-	}
-	t.Fatal("no free port range")
-	return [2]int{}
-}
 
 // startOMA starts an in-process OMA (server + embedded endpoint) on fresh
 // loopback addresses; see runOMA.
@@ -175,7 +145,7 @@ func (o *oma) enrollVMAIn(dir, name string, approveVia *oma) *vma {
 	}
 	host, port, _ := net.SplitHostPort(o.srv.PublicAddr())
 	p, _ := strconv.Atoi(port)
-	if _, err := tunnel.WriteVMAConfig(tunnel.VMAConfig{Dir: dir, EnrollmentID: er.EnrollmentID, OMAHost: host, OMAPort: p, Tunnel: *res.Tunnel, Binary: "/usr/local/bin/vma-enroll"}); err != nil {
+	if _, err := vmaclient.WriteVMAConfig(vmaclient.VMAConfig{Dir: dir, EnrollmentID: er.EnrollmentID, OMAHost: host, OMAPort: p, Tunnel: *res.Tunnel, Binary: "/usr/local/bin/vma-enroll"}); err != nil {
 		t.Fatal(err)
 	}
 	tp, _ := strconv.Atoi(strings.TrimPrefix(res.Tunnel.RemoteForwards[0].Listen, "127.0.0.1:"))
@@ -271,7 +241,7 @@ func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
 	db, _ := omatest.OpenStore(t, "sqlite")
 	nbd := echoServer(t, "nbd:")
 	vmaAPI := echoServer(t, "vma-api:")
-	pool := freePorts(t, 4)
+	pool := testbin.FreePorts(t, 4)
 	o := startOMA(t, db, t.TempDir(), pool, nbd, vmaAPI, testbin.FreeAddr(t))
 	v := o.enrollVMA("vma-a", nil)
 	if v.port != pool[0] {
@@ -365,7 +335,7 @@ func TestEmbeddedTunnelWithOpenSSH(t *testing.T) {
 func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
 	requireSSH(t)
 	db, _ := omatest.OpenStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
+	o := startOMA(t, db, t.TempDir(), testbin.FreePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 	a := o.enrollVMA("vma-one", nil)
 	b := o.enrollVMA("vma-two", nil)
 	if a.port == b.port {
@@ -385,7 +355,7 @@ func TestTwoVMAsGetTheirOwnPorts(t *testing.T) {
 
 func TestPublicPortRejectsOtherProtocols(t *testing.T) {
 	db, _ := omatest.OpenStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
+	o := startOMA(t, db, t.TempDir(), testbin.FreePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 	addr := o.srv.PublicAddr()
 	// Garbage is closed at once.
 	c, err := net.Dial("tcp", addr)
@@ -432,7 +402,7 @@ func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
 	db, dsn := omatest.OpenStore(t, "mysql")
 	keys := t.TempDir()
 	nbd, api2, local := echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t)
-	pool := freePorts(t, 4)
+	pool := testbin.FreePorts(t, 4)
 	a := startOMA(t, db, keys, pool, nbd, api2, local)
 	db2, err := store.Open(context.Background(), "mysql", dsn, store.Options{})
 	if err != nil {
@@ -476,7 +446,7 @@ func TestRevocationOnAnotherInstanceDropsTunnel(t *testing.T) {
 // was revoked.
 func TestDatabaseOutageIsNotARefusal(t *testing.T) {
 	db, _ := omatest.OpenStore(t, "sqlite")
-	o := startOMA(t, db, t.TempDir(), freePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
+	o := startOMA(t, db, t.TempDir(), testbin.FreePorts(t, 2), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 	v := o.enrollVMA("vma-outage", nil)
 	kp, err := sshkey.LoadOrGenerate(v.dir, "")
 	if err != nil {
@@ -509,7 +479,7 @@ func TestDatabaseOutageIsNotARefusal(t *testing.T) {
 func TestSilentTunnelIsDroppedByKeepalives(t *testing.T) {
 	db, _ := omatest.OpenStore(t, "sqlite")
 	o := runOMA(t, db, omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: echoServer(t, "nbd:"), vmaAPI: echoServer(t, "api:"),
-		nbdLocal: testbin.FreeAddr(t), pool: freePorts(t, 2), keepalive: keepaliveEvery}).oma
+		nbdLocal: testbin.FreeAddr(t), pool: testbin.FreePorts(t, 2), keepalive: keepaliveEvery}).oma
 	v := o.enrollVMA("vma-silent", nil)
 	kp, err := sshkey.LoadOrGenerate(v.dir, "")
 	if err != nil {

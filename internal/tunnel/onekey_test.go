@@ -21,7 +21,7 @@ func TestRevokedKeyStopsEverywhere(t *testing.T) {
 	for _, driver := range []string{"sqlite", "mysql"} {
 		t.Run(driver, func(t *testing.T) {
 			db, _ := omatest.OpenStore(t, driver)
-			o := startOMA(t, db, t.TempDir(), freePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
+			o := startOMA(t, db, t.TempDir(), testbin.FreePorts(t, 4), echoServer(t, "nbd:"), echoServer(t, "api:"), testbin.FreeAddr(t))
 			a := o.enrollVMA("vma-a", nil)
 			cloneDir := t.TempDir()
 			key, err := os.ReadFile(filepath.Join(a.dir, "id_ed25519"))

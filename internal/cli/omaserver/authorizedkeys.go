@@ -21,7 +21,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/sshdkeys"
 )
 
 func newAuthorizedKeysCmd(ios *cmdutil.IOStreams) *cobra.Command {
@@ -133,7 +133,7 @@ func runAuthorizedKeys(ctx context.Context, o authorizedKeysOptions, out io.Writ
 		if canon != "" && e.VMAPublicKey != canon {
 			continue
 		}
-		line, err := tunnel.AuthorizedKeyLine(e, o.NBDTarget)
+		line, err := sshdkeys.AuthorizedKeyLine(e, o.NBDTarget)
 		if err != nil {
 			continue // not a line sshd should ever see; serve logs it at Sync
 		}
@@ -167,7 +167,7 @@ func openStoreReadOnly(ctx context.Context, c common) (*store.DB, error) {
 // revocation, a Sync at start, and a periodic Sync that repairs a missed
 // hook and picks up changes made through other instances.
 type openSSHTunnel struct {
-	keys *tunnel.AuthorizedKeysFile
+	keys *sshdkeys.AuthorizedKeysFile
 	db   enroll.Store
 	log  *slog.Logger
 	// mu orders hooks and syncs of this process (the manager's file lock
@@ -177,14 +177,14 @@ type openSSHTunnel struct {
 }
 
 func newOpenSSHTunnel(o serveOptions, db enroll.Store, log *slog.Logger) (*openSSHTunnel, error) {
-	path, owner, err := tunnel.ResolveAuthorizedKeysPath(o.AuthorizedKeysFile, o.TunnelUser)
+	path, owner, err := sshdkeys.ResolveAuthorizedKeysPath(o.AuthorizedKeysFile, o.TunnelUser)
 	if err != nil {
 		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
 	}
 	if owner == nil {
 		log.Warn("the tunnel user does not exist; sshd will not log anyone in as it", "tunnel_user", o.TunnelUser)
 	}
-	keys, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, NBDTarget: o.NBDTarget, Owner: owner, Log: log})
+	keys, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path, NBDTarget: o.NBDTarget, Owner: owner, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
 	}
@@ -258,7 +258,7 @@ func (t *openSSHTunnel) onRevoke(e *enroll.Enrollment) {
 	t.endSessions(removed)
 }
 
-func (t *openSSHTunnel) endSessions(removed []tunnel.AuthorizedKeyEntry) {
+func (t *openSSHTunnel) endSessions(removed []sshdkeys.AuthorizedKeyEntry) {
 	if len(removed) == 0 {
 		return
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
 )
 
 func newServeCmd(ios *cmdutil.IOStreams) *cobra.Command {
@@ -133,7 +134,7 @@ type serveOptions struct {
 	SSHHostKey                            string
 	SSHPort                               int
 	AuthorizedKeysFile                    string
-	SSHLimits                             tunnel.Limits
+	SSHLimits                             endpoint.Limits
 	AuthorizedKeysResync                  time.Duration
 	NBDTarget, VMANBDListen, VMAAPITarget string
 	AuditKeyFile                          string
@@ -183,7 +184,7 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		CodeFailureBurst: v.GetInt("code_failure_burst"),
 		NoMigrate:        v.GetBool("no_migrate"),
 	}
-	o.SSHLimits = tunnel.Limits{
+	o.SSHLimits = endpoint.Limits{
 		ConnPerSecond:         v.GetFloat64("ssh_rate_limit"),
 		ConnBurst:             v.GetInt("ssh_rate_burst"),
 		AuthFailuresPerMinute: v.GetFloat64("ssh_login_failures_per_minute"),
@@ -310,7 +311,7 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	}
 	hostKey := ""
 	tunnelPort := o.PublicPort
-	var endpoint *tunnel.Endpoint
+	var ep *endpoint.Endpoint
 	var onApprove, onRevoke func(*enroll.Enrollment)
 	switch o.TunnelMode {
 	case "embedded":
@@ -319,8 +320,8 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 			return err
 		}
 		hostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
-		endpoint = tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, User: o.TunnelUser, NBDTarget: o.NBDTarget, Limits: o.SSHLimits}, svc, log)
-		onRevoke = func(e *enroll.Enrollment) { endpoint.Disconnect(e.ID, "revoked") }
+		ep = endpoint.New(endpoint.Config{HostKey: signer, User: o.TunnelUser, NBDTarget: o.NBDTarget, Limits: o.SSHLimits}, svc, log)
+		onRevoke = func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") }
 	case "openssh":
 		b, err := os.ReadFile(o.SSHHostKey)
 		if err != nil {
@@ -342,8 +343,8 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	}
 	tunnelState := func() api.TunnelState {
 		st := api.TunnelState{Mode: o.TunnelMode}
-		if endpoint != nil {
-			st.LiveTunnels = endpoint.Live()
+		if ep != nil {
+			st.LiveTunnels = ep.Live()
 		}
 		return st
 	}
@@ -373,18 +374,18 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		}
 	}
 	srv.SetHooks(onApprove, onRevoke)
-	if endpoint == nil {
+	if ep == nil {
 		return srv.Run(ctx, nil)
 	}
-	if err := srv.RegisterMetrics(tunnelLimitMetrics(endpoint)...); err != nil {
+	if err := srv.RegisterMetrics(tunnelLimitMetrics(ep)...); err != nil {
 		return err
 	}
 	epCtx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
 	// The TLS data path of `vma-enroll tunnel` shares the public port.
-	srv.SetTLSProtocol(tunnel.ALPNData, tunnel.DataTLSConfig, func(c *tls.Conn) { endpoint.ServeData(epCtx, c) })
+	srv.SetTLSProtocol(tunnel.ALPNData, endpoint.DataTLSConfig, func(c *tls.Conn) { ep.ServeData(epCtx, c) })
 	done := make(chan struct{})
-	go func() { endpoint.Run(epCtx); close(done) }()
-	err = srv.Run(ctx, endpoint.Listener(epCtx, tunnel.SniffTimeout))
+	go func() { ep.Run(epCtx); close(done) }()
+	err = srv.Run(ctx, ep.Listener(epCtx, endpoint.SniffTimeout))
 	stopEndpoint()
 	<-done
 	return err

@@ -16,7 +16,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/store"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/sshdkeys"
 )
 
 func newSSHDConfigCmd(ios *cmdutil.IOStreams) *cobra.Command {
@@ -249,7 +249,7 @@ func renderSSHDConfig(o sshdConfigOptions) (string, []string, error) {
 	case "file":
 		path := ".ssh/authorized_keys"
 		if o.AuthorizedKeysFile != "" {
-			p, _, err := tunnel.ResolveAuthorizedKeysPath(o.AuthorizedKeysFile, o.TunnelUser)
+			p, _, err := sshdkeys.ResolveAuthorizedKeysPath(o.AuthorizedKeysFile, o.TunnelUser)
 			if err != nil {
 				return "", nil, err
 			}

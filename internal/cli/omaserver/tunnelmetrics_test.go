@@ -8,7 +8,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
 )
 
 // The embedded endpoint's limit counters register together (one name with
@@ -19,7 +19,7 @@ func TestTunnelLimitMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
-	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer}, nil, nil)
+	ep := endpoint.New(endpoint.Config{HostKey: signer}, nil, nil)
 	reg := prometheus.NewRegistry()
 	for _, c := range tunnelLimitMetrics(ep) {
 		if err := reg.Register(c); err != nil {

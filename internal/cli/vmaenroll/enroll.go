@@ -19,7 +19,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/labels"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 )
 
 // Final statuses of a run, as -o json reports them.
@@ -172,7 +172,7 @@ func (e *enroller) dirError(err error) error {
 // existing lists the enrollment's files present in dir.
 func existing(dir string) []string {
 	var out []string
-	for _, n := range []string{"id_ed25519", "id_ed25519.pub", tunnel.FileKnownHosts, tunnel.FileSSHConfig, StateFile, tunnel.FileUnit} {
+	for _, n := range []string{"id_ed25519", "id_ed25519.pub", vmaclient.FileKnownHosts, vmaclient.FileSSHConfig, StateFile, vmaclient.FileUnit} {
 		p := filepath.Join(dir, n)
 		if _, err := os.Stat(p); err == nil {
 			out = append(out, p)

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 )
 
 // Results of asking the OMA whether it still accepts this VMA's key.
@@ -46,7 +46,7 @@ func (probeSigner) SignWithAlgorithm(io.Reader, []byte, string) (*ssh.Signature,
 // probeKey asks the OMA's SSH endpoint whether it still accepts this VMA's
 // key, within timeout. It returns one of the Check* results and, for the
 // unreachable and mismatch ones, what went wrong.
-func probeKey(ctx context.Context, tc tunnel.ClientConfig, timeout time.Duration) (string, error) {
+func probeKey(ctx context.Context, tc vmaclient.ClientConfig, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
@@ -65,7 +65,7 @@ func probeKey(ctx context.Context, tc tunnel.ClientConfig, timeout time.Duration
 		return CheckUnreachable, errors.New("the key cannot sign SSH requests")
 	}
 	pinned := tc.HostKey
-	var mismatch *tunnel.HostKeyMismatchError
+	var mismatch *vmaclient.HostKeyMismatchError
 	conf := &ssh.ClientConfig{
 		User:              tc.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(probeSigner{as})},
@@ -75,7 +75,7 @@ func probeKey(ctx context.Context, tc tunnel.ClientConfig, timeout time.Duration
 			if bytes.Equal(key.Marshal(), pinned.Marshal()) {
 				return nil
 			}
-			mismatch = &tunnel.HostKeyMismatchError{Addr: tc.Addr, Want: ssh.FingerprintSHA256(pinned), Got: ssh.FingerprintSHA256(key)}
+			mismatch = &vmaclient.HostKeyMismatchError{Addr: tc.Addr, Want: ssh.FingerprintSHA256(pinned), Got: ssh.FingerprintSHA256(key)}
 			return mismatch
 		},
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 	"github.com/oma-enroll/oma-enroll/internal/vmaauth"
 )
 
@@ -167,7 +168,7 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 		}
 		tc.OnEvent = eventWriter(events, opts.Output)
 		tc.Now = f.Now
-		client, err := tunnel.NewClient(tc)
+		client, err := vmaclient.NewClient(tc)
 		if err != nil {
 			return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("%s: %w", statePath(opts.Dir), err))
 		}
@@ -179,7 +180,7 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 		select {
 		case err := <-done:
 			cancel()
-			if errors.Is(err, tunnel.ErrKeyRefused) && settleTunnelKeys(ctx, f, opts.Dir) {
+			if errors.Is(err, vmaclient.ErrKeyRefused) && settleTunnelKeys(ctx, f, opts.Dir) {
 				continue // a rotation finished meanwhile: the new key may work
 			}
 			return tunnelExit(err, st, opts.Dir)
@@ -259,10 +260,10 @@ func tunnelExit(err error, st *State, dir string) error {
 		return nil
 	}
 	reenroll := fmt.Sprintf("vma-enroll --force --config-dir %s --oma %s --code XXXX-XXXX-XXXX --fingerprint %s", dir, st.OMA, fingerprintOr(st))
-	var hk *tunnel.HostKeyMismatchError
+	var hk *vmaclient.HostKeyMismatchError
 	switch {
-	case errors.Is(err, tunnel.ErrKeyRefused):
-		return cmdutil.Exit(ExitKeyRefused, fmt.Errorf("%v (enrollment %s); re-enroll with a new pairing code from the OMA admin:\n  %s", tunnel.ErrKeyRefused, st.EnrollmentID, reenroll))
+	case errors.Is(err, vmaclient.ErrKeyRefused):
+		return cmdutil.Exit(ExitKeyRefused, fmt.Errorf("%v (enrollment %s); re-enroll with a new pairing code from the OMA admin:\n  %s", vmaclient.ErrKeyRefused, st.EnrollmentID, reenroll))
 	case errors.As(err, &hk):
 		return cmdutil.Exit(ExitIdentityMismatch, fmt.Errorf("%v. Someone may be impersonating the OMA, or its SSH host key changed (e.g. it was reinstalled): check with the OMA admin; if the change is expected, re-enroll with a new pairing code:\n  %s", hk, reenroll))
 	default:
@@ -280,67 +281,67 @@ func fingerprintOr(st *State) string {
 // tunnelClientConfig builds the client's configuration from the config
 // directory: the tunnel object of enrollment.json, the pinned host key and
 // the enrolled key.
-func tunnelClientConfig(opts tunnelOptions) (tunnel.ClientConfig, *State, error) {
+func tunnelClientConfig(opts tunnelOptions) (vmaclient.ClientConfig, *State, error) {
 	dir := opts.Dir
 	st, err := loadState(dir)
 	if err != nil {
-		return tunnel.ClientConfig{}, nil, err
+		return vmaclient.ClientConfig{}, nil, err
 	}
 	if st == nil {
-		return tunnel.ClientConfig{}, nil, fmt.Errorf("%s does not exist: this VMA is not enrolled yet (run vma-enroll first), or pass --config-dir", statePath(dir))
+		return vmaclient.ClientConfig{}, nil, fmt.Errorf("%s does not exist: this VMA is not enrolled yet (run vma-enroll first), or pass --config-dir", statePath(dir))
 	}
 	if st.Status != string(enroll.StatusApproved) || st.Tunnel == nil {
 		what := "is " + cleanMessage(st.Status)
 		if st.Status == string(enroll.StatusApproved) {
 			what = "has no tunnel settings"
 		}
-		return tunnel.ClientConfig{}, st, fmt.Errorf("enrollment %s in %s %s: there is no tunnel to run; run vma-enroll (to resume waiting) or enroll again with --force and a new pairing code", cleanMessage(st.EnrollmentID), statePath(dir), what)
+		return vmaclient.ClientConfig{}, st, fmt.Errorf("enrollment %s in %s %s: there is no tunnel to run; run vma-enroll (to resume waiting) or enroll again with --force and a new pairing code", cleanMessage(st.EnrollmentID), statePath(dir), what)
 	}
 	addr, err := parseOMA(st.OMA)
 	if err != nil {
-		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %v; enroll again with --force and a new pairing code", statePath(dir), err)
+		return vmaclient.ClientConfig{}, st, fmt.Errorf("%s: %v; enroll again with --force and a new pairing code", statePath(dir), err)
 	}
-	vc := tunnel.VMAConfig{Dir: dir, EnrollmentID: st.EnrollmentID, OMAHost: addr.Host, OMAPort: addr.Port, Tunnel: *st.Tunnel}
+	vc := vmaclient.VMAConfig{Dir: dir, EnrollmentID: st.EnrollmentID, OMAHost: addr.Host, OMAPort: addr.Port, Tunnel: *st.Tunnel}
 	if err := vc.Validate(); err != nil {
-		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: the tunnel settings are not usable: %v", statePath(dir), err)
+		return vmaclient.ClientConfig{}, st, fmt.Errorf("%s: the tunnel settings are not usable: %v", statePath(dir), err)
 	}
 	host, port := vc.Endpoint()
 
 	var hostKey ssh.PublicKey
 	if st.Tunnel.HostKey != "" {
-		if hostKey, err = tunnel.ParseHostKey(st.Tunnel.HostKey); err != nil {
-			return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %v", statePath(dir), err)
+		if hostKey, err = vmaclient.ParseHostKey(st.Tunnel.HostKey); err != nil {
+			return vmaclient.ClientConfig{}, st, fmt.Errorf("%s: %v", statePath(dir), err)
 		}
 	} else {
-		kh := filepath.Join(dir, tunnel.FileKnownHosts)
+		kh := filepath.Join(dir, vmaclient.FileKnownHosts)
 		data, err := os.ReadFile(kh)
 		if err == nil {
-			hostKey, err = tunnel.HostKeyFromKnownHosts(data, host, port)
+			hostKey, err = vmaclient.HostKeyFromKnownHosts(data, host, port)
 		}
 		if err != nil {
-			return tunnel.ClientConfig{}, st, fmt.Errorf("no SSH host key of the OMA is pinned: the OMA sent none at enrollment (its tunnel mode is not 'embedded') and %s has none for %s (%v); add the line '%s <key>' of the OMA's sshd there, or run with --openssh",
-				kh, tunnel.KnownHostsHost(host, port), err, tunnel.KnownHostsHost(host, port))
+			return vmaclient.ClientConfig{}, st, fmt.Errorf("no SSH host key of the OMA is pinned: the OMA sent none at enrollment (its tunnel mode is not 'embedded') and %s has none for %s (%v); add the line '%s <key>' of the OMA's sshd there, or run with --openssh",
+				kh, vmaclient.KnownHostsHost(host, port), err, vmaclient.KnownHostsHost(host, port))
 		}
 	}
 
 	if err := checkKeyTrust(dir); err != nil {
-		return tunnel.ClientConfig{}, st, err
+		return vmaclient.ClientConfig{}, st, err
 	}
 	keyPath := filepath.Join(dir, "id_ed25519")
 	data, err := os.ReadFile(keyPath)
 	if err != nil {
-		return tunnel.ClientConfig{}, st, fmt.Errorf("read this VMA's key: %w", err)
+		return vmaclient.ClientConfig{}, st, fmt.Errorf("read this VMA's key: %w", err)
 	}
 	priv, err := sshkey.ParsePrivateKey(data)
 	if err != nil {
-		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %w", keyPath, err)
+		return vmaclient.ClientConfig{}, st, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	if fp := sshkey.Fingerprint(priv.Public().(ed25519.PublicKey)); st.VMAFingerprint != "" && fp != st.VMAFingerprint {
-		return tunnel.ClientConfig{}, st, fmt.Errorf("the key in %s (%s) is not the one enrollment %s was approved with (%s): restore it, or enroll again with --force and a new pairing code", keyPath, fp, st.EnrollmentID, st.VMAFingerprint)
+		return vmaclient.ClientConfig{}, st, fmt.Errorf("the key in %s (%s) is not the one enrollment %s was approved with (%s): restore it, or enroll again with --force and a new pairing code", keyPath, fp, st.EnrollmentID, st.VMAFingerprint)
 	}
 	signer, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
-		return tunnel.ClientConfig{}, st, fmt.Errorf("%s: %w", keyPath, err)
+		return vmaclient.ClientConfig{}, st, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	keepalive := opts.Keepalive
 	if keepalive == 0 {
@@ -348,9 +349,9 @@ func tunnelClientConfig(opts tunnelOptions) (tunnel.ClientConfig, *State, error)
 	}
 	dataTLS, dataAddr, dataTarget, err := dataPath(st, priv, opts.Connections)
 	if err != nil {
-		return tunnel.ClientConfig{}, st, err
+		return vmaclient.ClientConfig{}, st, err
 	}
-	return tunnel.ClientConfig{
+	return vmaclient.ClientConfig{
 		DataTLS: dataTLS, DataAddr: dataAddr, DataTarget: dataTarget, DataConnections: opts.Connections,
 		Addr:           netJoin(host, port),
 		User:           st.Tunnel.User,
@@ -381,12 +382,12 @@ func versionToken(v string) string {
 
 // eventWriter prints each event as a plain line or, for -o json, as one
 // JSON object per line.
-func eventWriter(w io.Writer, output string) func(tunnel.Event) {
+func eventWriter(w io.Writer, output string) func(vmaclient.Event) {
 	if output == "json" {
 		enc := json.NewEncoder(w)
-		return func(ev tunnel.Event) { enc.Encode(ev) }
+		return func(ev vmaclient.Event) { enc.Encode(ev) }
 	}
-	return func(ev tunnel.Event) {
+	return func(ev vmaclient.Event) {
 		fmt.Fprintf(w, "%s %s\n", ev.Time.Local().Format(time.DateTime), cleanMessage(ev.Message))
 	}
 }
@@ -394,7 +395,7 @@ func eventWriter(w io.Writer, output string) func(tunnel.Event) {
 // runOpenSSHTunnel runs `ssh -F <dir>/ssh_config -N oma` until it exits or
 // ctx ends.
 func runOpenSSHTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
-	conf := filepath.Join(opts.Dir, tunnel.FileSSHConfig)
+	conf := filepath.Join(opts.Dir, vmaclient.FileSSHConfig)
 	if _, err := os.Stat(conf); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s does not exist: this VMA is not enrolled yet (run vma-enroll first), or pass --config-dir", conf)
 	}
@@ -406,7 +407,7 @@ func runOpenSSHTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error
 	if opts.KeepaliveSet {
 		args = append(args, "-o", "ServerAliveInterval="+strconv.Itoa(int(opts.Keepalive/time.Second)))
 	}
-	args = append(args, tunnel.SSHHostAlias)
+	args = append(args, vmaclient.SSHHostAlias)
 	fmt.Fprintf(f.IO.ErrOut, "Running: %s %s\n", sshBin, strings.Join(args, " "))
 	c := exec.CommandContext(ctx, sshBin, args...)
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }

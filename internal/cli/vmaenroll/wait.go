@@ -13,7 +13,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/client"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 )
 
 // wait polls for the admin's decision until --timeout, then acts on it.
@@ -188,7 +188,7 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 			st.Status = string(enroll.StatusAwaitingApproval) // keep the token: a fixed server can still answer
 			return fail(StatusError, errors.New("the OMA approved this VMA but sent no tunnel settings: ask the OMA admin to check oma-server, then run vma-enroll again"))
 		}
-		cfg := tunnel.VMAConfig{
+		cfg := vmaclient.VMAConfig{
 			Dir:          e.dir,
 			EnrollmentID: st.EnrollmentID,
 			OMAHost:      e.addr.Host,
@@ -196,7 +196,7 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 			Tunnel:       *res.Tunnel,
 			Binary:       e.binary(),
 		}
-		files, err := tunnel.WriteVMAConfig(cfg)
+		files, err := vmaclient.WriteVMAConfig(cfg)
 		if err != nil {
 			return fail(StatusError, fmt.Errorf("the OMA approved this VMA, but the tunnel configuration cannot be written: %w", err))
 		}
@@ -210,12 +210,12 @@ func (e *enroller) decided(res *api.ResultResponse) outcome {
 		}
 		e.files = append([]string{e.key.PrivatePath, e.key.PublicPath}, files...)
 		e.files = append(e.files, statePath(e.dir))
-		if probs := tunnel.UnitProblems(cfg); len(probs) > 0 {
+		if probs := vmaclient.UnitProblems(cfg); len(probs) > 0 {
 			e.note("Warning: %s cannot start the tunnel as written: %s. Re-enroll with --config-dir under /etc (the default is /etc/vma-enroll) and vma-enroll installed under /usr/local/bin, or run `vma-enroll tunnel --config-dir %s` under a supervisor of your own.",
-				tunnel.FileUnit, strings.Join(probs, "; "), e.dir)
+				vmaclient.FileUnit, strings.Join(probs, "; "), e.dir)
 		}
 		if res.Tunnel.HostKey == "" {
-			e.note("Note: the OMA sent no SSH host key (its tunnel mode is not 'embedded'): add the OMA sshd's host key to %s before starting the tunnel.", filepath.Join(e.dir, tunnel.FileKnownHosts))
+			e.note("Note: the OMA sent no SSH host key (its tunnel mode is not 'embedded'): add the OMA sshd's host key to %s before starting the tunnel.", filepath.Join(e.dir, vmaclient.FileKnownHosts))
 		}
 		return outcome{status: StatusApproved}
 	case StatusRejected:

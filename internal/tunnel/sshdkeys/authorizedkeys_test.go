@@ -1,4 +1,4 @@
-package tunnel_test
+package sshdkeys_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/sshdkeys"
 )
 
 // akKey is a fixed Ed25519 public key, so expected lines can be spelled out.
@@ -43,16 +43,16 @@ func akEnrollment(n int, name string, port int) enroll.Enrollment {
 
 func akLine(t *testing.T, e enroll.Enrollment) string {
 	t.Helper()
-	l, err := tunnel.AuthorizedKeyLine(&e, "127.0.0.1:10809")
+	l, err := sshdkeys.AuthorizedKeyLine(&e, "127.0.0.1:10809")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-func newAKFile(t *testing.T, path string) *tunnel.AuthorizedKeysFile {
+func newAKFile(t *testing.T, path string) *sshdkeys.AuthorizedKeysFile {
 	t.Helper()
-	a, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, NBDTarget: "127.0.0.1:10809"})
+	a, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path, NBDTarget: "127.0.0.1:10809"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,12 +79,12 @@ func TestAuthorizedKeyLineFormat(t *testing.T) {
 	if !strings.HasPrefix(got, `restrict,port-forwarding,command="/bin/false",permitopen="127.0.0.1:10809",permitlisten="127.0.0.1:9081" ssh-ed25519 AAAA`) {
 		t.Fatalf("line does not start as DESIGN §6 says: %s", got)
 	}
-	ent, ok := tunnel.ParseAuthorizedKeyEntry(got)
+	ent, ok := sshdkeys.ParseAuthorizedKeyEntry(got)
 	if !ok || ent.EnrollmentID != e.ID || ent.VMAName != "vma-prod 01" || ent.ListenPort != 9081 || ent.Line != got {
 		t.Fatalf("parse = %+v, %v", ent, ok)
 	}
 	// A configured NBD target goes into permitopen.
-	other, err := tunnel.AuthorizedKeyLine(&e, "10.0.0.5:10900")
+	other, err := sshdkeys.AuthorizedKeyLine(&e, "10.0.0.5:10900")
 	if err != nil || !strings.Contains(other, `permitopen="10.0.0.5:10900",permitlisten="127.0.0.1:9081" `) {
 		t.Fatalf("nbd target: %q, %v", other, err)
 	}
@@ -123,7 +123,7 @@ func TestAuthorizedKeyLineRejectsInjection(t *testing.T) {
 			port := *base.TunnelPort
 			e.TunnelPort = &port
 			target := mod(&e)
-			if l, err := tunnel.AuthorizedKeyLine(&e, target); err == nil {
+			if l, err := sshdkeys.AuthorizedKeyLine(&e, target); err == nil {
 				t.Fatalf("accepted: %q", l)
 			}
 		})
@@ -141,7 +141,7 @@ func TestParseAuthorizedKeyEntryForeign(t *testing.T) {
 		"ssh-ed25519 AAAAnotbase64 vma-enroll:00000000-0000-4000-8000-000000000001:x", // malformed key
 		k + " someone vma-enroll:00000000-0000-4000-8000-000000000001:vma",            // marker not at the comment's start
 	} {
-		if e, ok := tunnel.ParseAuthorizedKeyEntry(l); ok {
+		if e, ok := sshdkeys.ParseAuthorizedKeyEntry(l); ok {
 			t.Errorf("%q parsed as ours: %+v", l, e)
 		}
 	}
@@ -286,7 +286,7 @@ func TestAuthorizedKeysOwnerAndSSHDirMode(t *testing.T) {
 	if err := os.WriteFile(path, []byte("# hand\n"), 0o664); err != nil {
 		t.Fatal(err)
 	}
-	a, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, Owner: &fake})
+	a, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path, Owner: &fake})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,22 +439,22 @@ func TestResolveAuthorizedKeysPath(t *testing.T) {
 	if err != nil {
 		t.Skip("no user with uid 0")
 	}
-	p, u, err := tunnel.ResolveAuthorizedKeysPath("", root.Username)
+	p, u, err := sshdkeys.ResolveAuthorizedKeysPath("", root.Username)
 	if err != nil || p != filepath.Join(root.HomeDir, ".ssh", "authorized_keys") || u.Uid != "0" {
 		t.Fatalf("default = %q, %v, %v", p, u, err)
 	}
-	p, _, err = tunnel.ResolveAuthorizedKeysPath("~"+root.Username+"/keys/ak", root.Username)
+	p, _, err = sshdkeys.ResolveAuthorizedKeysPath("~"+root.Username+"/keys/ak", root.Username)
 	if err != nil || p != filepath.Join(root.HomeDir, "keys", "ak") {
 		t.Fatalf("~user = %q, %v", p, err)
 	}
-	p, u, err = tunnel.ResolveAuthorizedKeysPath("/srv/ak", "no-such-user-oma")
+	p, u, err = sshdkeys.ResolveAuthorizedKeysPath("/srv/ak", "no-such-user-oma")
 	if err != nil || p != "/srv/ak" || u != nil {
 		t.Fatalf("absolute with a missing user = %q, %v, %v", p, u, err)
 	}
-	if _, _, err := tunnel.ResolveAuthorizedKeysPath("", "no-such-user-oma"); err == nil || !strings.Contains(err.Error(), "useradd") {
+	if _, _, err := sshdkeys.ResolveAuthorizedKeysPath("", "no-such-user-oma"); err == nil || !strings.Contains(err.Error(), "useradd") {
 		t.Fatalf("missing user: %v", err)
 	}
-	if _, _, err := tunnel.ResolveAuthorizedKeysPath("relative/ak", root.Username); err == nil {
+	if _, _, err := sshdkeys.ResolveAuthorizedKeysPath("relative/ak", root.Username); err == nil {
 		t.Fatal("a relative path was accepted")
 	}
 }
@@ -474,7 +474,7 @@ func (c *akChecker) check(b []byte) error {
 		if c.foreign[l] {
 			continue
 		}
-		ent, ok := tunnel.ParseAuthorizedKeyEntry(l)
+		ent, ok := sshdkeys.ParseAuthorizedKeyEntry(l)
 		if !ok {
 			return fmt.Errorf("a line that is neither foreign nor ours: %q", l)
 		}
@@ -492,7 +492,7 @@ func (c *akChecker) check(b []byte) error {
 
 // akWork is the work of one writer: for i in [from, to) add enrollment i,
 // and remove it again when i is odd.
-func akWork(a *tunnel.AuthorizedKeysFile, from, to int) error {
+func akWork(a *sshdkeys.AuthorizedKeysFile, from, to int) error {
 	for i := from; i < to; i++ {
 		e := akEnrollment(i, fmt.Sprintf("vma%d", i), 9000+i)
 		if _, err := a.Add(&e); err != nil {
@@ -581,7 +581,7 @@ func TestAuthorizedKeysConcurrentGoroutines(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path})
+			a, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path})
 			if err == nil {
 				err = akWork(a, i, i+1)
 			}
@@ -612,7 +612,7 @@ func TestAuthorizedKeysHelperProcess(t *testing.T) {
 	}
 	from, _ := strconv.Atoi(os.Getenv("OMA_AK_HELPER_FROM"))
 	to, _ := strconv.Atoi(os.Getenv("OMA_AK_HELPER_TO"))
-	a, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path})
+	a, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}

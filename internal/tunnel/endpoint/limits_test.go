@@ -1,4 +1,4 @@
-package tunnel_test
+package endpoint_test
 
 // The embedded endpoint's limits, probed as the attacker of issue 13 did:
 // a refused login with a huge user name, repeated; stalled pre-auth
@@ -10,6 +10,7 @@ package tunnel_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -26,11 +27,14 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
 )
 
+// auditKey is the audit HMAC key of the tests' enrollment services.
+var auditKey = bytes.Repeat([]byte{9}, 32)
+
 type limitsFixture struct {
-	ep      *tunnel.Endpoint
+	ep      *endpoint.Endpoint
 	svc     *enroll.Service
 	addr    string
 	log     *testbin.Buffer
@@ -40,10 +44,10 @@ type limitsFixture struct {
 // startLimitsEndpoint runs an endpoint (configured by cfg, host key and
 // NBD target filled in) on a loopback demultiplexer, logging at Info into
 // a buffer as oma-server logs by default.
-func startLimitsEndpoint(t *testing.T, cfg tunnel.EndpointConfig) *limitsFixture {
+func startLimitsEndpoint(t *testing.T, cfg endpoint.Config) *limitsFixture {
 	t.Helper()
 	db, _ := omatest.OpenStore(t, "sqlite")
-	pool := freePorts(t, 2)
+	pool := testbin.FreePorts(t, 2)
 	svc := enroll.New(db, enroll.Config{PortMin: pool[0], PortMax: pool[1]}, auditKey, nil)
 	kp, err := sshkey.LoadOrGenerateFile(filepath.Join(t.TempDir(), "host"), "oma")
 	if err != nil {
@@ -52,7 +56,7 @@ func startLimitsEndpoint(t *testing.T, cfg tunnel.EndpointConfig) *limitsFixture
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
 	cfg.HostKey = signer
 	buf := &testbin.Buffer{}
-	ep := tunnel.NewEndpoint(cfg, svc, slog.New(slog.NewTextHandler(buf, nil)))
+	ep := endpoint.New(cfg, svc, slog.New(slog.NewTextHandler(buf, nil)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +116,7 @@ func sshLogin(c net.Conn, user string, hostKey ssh.PublicKey, signers ...ssh.Sig
 // Now: one bounded line per connection, a counter, and a failed-login
 // budget per address after which its connections are closed unheard.
 func TestSSHRefusedLoginLogsOneBoundedLine(t *testing.T) {
-	f := startLimitsEndpoint(t, tunnel.EndpointConfig{})
+	f := startLimitsEndpoint(t, endpoint.Config{})
 	huge := strings.Repeat("A", 100<<10)
 	keys := newSigners(t, 6)
 	refused, unheard := 0, 0
@@ -162,7 +166,7 @@ func TestSSHRefusedLoginLogsOneBoundedLine(t *testing.T) {
 // Finding 1: new SSH connections per address are rate limited (burst 30,
 // 5/s); the limit is per address.
 func TestSSHConnectionRatePerAddress(t *testing.T) {
-	f := startLimitsEndpoint(t, tunnel.EndpointConfig{})
+	f := startLimitsEndpoint(t, endpoint.Config{})
 	served := 0
 	start := time.Now()
 	for i := 0; i < 80; i++ {
@@ -193,7 +197,7 @@ func TestSSHConnectionRatePerAddress(t *testing.T) {
 // address were all held ~20 s. Now at most 32 per address are held, and
 // for at most the 10 s pre-auth deadline.
 func TestPreAuthConnectionsCappedPerAddress(t *testing.T) {
-	f := startLimitsEndpoint(t, tunnel.EndpointConfig{Limits: tunnel.Limits{ConnPerSecond: 1000, ConnBurst: 1000}})
+	f := startLimitsEndpoint(t, endpoint.Config{Limits: endpoint.Limits{ConnPerSecond: 1000, ConnBurst: 1000}})
 	const n = 100
 	var mu sync.Mutex
 	held := 0
@@ -271,8 +275,8 @@ func TestApprovedVMARefusalsAreBoundedAndCapped(t *testing.T) {
 			}
 		}
 	})
-	f := startLimitsEndpoint(t, tunnel.EndpointConfig{NBDTarget: hold})
-	e, kp := osshApprove(t, f.svc, "vma-flood")
+	f := startLimitsEndpoint(t, endpoint.Config{NBDTarget: hold})
+	e, kp := approveVMA(t, f.svc, "vma-flood")
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
 	conn, _, err := sshLogin(dialFrom(t, "127.0.0.17", f.addr), "vma_tunnel", f.hostKey, signer)
 	if err != nil {
@@ -373,4 +377,31 @@ func splitHostPort(t *testing.T, addr string) (string, uint32) {
 		t.Fatal(err)
 	}
 	return a.IP.String(), uint32(a.Port)
+}
+
+// approveVMA enrolls a fresh key in svc and approves it, as an admin would.
+func approveVMA(t *testing.T, svc *enroll.Service, name string) (*enroll.Enrollment, *sshkey.KeyPair) {
+	t.Helper()
+	ctx := context.Background()
+	kp, err := sshkey.LoadOrGenerate(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := enroll.Meta{Actor: "admin", SourceIP: "127.0.0.1"}
+	code, err := svc.CreatePairingCode(ctx, 0, "", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: code.Code.Reveal(), PublicKey: sshkey.AuthorizedKey(kp.Public, ""), Name: name, Version: "1.0"}, enroll.Meta{SourceIP: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Verify(ctx, res.EnrollmentID, enroll.SignChallenge(kp.Private, res.EnrollmentID, res.Challenge), enroll.Meta{SourceIP: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := svc.Approve(ctx, res.EnrollmentID, "", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, kp
 }

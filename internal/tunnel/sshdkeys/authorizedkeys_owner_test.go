@@ -1,4 +1,4 @@
-package tunnel_test
+package sshdkeys_test
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/sshdkeys"
 )
 
 // Findings 4 and 10 of issue 13: the authorized_keys file and ~/.ssh were
@@ -44,7 +44,7 @@ func TestAuthorizedKeysTunnelUserCannotRewriteItsKeys(t *testing.T) {
 	os.Chown(path, uid, gid)
 	fake := *u
 	fake.HomeDir = home
-	a, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, Owner: &fake})
+	a, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path, Owner: &fake})
 	if err != nil {
 		t.Fatal(err)
 	}

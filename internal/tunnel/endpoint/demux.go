@@ -1,4 +1,4 @@
-package tunnel
+package endpoint
 
 import (
 	"bufio"
@@ -147,6 +147,9 @@ type peekedConn struct {
 }
 
 func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// Unwrap is the connection underneath (to reset it on an abort).
+func (p *peekedConn) Unwrap() net.Conn { return p.Conn }
 
 // Listener adapts Demux for server.Run's public-listener hook.
 func (e *Endpoint) Listener(ctx context.Context, sniffTimeout time.Duration) func(raw net.Listener) net.Listener {

@@ -1,4 +1,4 @@
-package tunnel_test
+package sshdkeys_test
 
 // The openssh tunnel mode against a real sshd: the test starts
 // /usr/sbin/sshd on a free loopback port with the Match block that
@@ -36,7 +36,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/sshdkeys"
 )
 
 // osshUser is the tunnel user of these tests.
@@ -139,7 +139,9 @@ func osshEcho(t *testing.T, prefix string) string {
 	t.Helper()
 	return testbin.Serve(t, "127.0.0.1:0", func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		echoOnce(c, prefix)
+		buf := make([]byte, 256)
+		n, _ := c.Read(buf)
+		c.Write(append([]byte(prefix), buf[:n]...))
 	})
 }
 
@@ -472,7 +474,7 @@ func TestOpenSSHAuthorizedKeysFile(t *testing.T) {
 	path := osshResetKeys(t, u)
 	nbd, other, vmaAPI := osshEcho(t, "nbd:"), osshEcho(t, "other:"), osshEcho(t, "vma:")
 
-	keys, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, NBDTarget: nbd, Owner: u})
+	keys, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path, NBDTarget: nbd, Owner: u})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -662,7 +664,7 @@ func TestOpenSSHServe(t *testing.T) {
 	handLine := sshkey.AuthorizedKey(hand.Public, "admin@jump") + "\n"
 	stale := osshKey(t, "stale")
 	stalePort := 9999
-	staleLine, err := tunnel.AuthorizedKeyLine(&enroll.Enrollment{ID: "0b9d3c4e-0000-4000-8000-00000000dead", VMAName: "gone",
+	staleLine, err := sshdkeys.AuthorizedKeyLine(&enroll.Enrollment{ID: "0b9d3c4e-0000-4000-8000-00000000dead", VMAName: "gone",
 		VMAPublicKey: sshkey.AuthorizedKey(stale.Public, ""), TunnelPort: &stalePort}, nbd)
 	if err != nil {
 		t.Fatal(err)
@@ -839,7 +841,7 @@ func TestOpenSSHKeyLineAloneRefusesSessions(t *testing.T) {
 	u := osshShellUser(t)
 	path := osshResetKeys(t, u)
 	nbd, vmaAPI := osshEcho(t, "nbd:"), osshEcho(t, "vma:")
-	keys, err := tunnel.NewAuthorizedKeysFile(tunnel.AuthorizedKeysConfig{Path: path, NBDTarget: nbd, Owner: u})
+	keys, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path, NBDTarget: nbd, Owner: u})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,9 @@
-package tunnel
+// Package sshdkeys is the OMA's side of the VMA tunnel in the openssh
+// mode, linked by oma-server only: the system sshd is the tunnel endpoint,
+// and this package keeps the tunnel user's authorized_keys file in step
+// with the approved enrollments and ends the sshd sessions of revoked keys
+// (authorizedkeys_sessions.go, the /proc scanner of authorizedkeys_linux.go).
+package sshdkeys
 
 // The authorized_keys manager of the openssh tunnel mode: the system sshd is
 // the tunnel endpoint, and this file is where approved VMA keys go.

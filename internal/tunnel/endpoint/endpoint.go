@@ -1,8 +1,10 @@
-// Package tunnel holds both ends of the VMA tunnel: on the OMA, the
-// embedded SSH endpoint that shares the public port with HTTPS and the
-// authorized_keys manager of the openssh mode; on the VMA, the writer of the
-// tunnel configuration and the native tunnel client.
-package tunnel
+// Package endpoint is the OMA's side of the VMA tunnel in the embedded
+// mode, linked by oma-server only: the SSH endpoint that shares the public
+// port with HTTPS (demux.go), its limits on unauthenticated and approved
+// peers (limits.go) and the listener side of the TLS data path
+// (tlsdata.go). The VMA's side is package vmaclient; what both share
+// (algorithms, bulk copies, the data path protocol) is package tunnel.
+package endpoint
 
 import (
 	"context"
@@ -19,10 +21,11 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/ratelimit"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
-// EndpointConfig configures the embedded SSH endpoint.
-type EndpointConfig struct {
+// Config configures the embedded SSH endpoint.
+type Config struct {
 	HostKey ssh.Signer
 	User    string // the only accepted SSH user (vma_tunnel)
 	// NBDTarget is the only direct-tcpip destination allowed (127.0.0.1:10809).
@@ -40,11 +43,11 @@ type EndpointConfig struct {
 	// Limits bound what peers can make the endpoint do (limits.go).
 	Limits Limits
 	// BulkGCPercent is GOGC while forwarded connections carry data (400;
-	// negative leaves GOGC alone). See copy.go.
+	// negative leaves GOGC alone). See tunnel/copy.go.
 	BulkGCPercent int
 }
 
-func (c *EndpointConfig) fill() {
+func (c *Config) fill() {
 	if c.User == "" {
 		c.User = contract.TunnelUser
 	}
@@ -71,7 +74,7 @@ func (c *EndpointConfig) fill() {
 
 // Endpoint is the embedded SSH server of the VMA tunnels.
 type Endpoint struct {
-	cfg EndpointConfig
+	cfg Config
 	svc *enroll.Service
 	log *slog.Logger
 	ssh *ssh.ServerConfig
@@ -80,7 +83,7 @@ type Endpoint struct {
 	mu    sync.Mutex
 	conns map[string]map[*tunnelConn]bool // live connections by enrollment id
 	wg    sync.WaitGroup
-	gc    *bulkGC // GOGC while forwards carry data (copy.go)
+	gc    *tunnel.BulkGC // GOGC while forwards carry data (tunnel/copy.go)
 	// data holds the live TLS data streams by enrollment id (tlsdata.go);
 	// stopping refuses new ones at shutdown.
 	data     map[string]map[*dataConn]bool
@@ -131,15 +134,15 @@ const (
 	extKeyFP        = "oma-key-fingerprint"
 )
 
-// NewEndpoint builds the endpoint.
-func NewEndpoint(cfg EndpointConfig, svc *enroll.Service, log *slog.Logger) *Endpoint {
+// New builds the endpoint.
+func New(cfg Config, svc *enroll.Service, log *slog.Logger) *Endpoint {
 	cfg.fill()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}, lim: newEndpointLimits(cfg.Limits), gc: &bulkGC{Percent: cfg.BulkGCPercent}}
+	e := &Endpoint{cfg: cfg, svc: svc, log: log, conns: map[string]map[*tunnelConn]bool{}, lim: newEndpointLimits(cfg.Limits), gc: &tunnel.BulkGC{Percent: cfg.BulkGCPercent}}
 	sc := &ssh.ServerConfig{
-		Config:                  algorithmsConfig(Ciphers()),
+		Config:                  tunnel.AlgorithmsConfig(tunnel.Ciphers()),
 		PublicKeyAuthAlgorithms: []string{ssh.KeyAlgoED25519},
 		MaxAuthTries:            6,
 		ServerVersion:           "SSH-2.0-oma-enroll",
@@ -292,7 +295,7 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	sc := *e.ssh // per connection: the key check needs this connection
 	sc.PublicKeyCallback = e.authorize(nc, attempts)
-	conn, chans, reqs, err := ssh.NewServerConn(&bulkReadConn{Conn: nc}, &sc) // copy.go: bulk reads while data flows
+	conn, chans, reqs, err := ssh.NewServerConn(&tunnel.BulkReadConn{Conn: nc}, &sc) // tunnel/copy.go: bulk reads while data flows
 	if err != nil {
 		e.logHandshakeEnd(remote, attempts, err)
 		return
@@ -586,19 +589,19 @@ func (e *Endpoint) newChannel(ctx context.Context, tc *tunnelConn, nch ssh.NewCh
 	}
 }
 
-// pipe copies both ways until both directions end (copy.go: bulk
+// pipe copies both ways until both directions end (tunnel/copy.go: bulk
 // buffers, GC relaxed while data flows).
 func (e *Endpoint) pipe(c net.Conn, ch ssh.Channel) {
-	e.gc.begin()
-	defer e.gc.end()
+	e.gc.Begin()
+	defer e.gc.End()
 	done := make(chan struct{}, 2)
 	go func() {
-		bulkCopy(ch, c)
+		tunnel.BulkCopy(ch, c)
 		ch.CloseWrite()
 		done <- struct{}{}
 	}()
 	go func() {
-		bulkCopy(c, ch)
+		tunnel.BulkCopy(c, ch)
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}

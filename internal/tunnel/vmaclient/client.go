@@ -1,4 +1,4 @@
-package tunnel
+package vmaclient
 
 import (
 	"bufio"
@@ -19,6 +19,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
 // ErrKeyRefused means the OMA refused this VMA's key (it was revoked or
@@ -108,7 +109,7 @@ type ClientConfig struct {
 	// DialTimeout bounds dialing a VMA-local target of a remote forward (10s).
 	DialTimeout time.Duration
 	// DataTLS, when set, lets local forwards to DataTarget ride TLS data
-	// streams on the OMA's public port (tlsdata.go): the pinned OMA
+	// streams on the OMA's public port (tunnel/dataproto.go): the pinned OMA
 	// certificate, the VMA's client certificate, NextProtos ALPNData. At
 	// most DataConnections streams are open at once; more connections,
 	// and every one when the OMA does not offer the data path, ride the
@@ -180,7 +181,7 @@ func (c *ClientConfig) fill() {
 type Client struct {
 	cfg    ClientConfig
 	emitMu sync.Mutex
-	gc     *bulkGC // GOGC while forwards carry data (copy.go)
+	gc     *tunnel.BulkGC // GOGC while forwards carry data (tunnel/copy.go)
 }
 
 // NewClient checks cfg and builds the client.
@@ -205,7 +206,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			}
 		}
 	}
-	return &Client{cfg: cfg, gc: &bulkGC{Percent: 400}}, nil
+	return &Client{cfg: cfg, gc: &tunnel.BulkGC{Percent: 400}}, nil
 }
 
 func (c *Client) emit(e Event) {
@@ -310,7 +311,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	pinned := c.cfg.HostKey
 	conf := &ssh.ClientConfig{
-		Config:            algorithmsConfig(ClientCiphers()),
+		Config:            tunnel.AlgorithmsConfig(tunnel.ClientCiphers()),
 		User:              c.cfg.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(c.cfg.Signer)},
 		HostKeyAlgorithms: hostKeyAlgorithms(pinned),
@@ -324,7 +325,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	// The handshake ends with ctx: on a stop or after ConnectTimeout.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	conn, chans, reqs, err := ssh.NewClientConn(&bulkReadConn{Conn: nc}, c.cfg.Addr, conf)
+	conn, chans, reqs, err := ssh.NewClientConn(&tunnel.BulkReadConn{Conn: nc}, c.cfg.Addr, conf)
 	if !stop() {
 		if err == nil {
 			conn.Close()
@@ -539,8 +540,8 @@ func (c *Client) serveLocal(dialer *localDialer, ln net.Listener, f api.Forward,
 				return
 			}
 			defer release()
-			c.gc.begin()
-			defer c.gc.end()
+			c.gc.Begin()
+			defer c.gc.End()
 			proxy(lc, rc, done)
 		}()
 	}
@@ -587,8 +588,8 @@ func (c *Client) serveRemote(ln net.Listener, f api.Forward, done <-chan struct{
 					Message: fmt.Sprintf("forward OMA %s -> VMA %s: %v", f.Listen, f.Target, err)})
 				return
 			}
-			c.gc.begin()
-			defer c.gc.end()
+			c.gc.Begin()
+			defer c.gc.End()
 			proxy(lc, rc, done)
 		}()
 	}
@@ -601,11 +602,11 @@ func proxy(a, b net.Conn, done <-chan struct{}) {
 	wg.Add(2)
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		_, err := bulkCopy(dst, src)
+		_, err := tunnel.BulkCopy(dst, src)
 		if err != nil {
 			// A broken stream is passed on as a reset, not an end of data.
-			abort(a)
-			abort(b)
+			tunnel.Abort(a)
+			tunnel.Abort(b)
 		} else if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
@@ -624,8 +625,8 @@ func proxy(a, b net.Conn, done <-chan struct{}) {
 		// The session ended under a live connection (revocation, a lost
 		// OMA, a stop): whatever was in flight is cut, and both ends must
 		// see that as an error, never as a finished transfer.
-		abort(a)
-		abort(b)
+		tunnel.Abort(a)
+		tunnel.Abort(b)
 	}
 	<-finished
 }

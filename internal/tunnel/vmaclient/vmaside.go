@@ -1,8 +1,11 @@
-// Package tunnel holds both ends of the VMA–OMA tunnel. On the VMA side
-// (vmaside*.go) it turns the tunnel object of an approved enrollment into
-// the files the VMA runs its tunnel from: known_hosts, ssh_config and a
-// systemd unit.
-package tunnel
+// Package vmaclient is the VMA's side of the VMA–OMA tunnel, linked by
+// vma-enroll only. It turns the tunnel object of an approved enrollment
+// into the files the VMA runs its tunnel from: known_hosts, ssh_config and
+// a systemd unit (vmaside.go, vmaunit.go); and it is the native tunnel
+// client of `vma-enroll tunnel` (client.go), with the client side of the
+// TLS data path (clientdata.go). The OMA's side is package endpoint (or
+// sshd with package sshdkeys); what both share is package tunnel.
+package vmaclient
 
 import (
 	"fmt"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 )
 
 // Names of the files in the VMA's config directory.
@@ -138,16 +142,7 @@ func loopbackHostPort(a string) bool {
 	if err != nil {
 		return false
 	}
-	return LoopbackHost(h)
-}
-
-// LoopbackHost reports whether h is localhost or a loopback IP.
-func LoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(h, "[]"))
-	return ip != nil && ip.IsLoopback()
+	return tunnel.LoopbackHost(h)
 }
 
 func safePath(p string) bool {
@@ -244,8 +239,8 @@ func RenderSSHConfig(c VMAConfig) (string, error) {
 	line("StrictHostKeyChecking", "yes")
 	line("UpdateHostKeys", "no")
 	line("PreferredAuthentications", "publickey")
-	line("Ciphers", SSHConfigCiphers)
-	line("MACs", SSHConfigMACs)
+	line("Ciphers", tunnel.SSHConfigCiphers)
+	line("MACs", tunnel.SSHConfigMACs)
 	line("BatchMode", "yes")
 	for _, f := range c.Tunnel.LocalForwards {
 		line("LocalForward", f.Listen+" "+f.Target)

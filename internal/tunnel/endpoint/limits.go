@@ -1,4 +1,4 @@
-package tunnel
+package endpoint
 
 // What a peer of the public port can make the embedded SSH endpoint do,
 // bounded. Before authentication, per client address (ratelimit.Key: the
@@ -105,9 +105,9 @@ func clip(s string, n int) string {
 	return enroll.Sanitize(s, n-3) + "..."
 }
 
-// EndpointStats counts what the limits refused since the endpoint started
+// Stats counts what the limits refused since the endpoint started
 // (exported as Prometheus counters by oma-server).
-type EndpointStats struct {
+type Stats struct {
 	// ConnRateLimited: SSH connections closed before the handshake because
 	// their address opened too many.
 	ConnRateLimited uint64
@@ -143,9 +143,9 @@ func newEndpointLimits(l Limits) *endpointLimits {
 }
 
 // Stats returns the endpoint's limit counters.
-func (e *Endpoint) Stats() EndpointStats {
+func (e *Endpoint) Stats() Stats {
 	l := e.lim
-	return EndpointStats{
+	return Stats{
 		ConnRateLimited:   l.connRateLimited.Load(),
 		AuthLocked:        l.authLocked.Load(),
 		PreAuthCapped:     l.preAuth.capped.Load(),
@@ -325,7 +325,7 @@ type sshPreAuthConn struct {
 
 func (c *sshPreAuthConn) authenticated() { c.slot.release() }
 
-// Unwrap returns the connection under the slot (abort finds the TCP
+// Unwrap returns the connection under the slot (tunnel.Abort finds the TCP
 // connection through it).
 func (c *sshPreAuthConn) Unwrap() net.Conn { return c.peekedConn }
 
