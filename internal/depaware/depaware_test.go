@@ -139,34 +139,61 @@ func lineDiff(committed, now string) string {
 // side of the tunnel (the embedded SSH endpoint, the openssh-mode key
 // manager and its /proc session scanner).
 func TestVMAEnrollLinksNoServerCode(t *testing.T) {
-	forbidden := []string{
+	checkLinksNone(t, "./cmd/vma-enroll", "the appliance binary must link no server, store, metrics, SQL or OMA-side tunnel code",
 		"database/sql",
 		"github.com/jmoiron/sqlx",
 		"github.com/go-sql-driver/mysql",
 		"modernc.org/sqlite",
 		"github.com/golang-migrate/migrate",
 		"github.com/prometheus/client_golang",
-		module + "/internal/store",
-		module + "/internal/server",
-		module + "/internal/webui",
-		module + "/internal/tunnel/endpoint",
-		module + "/internal/tunnel/sshdkeys",
-		module + "/internal/cli/omaserver",
-		module + "/internal/cli/omactl",
-		module + "/migrations",
-	}
+		module+"/internal/app",
+		module+"/internal/store",
+		module+"/internal/server",
+		module+"/internal/webui",
+		module+"/internal/tunnel/endpoint",
+		module+"/internal/tunnel/sshdkeys",
+		module+"/internal/cli/omaserver",
+		module+"/internal/cli/omactl",
+		module+"/migrations",
+	)
+}
+
+// TestOtherBinariesLinkTheirSideOnly: the OMA links no VMA-side tunnel code
+// and omactl, the admin's client, links neither side of the tunnel nor the
+// store.
+func TestOtherBinariesLinkTheirSideOnly(t *testing.T) {
+	checkLinksNone(t, "./cmd/oma-server", "the OMA must link no VMA-side code",
+		module+"/internal/tunnel/vmaclient",
+		module+"/internal/cli/vmaenroll",
+		module+"/internal/cli/omactl",
+	)
+	checkLinksNone(t, "./cmd/omactl", "the admin's client must link no tunnel, store or SQL code",
+		"database/sql",
+		module+"/internal/app",
+		module+"/internal/store",
+		module+"/internal/server",
+		module+"/internal/tunnel",
+		module+"/internal/cli/omaserver",
+		module+"/internal/cli/vmaenroll",
+	)
+}
+
+// checkLinksNone fails for each package of `go list -deps pkg` (standard
+// packages included, so database/sql too) that is one of forbidden or below
+// one.
+func checkLinksNone(t *testing.T, pkg, why string, forbidden ...string) {
+	t.Helper()
 	gobin := testbin.Need(t, "the Go toolchain", "go")
-	// Standard packages too (database/sql), so not deps().
-	cmd := exec.Command(gobin, "list", "-deps", "./cmd/vma-enroll")
+	cmd := exec.Command(gobin, "list", "-deps", pkg)
 	cmd.Dir = root
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list -deps ./cmd/vma-enroll: %v", err)
+		t.Fatalf("go list -deps %s: %v", pkg, err)
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		for _, bad := range forbidden {
 			if dep == bad || strings.HasPrefix(dep, bad+"/") {
-				t.Errorf("vma-enroll links %s: the appliance binary must link no server, store, metrics, SQL or OMA-side tunnel code", dep)
+				t.Errorf("%s links %s: %s", pkg, dep, why)
 			}
 		}
 	}
