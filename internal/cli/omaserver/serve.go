@@ -373,6 +373,8 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		}
 	}
 	srv.SetHooks(onApprove, onRevoke)
+	// oma-server rotate stages and switches keys while the server runs.
+	watchOMAKeys(ctx, omaKeyFiles{DataDir: o.DataDir, TLSCert: o.TLSCert, TLSKey: o.TLSKey}, endpoint, srv, log)
 	if endpoint == nil {
 		return srv.Run(ctx, nil)
 	}
