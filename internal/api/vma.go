@@ -37,6 +37,10 @@ type VMASelf struct {
 	LastSeenAt       *time.Time `json:"last_seen_at,omitempty"`
 	// OMAFingerprint is the SPKI pin of the OMA's current TLS certificate.
 	OMAFingerprint string `json:"oma_fingerprint"`
+	// OMANextFingerprint is the pin of the certificate the OMA switches to
+	// at the end of a rotation's overlap (oma-server rotate tls-cert), set
+	// only during the overlap: VMAs trust it beside OMAFingerprint.
+	OMANextFingerprint string `json:"oma_next_fingerprint,omitempty"`
 }
 
 // VMARotateRequest is POST /api/v1/vma/rotate's body.

@@ -78,6 +78,27 @@ func TLSConfig(pin string, insecure bool) *tls.Config {
 	return cfg
 }
 
+// TLSConfigPins is TLSConfig pinned to any of the fingerprints pins
+// returns at each handshake (the OMA's current and, during a rotation of
+// its certificate, next one; docs/rotation.md).
+func TLSConfigPins(pins func() []string) *tls.Config {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} // the pins replace the CA check
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		want := pins()
+		if len(cs.PeerCertificates) == 0 {
+			return &FingerprintMismatchError{Want: strings.Join(want, " or "), Got: "(no certificate)"}
+		}
+		got := SPKIFingerprint(cs.PeerCertificates[0])
+		for _, p := range want {
+			if p != "" && subtle.ConstantTimeCompare([]byte(got), []byte(p)) == 1 {
+				return nil
+			}
+		}
+		return &FingerprintMismatchError{Want: strings.Join(want, " or "), Got: got}
+	}
+	return cfg
+}
+
 // FetchFingerprint connects to addr (host:port) over TLS without trusting
 // it and returns the fingerprint of the certificate it presents, so that a
 // person can compare it with the one the admin gave them.

@@ -57,7 +57,8 @@ const (
 // EventTypes lists every event type.
 var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
 	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated,
-	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked, EventPairingCodeRevoked, EventKeyRotation}
+	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked, EventPairingCodeRevoked, EventKeyRotation,
+	EventOMAKeyRotation}
 
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {

@@ -71,8 +71,8 @@ func (s *Server) PairingCodeWith(ctx context.Context, opts enroll.CodeOptions, m
 	out := &api.PairingCodeResponse{
 		PairingCode:    code.Code.Reveal(),
 		ExpiresAt:      code.ExpiresAt,
-		OMAFingerprint: s.fingerprint,
-		JoinCommand:    fmt.Sprintf("vma-enroll --oma %s --code %s --fingerprint %s", s.cfg.JoinAddress, code.Code.Reveal(), s.fingerprint),
+		OMAFingerprint: s.Fingerprint(),
+		JoinCommand:    fmt.Sprintf("vma-enroll --oma %s --code %s --fingerprint %s", s.cfg.JoinAddress, code.Code.Reveal(), s.Fingerprint()),
 		ID:             code.ID,
 	}
 	if pc := code.Row; pc != nil {

@@ -223,7 +223,7 @@ func (s *Server) tunnelFor(e *enroll.Enrollment) *api.Tunnel {
 		Host:    t.Host,
 		Port:    t.Port,
 		User:    t.User,
-		HostKey: t.HostKey,
+		HostKey: s.tunnelHostKey(),
 		LocalForwards: []api.Forward{{
 			Listen: t.NBDListen, Target: t.NBDTarget,
 		}},
@@ -318,8 +318,8 @@ func (s *Server) PairingCode(ctx context.Context, ttl time.Duration, note string
 	return &api.PairingCodeResponse{
 		PairingCode:    code.Code.Reveal(),
 		ExpiresAt:      code.ExpiresAt,
-		OMAFingerprint: s.fingerprint,
-		JoinCommand:    fmt.Sprintf("vma-enroll --oma %s --code %s --fingerprint %s", s.cfg.JoinAddress, code.Code.Reveal(), s.fingerprint),
+		OMAFingerprint: s.Fingerprint(),
+		JoinCommand:    fmt.Sprintf("vma-enroll --oma %s --code %s --fingerprint %s", s.cfg.JoinAddress, code.Code.Reveal(), s.Fingerprint()),
 	}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,16 +115,20 @@ type Pinger interface {
 
 // Server runs both listeners over one enrollment service.
 type Server struct {
-	cfg         Config
-	svc         *enroll.Service
-	store       Pinger
-	log         *slog.Logger
-	metrics     *metrics
-	reqLimit    *ratelimit.Limiter
-	codeLimit   *ratelimit.Limiter
-	waiters     *ratelimit.Concurrent
-	fingerprint string
-	dbCheck     dbCheck // the public /health's view of the database
+	cfg       Config
+	svc       *enroll.Service
+	store     Pinger
+	log       *slog.Logger
+	metrics   *metrics
+	reqLimit  *ratelimit.Limiter
+	codeLimit *ratelimit.Limiter
+	waiters   *ratelimit.Concurrent
+	dbCheck   dbCheck // the public /health's view of the database
+
+	// certs is the public certificate, hostKey the tunnel's SSH host key
+	// once it changed (omakeys.go).
+	certs   atomic.Pointer[certSet]
+	hostKey atomic.Pointer[string]
 
 	// onApprove and onRevoke let a tunnel endpoint react (set by SetHooks).
 	onApprove, onRevoke func(*enroll.Enrollment)
@@ -150,12 +155,14 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 	}
 	s := &Server{
 		cfg: cfg, svc: svc, store: store, log: log,
-		metrics:     newMetrics(),
-		reqLimit:    ratelimit.New(cfg.RatePerSecond, cfg.RateBurst),
-		codeLimit:   ratelimit.New(cfg.CodeFailuresPerMinute/60, cfg.CodeFailureBurst),
-		waiters:     ratelimit.NewConcurrent(cfg.MaxWaitersPerIP),
-		fingerprint: SPKIFingerprint(cfg.TLS.Leaf),
-		ready:       make(chan struct{}),
+		metrics:   newMetrics(),
+		reqLimit:  ratelimit.New(cfg.RatePerSecond, cfg.RateBurst),
+		codeLimit: ratelimit.New(cfg.CodeFailuresPerMinute/60, cfg.CodeFailureBurst),
+		waiters:   ratelimit.NewConcurrent(cfg.MaxWaitersPerIP),
+		ready:     make(chan struct{}),
+	}
+	if err := s.SetCertificates(cfg.TLS, nil); err != nil {
+		return nil, err
 	}
 	s.metrics.reg.MustRegister(newStateCollector(svc))
 	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -195,7 +202,7 @@ func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
 func (s *Server) SetUI(h http.Handler) { s.ui = h }
 
 // Fingerprint is the SPKI fingerprint of the public certificate.
-func (s *Server) Fingerprint() string { return s.fingerprint }
+func (s *Server) Fingerprint() string { return s.certs.Load().fingerprint }
 
 // LongPolls counts the result long polls this instance holds open now.
 func (s *Server) LongPolls() int { return s.waiters.Total() }
@@ -231,8 +238,9 @@ func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: TLS12CipherSuites,
-		Certificates: []tls.Certificate{s.cfg.TLS},
-		NextProtos:   []string{"h2", "http/1.1"},
+		// The current certificate at each handshake (omakeys.go).
+		GetCertificate: s.getCertificate,
+		NextProtos:     []string{"h2", "http/1.1"},
 	}
 }
 
@@ -301,7 +309,7 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	go func() { errc <- publicSrv.Serve(s.publicLn) }()
 	s.log.Info("oma-server listening", "admin", adminLn.Addr().String(), "admin_tls", s.cfg.AdminTLS != nil, "public", rawPublic.Addr().String(),
-		"oma_fingerprint", s.fingerprint, "join_address", s.cfg.JoinAddress)
+		"oma_fingerprint", s.Fingerprint(), "join_address", s.cfg.JoinAddress)
 	if fp := s.AdminFingerprint(); fp != "" {
 		s.log.Info("the admin listener serves HTTPS; omactl trusts its certificate with --fingerprint", "admin_fingerprint", fp)
 	}

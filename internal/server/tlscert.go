@@ -51,6 +51,13 @@ func LoadOrCreateCertificate(certFile, keyFile, dataDir string, hosts []string) 
 	if _, err := os.Stat(certFile); err == nil {
 		return loadPair(certFile, keyFile)
 	}
+	return CreateSelfSigned(certFile, keyFile, hosts)
+}
+
+// CreateSelfSigned makes a new key and a self-signed certificate for
+// hosts (plus localhost and the loopback addresses) and writes them to
+// keyFile (0600) and then certFile (0644), each atomically.
+func CreateSelfSigned(certFile, keyFile string, hosts []string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -104,6 +111,9 @@ func LoadOrCreateCertificate(certFile, keyFile, dataDir string, hosts []string) 
 	}
 	return loadPair(certFile, keyFile)
 }
+
+// LoadPair loads a PEM certificate and key, with the certificate's Leaf.
+func LoadPair(certFile, keyFile string) (tls.Certificate, error) { return loadPair(certFile, keyFile) }
 
 func loadPair(certFile, keyFile string) (tls.Certificate, error) {
 	c, err := tls.LoadX509KeyPair(certFile, keyFile)

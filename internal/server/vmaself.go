@@ -49,7 +49,8 @@ func (s *Server) handleVMASelf(w http.ResponseWriter, r *http.Request) {
 		EnrollmentID: e.ID, VMAName: e.VMAName, Status: string(e.Status),
 		KeyFingerprint: e.VMAFingerprint, AuthenticatedWith: "current",
 		KeySince: info.KeySince, TunnelPort: e.TunnelPort,
-		ConnectionStatus: "never", OMAFingerprint: s.fingerprint,
+		ConnectionStatus: "never", OMAFingerprint: s.Fingerprint(),
+		OMANextFingerprint: s.NextFingerprint(),
 	}
 	if id.PreviousKey {
 		out.AuthenticatedWith = "previous"

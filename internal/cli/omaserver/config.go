@@ -17,9 +17,16 @@ import (
 const DefaultConfigFile = "/etc/oma-enroll/oma-server.yaml"
 
 // CmdlineOnlyFlag reports flags that are never read from the environment
-// or the config file: --yes of migrate down, which a forgotten setting must
-// not turn on.
-func CmdlineOnlyFlag(name string) bool { return name == "yes" }
+// or the config file: --yes of migrate down, and the steps of rotate
+// (--complete, --abort, --force, --cert, --key), which a forgotten setting
+// must not turn on.
+func CmdlineOnlyFlag(name string) bool {
+	switch name {
+	case "yes", "complete", "abort", "force", "cert", "key":
+		return true
+	}
+	return false
+}
 
 // Settings lists oma-server's configuration keys: every flag of every
 // subcommand (one file configures serve, migrate and token alike), keyed

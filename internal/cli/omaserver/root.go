@@ -52,7 +52,7 @@ Configuration: flag > environment (OMA_<FLAG>, e.g. OMA_DB_DSN) > config file
 	pf.String("log-level", "info", "log level: debug, info, warn or error")
 
 	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), newSystemdUnitCmd(ios), newAuthorizedKeysCmd(ios),
-		newSSHDConfigCmd(ios), cmdutil.NewCompletionCmd(root, ios), cmdutil.NewVersionCmd("oma-server", ios))
+		newSSHDConfigCmd(ios), newRotateCmd(ios), cmdutil.NewCompletionCmd(root, ios), cmdutil.NewVersionCmd("oma-server", ios))
 	return root
 }
 

@@ -374,6 +374,8 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 		}
 	}
 	srv.SetHooks(onApprove, onRevoke)
+	// oma-server rotate stages and switches keys while the server runs.
+	watchOMAKeys(ctx, omaKeyFiles{DataDir: o.DataDir, TLSCert: o.TLSCert, TLSKey: o.TLSKey}, ep, srv, log)
 	if ep == nil {
 		return srv.Run(ctx, nil)
 	}

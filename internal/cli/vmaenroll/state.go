@@ -23,7 +23,16 @@ type State struct {
 	// OMA is the host:port the VMA enrolled through.
 	OMA string `json:"oma"`
 	// OMAFingerprint pins the OMA's TLS key ("sha256:<hex>").
-	OMAFingerprint        string     `json:"oma_fingerprint,omitempty"`
+	OMAFingerprint string `json:"oma_fingerprint,omitempty"`
+	// OMANextFingerprint is the pin of the OMA's next TLS certificate,
+	// announced by GET /api/v1/vma/self during a rotation (omapins.go):
+	// trusted beside OMAFingerprint, and replaces it once the OMA presents it.
+	OMANextFingerprint string `json:"oma_next_fingerprint,omitempty"`
+	// OMANextHostKeys are the OMA's next SSH host keys (authorized_keys
+	// format), announced and proved over the tunnel during a rotation:
+	// trusted beside tunnel.host_key, which one replaces once the OMA
+	// presents it.
+	OMANextHostKeys       []string   `json:"oma_next_host_keys,omitempty"`
 	InsecureSkipTLSVerify bool       `json:"insecure_skip_tls_verify,omitempty"`
 	EnrollmentID          string     `json:"enrollment_id"`
 	Status                string     `json:"status"`

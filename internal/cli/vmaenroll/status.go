@@ -326,6 +326,12 @@ func (rep *StatusReport) checkSelf(ctx context.Context, dir string, timeout time
 	case err == nil:
 		rep.Self = me
 		rep.OMACheck = &OMACheck{Result: CheckAccepted, Via: "self"}
+		// The OMA's TLS pins during a rotation of its certificate (omapins.go).
+		if _, err := learnOMAPins(dir, me, time.Now()); err == nil {
+			if st, err := loadState(dir); err == nil && st != nil {
+				rep.State.OMAFingerprint, rep.State.OMANextFingerprint = st.OMAFingerprint, st.OMANextFingerprint
+			}
+		}
 		if me.TunnelPort != nil {
 			rep.TunnelPort = *me.TunnelPort
 		}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -166,13 +167,31 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 		if opts.Output == "json" {
 			events = f.IO.Out
 		}
-		tc.OnEvent = eventWriter(events, opts.Output)
+		w := eventWriter(events, opts.Output)
+		var wmu sync.Mutex // the client's events and the pin checks' (omapins.go)
+		write := func(ev vmaclient.Event) {
+			if ev.Time.IsZero() {
+				ev.Time, ev.OMA = f.Now().UTC(), tc.Addr
+			}
+			wmu.Lock()
+			defer wmu.Unlock()
+			w(ev)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		// The OMA's next TLS pin during a rotation (omapins.go).
+		kick := watchOMAPins(runCtx, opts.Dir, f.Now, write)
+		tc.OnEvent = func(ev vmaclient.Event) {
+			write(ev)
+			if ev.Type == vmaclient.EventConnected {
+				kick()
+			}
+		}
 		tc.Now = f.Now
 		client, err := vmaclient.NewClient(tc)
 		if err != nil {
+			cancel()
 			return cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("%s: %w", statePath(opts.Dir), err))
 		}
-		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- client.Run(runCtx) }()
 		fp := st.VMAFingerprint
@@ -347,7 +366,13 @@ func tunnelClientConfig(opts tunnelOptions) (vmaclient.ClientConfig, *State, err
 	if keepalive == 0 {
 		keepalive = -1 // off
 	}
-	dataTLS, dataAddr, dataTarget, err := dataPath(st, priv, opts.Connections)
+	var next []ssh.PublicKey // the OMA's next host keys, during a rotation
+	for _, line := range st.OMANextHostKeys {
+		if k, err := vmaclient.ParseHostKey(line); err == nil {
+			next = append(next, k)
+		}
+	}
+	dataTLS, dataAddr, dataTarget, err := dataPath(st, dirPins(dir, st), priv, opts.Connections)
 	if err != nil {
 		return vmaclient.ClientConfig{}, st, err
 	}
@@ -356,6 +381,8 @@ func tunnelClientConfig(opts tunnelOptions) (vmaclient.ClientConfig, *State, err
 		Addr:           netJoin(host, port),
 		User:           st.Tunnel.User,
 		HostKey:        hostKey,
+		NextHostKeys:   next,
+		OnHostKeys:     saveOMAHostKeys(dir, time.Now),
 		Signer:         signer,
 		LocalForwards:  st.Tunnel.LocalForwards,
 		RemoteForwards: st.Tunnel.RemoteForwards,
@@ -430,7 +457,7 @@ func runOpenSSHTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error
 // as at enrollment, this VMA's key as the client certificate. Without a
 // pinned fingerprint (enrolled with --insecure-skip-tls-verify), or with
 // --connections 0, NBD stays inside the SSH connection.
-func dataPath(st *State, priv ed25519.PrivateKey, connections int) (*tls.Config, string, string, error) {
+func dataPath(st *State, pins func() []string, priv ed25519.PrivateKey, connections int) (*tls.Config, string, string, error) {
 	if connections == 0 || st.OMAFingerprint == "" || len(st.Tunnel.LocalForwards) != 1 {
 		return nil, "", "", nil
 	}
@@ -442,7 +469,7 @@ func dataPath(st *State, priv ed25519.PrivateKey, connections int) (*tls.Config,
 	if err != nil {
 		return nil, "", "", err
 	}
-	cfg := client.TLSConfig(st.OMAFingerprint, false)
+	cfg := client.TLSConfigPins(pins) // the next pin too, during a rotation
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.NextProtos = []string{tunnel.ALPNData}
 	cfg.Certificates = []tls.Certificate{cert}

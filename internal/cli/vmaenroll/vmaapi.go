@@ -51,6 +51,10 @@ func vmaTLS(st *State, priv ed25519.PrivateKey) (*tls.Config, error) {
 		return nil, err
 	}
 	cfg := client.TLSConfig(st.OMAFingerprint, st.InsecureSkipTLSVerify)
+	if st.OMAFingerprint != "" {
+		pins := omaPins(st) // the next one too, during a rotation (omapins.go)
+		cfg = client.TLSConfigPins(func() []string { return pins })
+	}
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.NextProtos = []string{"http/1.1"}
 	cfg.Certificates = []tls.Certificate{cert}

@@ -88,6 +88,9 @@ type Endpoint struct {
 	// stopping refuses new ones at shutdown.
 	data     map[string]map[*dataConn]bool
 	stopping bool
+	// hostKeys is what the handshake presents and a rotation announces
+	// (hostkeys.go).
+	hostKeys atomic.Pointer[hostKeySet]
 }
 
 type tunnelConn struct {
@@ -111,6 +114,8 @@ type tunnelConn struct {
 
 	seenMu   sync.Mutex
 	lastSeen time.Time
+
+	announcedFlag // told of the host keys of a rotation (hostkeys.go)
 }
 
 func (t *tunnelConn) close(reason string) {
@@ -147,8 +152,8 @@ func New(cfg Config, svc *enroll.Service, log *slog.Logger) *Endpoint {
 		MaxAuthTries:            6,
 		ServerVersion:           "SSH-2.0-oma-enroll",
 	}
-	sc.AddHostKey(cfg.HostKey)
-	e.ssh = sc
+	e.ssh = sc // its host key is added per connection (SetHostKeys)
+	e.SetHostKeys(cfg.HostKey, nil)
 	return e
 }
 
@@ -295,6 +300,7 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	sc := *e.ssh // per connection: the key check needs this connection
 	sc.PublicKeyCallback = e.authorize(nc, attempts)
+	sc.AddHostKey(e.hostKeys.Load().current)                                  // the current one until a rotation's switch
 	conn, chans, reqs, err := ssh.NewServerConn(&tunnel.BulkReadConn{Conn: nc}, &sc) // tunnel/copy.go: bulk reads while data flows
 	if err != nil {
 		e.logHandshakeEnd(remote, attempts, err)
@@ -323,6 +329,7 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 		return
 	}
 	log.Info("tunnel connected")
+	e.announceHostKeys(tc) // during a host key rotation's overlap
 
 	e.serveConn(dbctx, tc, reqs, chans, port, meta, log)
 	tc.close("closed by the VMA") // no-op when closed for another reason
@@ -472,6 +479,8 @@ func (e *Endpoint) globalRequest(ctx context.Context, tc *tunnelConn, req *ssh.R
 	case "cancel-tcpip-forward":
 		fwd.closeAll()
 		req.Reply(true, nil)
+	case tunnel.ReqHostKeysProve:
+		e.proveHostKeys(tc, req)
 	default:
 		if req.WantReply {
 			req.Reply(false, nil)

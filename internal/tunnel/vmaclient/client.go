@@ -80,8 +80,16 @@ type ClientConfig struct {
 	Addr string
 	// User is the SSH user (vma_tunnel).
 	User string
-	// HostKey is the OMA's pinned SSH host key; any other key is refused.
+	// HostKey is the OMA's pinned SSH host key; any other key is refused,
+	// but for NextHostKeys.
 	HostKey ssh.PublicKey
+	// NextHostKeys are host keys the OMA announced and proved during a
+	// rotation (hostkeys.go), trusted like HostKey; once the OMA
+	// presents one, it replaces HostKey.
+	NextHostKeys []ssh.PublicKey
+	// OnHostKeys, when set, records the trusted host keys whenever they
+	// change (a next key learned, or the switch to it).
+	OnHostKeys func(current ssh.PublicKey, next []ssh.PublicKey) error
 	// Signer is the VMA's enrolled key.
 	Signer ssh.Signer
 	// LocalForwards listen on the VMA and reach their target through the
@@ -182,6 +190,8 @@ type Client struct {
 	cfg    ClientConfig
 	emitMu sync.Mutex
 	gc     *tunnel.BulkGC // GOGC while forwards carry data (tunnel/copy.go)
+	// hostKeys is the trusted OMA host keys (hostkeys.go).
+	hostKeys clientHostKeys
 }
 
 // NewClient checks cfg and builds the client.
@@ -206,7 +216,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			}
 		}
 	}
-	return &Client{cfg: cfg, gc: &tunnel.BulkGC{Percent: 400}}, nil
+	c := &Client{cfg: cfg, gc: &tunnel.BulkGC{Percent: 400}}
+	c.hostKeys.current = cfg.HostKey
+	for _, k := range cfg.NextHostKeys {
+		if k != nil && !sameKey(k, cfg.HostKey) && !containsKey(c.hostKeys.next, k) {
+			c.hostKeys.next = append(c.hostKeys.next, k)
+		}
+	}
+	return c, nil
 }
 
 func (c *Client) emit(e Event) {
@@ -309,15 +326,20 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	pinned := c.cfg.HostKey
+	pinned, next := c.hostKeys.get()
+	var switched ssh.PublicKey // a next key the OMA presented
 	conf := &ssh.ClientConfig{
 		Config:            tunnel.AlgorithmsConfig(tunnel.ClientCiphers()),
 		User:              c.cfg.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(c.cfg.Signer)},
-		HostKeyAlgorithms: hostKeyAlgorithms(pinned),
+		HostKeyAlgorithms: hostKeyAlgorithmsFor(pinned, next),
 		ClientVersion:     c.cfg.ClientVersion,
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			if bytes.Equal(key.Marshal(), pinned.Marshal()) {
+				return nil
+			}
+			if containsKey(next, key) {
+				switched = key
 				return nil
 			}
 			return &HostKeyMismatchError{Addr: c.cfg.Addr, Want: ssh.FingerprintSHA256(pinned), Got: ssh.FingerprintSHA256(key)}
@@ -345,7 +367,10 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 		}
 		return nil, err
 	}
-	return ssh.NewClient(conn, chans, reqs), nil
+	if switched != nil {
+		c.switchedTo(switched)
+	}
+	return ssh.NewClient(conn, chans, c.watchHostKeys(conn, reqs)), nil
 }
 
 // session runs one connection until it ends and says why, and how long

@@ -48,6 +48,9 @@ type VMAConfig struct {
 	Tunnel api.Tunnel
 	// Binary is the absolute path of vma-enroll, for the systemd unit.
 	Binary string
+	// NextHostKeys are the OMA's next host keys during a rotation
+	// (authorized_keys format), pinned in known_hosts beside Tunnel.HostKey.
+	NextHostKeys []string
 }
 
 var (
@@ -88,6 +91,11 @@ func (c VMAConfig) Validate() error {
 	}
 	if c.Tunnel.HostKey != "" {
 		if _, err := hostKey(c.Tunnel.HostKey); err != nil {
+			return err
+		}
+	}
+	for _, k := range c.NextHostKeys {
+		if _, err := hostKey(k); err != nil {
 			return err
 		}
 	}
@@ -213,6 +221,10 @@ func RenderKnownHosts(c VMAConfig) (string, error) {
 	key, _ := hostKey(c.Tunnel.HostKey)
 	host, port := c.Endpoint()
 	fmt.Fprintf(&b, "%s %s\n", KnownHostsHost(host, port), key)
+	for _, k := range c.NextHostKeys {
+		next, _ := hostKey(k)
+		fmt.Fprintf(&b, "%s %s\n", KnownHostsHost(host, port), next)
+	}
 	return b.String(), nil
 }
 
@@ -237,7 +249,9 @@ func RenderSSHConfig(c VMAConfig) (string, error) {
 	line("UserKnownHostsFile", quote(filepath.Join(c.Dir, FileKnownHosts)))
 	line("GlobalKnownHostsFile", "/dev/null")
 	line("StrictHostKeyChecking", "yes")
-	line("UpdateHostKeys", "no")
+	// The OMA announces its next host key during a rotation; ssh takes
+	// it into known_hosts once the OMA proved it holds it.
+	line("UpdateHostKeys", "yes")
 	line("PreferredAuthentications", "publickey")
 	line("Ciphers", tunnel.SSHConfigCiphers)
 	line("MACs", tunnel.SSHConfigMACs)
@@ -327,11 +341,21 @@ SystemCallFilter=~@privileged
 SystemCallErrorNumber=EPERM
 CapabilityBoundingSet=
 AmbientCapabilities=
-ReadOnlyPaths=%s
+# Read-write: the tunnel records the OMA's next keys during a rotation.
+ReadWritePaths=%s
 
 [Install]
 WantedBy=multi-user.target
 `, c.EnrollmentID, quote(filepath.Join(c.Dir, FileUnit)), quote(bin), quote(c.Dir), quote(c.Dir)), nil
+}
+
+// WriteKnownHosts rewrites known_hosts (0644) atomically.
+func WriteKnownHosts(c VMAConfig) error {
+	kh, err := RenderKnownHosts(c)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(c.Dir, FileKnownHosts), []byte(kh), 0o644)
 }
 
 // WriteVMAConfig writes known_hosts (0644), ssh_config (0644) and

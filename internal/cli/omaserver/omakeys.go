@@ -1,0 +1,241 @@
+package omaserver
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
+	"github.com/oma-enroll/oma-enroll/internal/server"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
+)
+
+// The OMA's own keys and their rotation (oma-server rotate,
+// docs/rotation.md): the files in the data directory, and the watch that
+// makes a running server use what rotate staged or switched.
+
+// Files of the OMA's keys in the data directory.
+const (
+	fileHostKey     = "ssh_host_ed25519_key"
+	fileHostKeyNext = "ssh_host_ed25519_key.next"
+	fileTLSCert     = "tls.crt"
+	fileTLSKey      = "tls.key"
+	fileTLSNextCert = "tls-next.crt"
+	fileTLSNextKey  = "tls-next.key"
+	// fileRotation records the rotations under way (their overlap).
+	fileRotation = "oma-rotation.json"
+)
+
+// omaKeyFiles names the key files of one OMA: the data directory, and the
+// certificate --tls-cert/--tls-key name when given.
+type omaKeyFiles struct {
+	DataDir         string
+	TLSCert, TLSKey string
+}
+
+func (f omaKeyFiles) path(name string) string { return filepath.Join(f.DataDir, name) }
+
+// tlsPair is the current certificate's files.
+func (f omaKeyFiles) tlsPair() (cert, key string) {
+	if f.TLSCert != "" {
+		return f.TLSCert, f.TLSKey
+	}
+	return f.path(fileTLSCert), f.path(fileTLSKey)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// loadSigner reads an OpenSSH Ed25519 private key.
+func loadSigner(path string) (ssh.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := sshkey.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ssh.NewSignerFromKey(priv)
+}
+
+// hostKeys reads the current SSH host key and the staged next one (nil
+// when no rotation is under way).
+func (f omaKeyFiles) hostKeys() (cur, next ssh.Signer, err error) {
+	if cur, err = loadSigner(f.path(fileHostKey)); err != nil {
+		return nil, nil, err
+	}
+	if next, err = loadSigner(f.path(fileHostKeyNext)); errors.Is(err, fs.ErrNotExist) {
+		return cur, nil, nil
+	}
+	return cur, next, err
+}
+
+// certs reads the current certificate and the staged next one (nil when
+// no rotation is under way).
+func (f omaKeyFiles) certs() (cur tls.Certificate, next *tls.Certificate, err error) {
+	c, k := f.tlsPair()
+	if cur, err = server.LoadPair(c, k); err != nil {
+		return cur, nil, err
+	}
+	if !exists(f.path(fileTLSNextCert)) {
+		return cur, nil, nil
+	}
+	n, err := server.LoadPair(f.path(fileTLSNextCert), f.path(fileTLSNextKey))
+	if err != nil {
+		return cur, nil, err
+	}
+	return cur, &n, nil
+}
+
+// rotationState is oma-rotation.json: the rotations under way, by key.
+type rotationState map[string]*rotationRecord
+
+type rotationRecord struct {
+	CurrentFingerprint string    `json:"current_fingerprint"`
+	NextFingerprint    string    `json:"next_fingerprint"`
+	StartedAt          time.Time `json:"started_at"`
+	OverlapUntil       time.Time `json:"overlap_until"`
+}
+
+func (f omaKeyFiles) loadRotation() rotationState {
+	st := rotationState{}
+	if data, err := os.ReadFile(f.path(fileRotation)); err == nil {
+		_ = json.Unmarshal(data, &st) // a damaged file only loses the overlap's end
+	}
+	return st
+}
+
+func (f omaKeyFiles) saveRotation(st rotationState) error {
+	for k, v := range st {
+		if v == nil {
+			delete(st, k)
+		}
+	}
+	if len(st) == 0 {
+		if err := os.Remove(f.path(fileRotation)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(f.path(fileRotation), append(data, '\n'), 0o600)
+}
+
+// keyWatchEvery is how often a running server looks at its key files.
+const keyWatchEvery = time.Second
+
+// keyWatch applies the key files to a running server: a staged next key
+// is announced (the SSH endpoint to its tunnels, self its certificate's
+// pin), a switched one presented, within keyWatchEvery.
+type keyWatch struct {
+	files    omaKeyFiles
+	endpoint *endpoint.Endpoint // nil unless the embedded tunnel mode
+	srv      *server.Server
+	log      *slog.Logger
+
+	sshStamp, tlsStamp string
+	tlsPins            [2]string // the current and next pin last applied
+}
+
+// stamp identifies the state of files by size and modification time.
+func stamp(paths ...string) string {
+	var b strings.Builder
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", p, fi.Size(), fi.ModTime().UnixNano())
+		} else {
+			fmt.Fprintf(&b, "%s:-;", p)
+		}
+	}
+	return b.String()
+}
+
+// poll reloads the keys whose files changed.
+func (w *keyWatch) poll() {
+	if w.endpoint != nil {
+		if st := stamp(w.files.path(fileHostKey), w.files.path(fileHostKeyNext)); st != w.sshStamp {
+			cur, next, err := w.files.hostKeys()
+			if err != nil {
+				w.log.Warn("cannot read the SSH host keys; keeping the ones in use", "err", err)
+			} else {
+				w.sshStamp = st
+				oldCur, oldNext := w.endpoint.HostKeys()
+				w.endpoint.SetHostKeys(cur, next)
+				w.srv.SetTunnelHostKey(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cur.PublicKey()))))
+				if !sameSSHKey(oldCur, cur.PublicKey()) || (next == nil) != (oldNext == nil) || (next != nil && !sameSSHKey(oldNext, next.PublicKey())) {
+					attrs := []any{"current", ssh.FingerprintSHA256(cur.PublicKey())}
+					if next != nil {
+						attrs = append(attrs, "next", ssh.FingerprintSHA256(next.PublicKey()))
+					}
+					w.log.Info("SSH host keys in use", attrs...)
+				}
+			}
+		}
+	}
+	c, k := w.files.tlsPair()
+	if st := stamp(c, k, w.files.path(fileTLSNextCert), w.files.path(fileTLSNextKey)); st != w.tlsStamp {
+		cur, next, err := w.files.certs()
+		if err != nil {
+			w.log.Warn("cannot read the TLS certificates; keeping the ones in use", "err", err)
+			return
+		}
+		w.tlsStamp = st
+		if err := w.srv.SetCertificates(cur, next); err != nil {
+			w.log.Warn("cannot use the TLS certificates; keeping the ones in use", "err", err)
+			return
+		}
+		pins := [2]string{w.srv.Fingerprint(), w.srv.NextFingerprint()}
+		if pins == w.tlsPins {
+			return
+		}
+		if w.tlsPins[0] != "" && pins[0] != w.tlsPins[0] && pins[0] != w.tlsPins[1] {
+			w.log.Warn("the TLS certificate's key changed without a rotation: enrolled VMAs pinning the previous key refuse this one (stage a new certificate with 'oma-server rotate tls-cert --cert FILE --key FILE' instead)",
+				"previous", w.tlsPins[0], "oma_fingerprint", pins[0])
+		}
+		w.tlsPins = pins
+		w.log.Info("TLS certificate in use", "oma_fingerprint", pins[0], "oma_next_fingerprint", pins[1])
+	}
+}
+
+func sameSSHKey(a, b ssh.PublicKey) bool {
+	return a != nil && b != nil && string(a.Marshal()) == string(b.Marshal())
+}
+
+// run polls until ctx ends.
+func (w *keyWatch) run(ctx context.Context) {
+	t := time.NewTicker(keyWatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.poll()
+		}
+	}
+}
+
+// watchOMAKeys applies the key files now and then every keyWatchEvery
+// until ctx ends.
+func watchOMAKeys(ctx context.Context, files omaKeyFiles, endpoint *endpoint.Endpoint, srv *server.Server, log *slog.Logger) {
+	w := &keyWatch{files: files, endpoint: endpoint, srv: srv, log: log}
+	w.poll()
+	go w.run(ctx)
+}
