@@ -103,6 +103,15 @@ func New(store Store, cfg Config, auditKey []byte, log *slog.Logger) *Service {
 	return &Service{Store: store, Config: cfg, AuditKey: auditKey, Now: time.Now, Rand: rand.Reader, Log: log}
 }
 
+// Clock is the service's current time (its Now, or time.Now), untruncated:
+// what the HTTP side measures lifetimes against.
+func (s *Service) Clock() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
 func (s *Service) now() time.Time {
 	now := time.Now
 	if s.Now != nil {

@@ -78,12 +78,11 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 		AdminListen: "127.0.0.1:0", PublicListen: public, TLS: cert,
 		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
 			NBDListen: nbdLocal, NBDTarget: nbd, VMAAPITarget: vmaAPI},
-		RatePerSecond: 1000, RateBurst: 1000,
+		RatePerSecond: 1000, RateBurst: 1000, Reactions: disconnectOnRevoke{ep},
 	}, svc, db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetHooks(nil, func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") })
 	ctx, cancel := context.WithCancel(context.Background())
 	srv.SetTLSProtocol(tunnel.ALPNData, tunnel.DataTLSConfig, func(c *tls.Conn) { ep.ServeData(ctx, c) })
 	epDone, srvDone := make(chan struct{}), make(chan error, 1)
@@ -106,6 +105,13 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 		client: pinnedClient(srv.Fingerprint())}
 	return &omaInstance{oma: o, stop: stop}
 }
+
+// disconnectOnRevoke closes a revoked VMA's tunnels, as internal/app's
+// embedded tunnel driver does.
+type disconnectOnRevoke struct{ ep *tunnel.Endpoint }
+
+func (disconnectOnRevoke) OnApprove(*enroll.Enrollment)    {}
+func (d disconnectOnRevoke) OnRevoke(e *enroll.Enrollment) { d.ep.Disconnect(e.ID, "revoked") }
 
 // pinnedClient is an HTTPS client that trusts exactly the OMA's key.
 func pinnedClient(fp string) *http.Client {
