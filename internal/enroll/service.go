@@ -394,7 +394,7 @@ func (s *Service) Verify(ctx context.Context, id string, signature []byte, meta 
 		e.VerifiedAt = &o.now
 		e.ExpiresAt = &exp
 		e.UpdatedAt = o.now
-		ok, err := o.tx.UpdateEnrollment(ctx, e, StatusPendingVerification)
+		ok, err := o.tx.UpdateEnrollment(ctx, e, VerbVerify)
 		if err != nil {
 			return err
 		}
@@ -589,7 +589,7 @@ func (o *op) approve(e *Enrollment, notes string, meta Meta, extra map[string]an
 	e.TunnelPort = &port
 	e.ExpiresAt = nil
 	e.UpdatedAt = o.now
-	ok, err := o.tx.UpdateEnrollment(o.ctx, e, StatusAwaitingApproval)
+	ok, err := o.tx.UpdateEnrollment(o.ctx, e, VerbApprove)
 	if err != nil {
 		return err
 	}
@@ -657,7 +657,7 @@ func (s *Service) Reject(ctx context.Context, id, reason string, meta Meta) (*En
 		e.ExpiresAt = nil
 		e.ChallengeNonce = ""
 		e.UpdatedAt = o.now
-		ok, err := o.tx.UpdateEnrollment(ctx, e, from)
+		ok, err := o.tx.UpdateEnrollment(ctx, e, VerbReject)
 		if err != nil {
 			return err
 		}
@@ -709,7 +709,7 @@ func (o *op) revoke(e *Enrollment, reason string, meta Meta) error {
 	e.RevocationNote = reason
 	e.TunnelPort = nil
 	e.UpdatedAt = o.now
-	ok, err := o.tx.UpdateEnrollment(o.ctx, e, StatusApproved)
+	ok, err := o.tx.UpdateEnrollment(o.ctx, e, VerbRevoke)
 	if err != nil {
 		return err
 	}
@@ -766,7 +766,7 @@ func (s *Service) expire(ctx context.Context, id string) (bool, error) {
 		e.Status = VerbExpire.Transition().To
 		e.ChallengeNonce = ""
 		e.UpdatedAt = o.now
-		ok, err := o.tx.UpdateEnrollment(ctx, e, from)
+		ok, err := o.tx.UpdateEnrollment(ctx, e, VerbExpire)
 		if err != nil || !ok {
 			return err
 		}
