@@ -74,11 +74,13 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
 	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: s.pool[0], PortMax: s.pool[1]}, auditKey, nil)
 	ep := tunnel.NewEndpoint(tunnel.EndpointConfig{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: s.keepalive}, svc, nil)
+	metrics := server.NewMetrics(db) // fed by the service, as internal/app wires it
+	svc.OnAudit = metrics.ObserveAudit
 	srv, err := server.New(server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: public, TLS: cert,
 		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
 			NBDListen: nbdLocal, NBDTarget: nbd, VMAAPITarget: vmaAPI},
-		RatePerSecond: 1000, RateBurst: 1000, Reactions: disconnectOnRevoke{ep},
+		RatePerSecond: 1000, RateBurst: 1000, Reactions: disconnectOnRevoke{ep}, Metrics: metrics,
 	}, svc, db, nil)
 	if err != nil {
 		t.Fatal(err)
