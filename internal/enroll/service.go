@@ -103,6 +103,15 @@ func New(store Store, cfg Config, auditKey []byte, log *slog.Logger) *Service {
 	return &Service{Store: store, Config: cfg, AuditKey: auditKey, Now: time.Now, Rand: rand.Reader, Log: log}
 }
 
+// Clock is the service's current time (its Now, or time.Now), untruncated:
+// what the HTTP side measures lifetimes against.
+func (s *Service) Clock() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
 func (s *Service) now() time.Time {
 	now := time.Now
 	if s.Now != nil {
@@ -385,7 +394,7 @@ func (s *Service) Verify(ctx context.Context, id string, signature []byte, meta 
 		e.VerifiedAt = &o.now
 		e.ExpiresAt = &exp
 		e.UpdatedAt = o.now
-		ok, err := o.tx.UpdateEnrollment(ctx, e, StatusPendingVerification)
+		ok, err := o.tx.UpdateEnrollment(ctx, e, VerbVerify)
 		if err != nil {
 			return err
 		}
@@ -580,7 +589,7 @@ func (o *op) approve(e *Enrollment, notes string, meta Meta, extra map[string]an
 	e.TunnelPort = &port
 	e.ExpiresAt = nil
 	e.UpdatedAt = o.now
-	ok, err := o.tx.UpdateEnrollment(o.ctx, e, StatusAwaitingApproval)
+	ok, err := o.tx.UpdateEnrollment(o.ctx, e, VerbApprove)
 	if err != nil {
 		return err
 	}
@@ -648,7 +657,7 @@ func (s *Service) Reject(ctx context.Context, id, reason string, meta Meta) (*En
 		e.ExpiresAt = nil
 		e.ChallengeNonce = ""
 		e.UpdatedAt = o.now
-		ok, err := o.tx.UpdateEnrollment(ctx, e, from)
+		ok, err := o.tx.UpdateEnrollment(ctx, e, VerbReject)
 		if err != nil {
 			return err
 		}
@@ -700,7 +709,7 @@ func (o *op) revoke(e *Enrollment, reason string, meta Meta) error {
 	e.RevocationNote = reason
 	e.TunnelPort = nil
 	e.UpdatedAt = o.now
-	ok, err := o.tx.UpdateEnrollment(o.ctx, e, StatusApproved)
+	ok, err := o.tx.UpdateEnrollment(o.ctx, e, VerbRevoke)
 	if err != nil {
 		return err
 	}
@@ -757,7 +766,7 @@ func (s *Service) expire(ctx context.Context, id string) (bool, error) {
 		e.Status = VerbExpire.Transition().To
 		e.ChallengeNonce = ""
 		e.UpdatedAt = o.now
-		ok, err := o.tx.UpdateEnrollment(ctx, e, from)
+		ok, err := o.tx.UpdateEnrollment(ctx, e, VerbExpire)
 		if err != nil || !ok {
 			return err
 		}

@@ -59,9 +59,10 @@ type Tx interface {
 
 	CreateEnrollment(ctx context.Context, e *Enrollment) error
 	GetEnrollment(ctx context.Context, id string) (*Enrollment, error)
-	// UpdateEnrollment writes every mutable column of e where the row still
-	// has status from, and reports whether it did.
-	UpdateEnrollment(ctx context.Context, e *Enrollment, from Status) (bool, error)
+	// UpdateEnrollment writes every mutable column of e, which verb v has
+	// brought to v.Transition().To, where the row still has one of the
+	// statuses v is allowed from, and reports whether it did.
+	UpdateEnrollment(ctx context.Context, e *Enrollment, v Verb) (bool, error)
 	ApprovedByName(ctx context.Context, name string) ([]Enrollment, error)
 	// ApprovedByFingerprint lists approved enrollments of this key
 	// fingerprint, locked for the rest of the transaction. The store

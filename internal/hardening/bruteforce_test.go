@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
-	"github.com/oma-enroll/oma-enroll/internal/server"
+	"github.com/oma-enroll/oma-enroll/internal/app"
 )
 
 // The limits oma-server serve starts with (its flag defaults; the failure
@@ -32,7 +32,7 @@ const (
 // working.
 func TestBruteForceIsThrottled(t *testing.T) {
 	t.Parallel()
-	e := startEnv(t, envOpts{cfg: func(c *server.Config) {
+	e := startEnv(t, envOpts{cfg: func(c *app.Config) {
 		c.RatePerSecond, c.RateBurst = defRatePerSecond, defRateBurst
 		c.CodeFailuresPerMinute, c.CodeFailureBurst = defFailuresPerMin, defFailureBurst
 		// Everything runs on loopback: the test poses as a proxy that

@@ -24,8 +24,8 @@ import (
 	_ "modernc.org/sqlite" // raw access to the server's SQLite file
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/app"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
-	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
@@ -433,11 +433,12 @@ func decodeAs[T any](t *testing.T, r resp) T {
 	return v
 }
 
-// env is a server running in-process over a real store.
+// env is an App (the one oma-server serve runs) running in-process over
+// a real store, with no tunnel driver.
 type env struct {
 	*apiClient
 	t      *testing.T
-	srv    *server.Server
+	app    *app.App
 	svc    *enroll.Service
 	db     *store.DB
 	raw    *sql.DB
@@ -450,9 +451,9 @@ type env struct {
 
 // envOpts configures an in-process server.
 type envOpts struct {
-	driver string               // sqlite (default) or mysql
-	dsn    string               // an existing database (migrated); default fresh
-	cfg    func(*server.Config) // after the test defaults (generous limits)
+	driver string            // sqlite (default) or mysql
+	dsn    string            // an existing database (migrated); default fresh
+	cfg    func(*app.Config) // after the test defaults (generous limits)
 	svc    enroll.Config
 	now    func() time.Time
 }
@@ -467,52 +468,41 @@ func startEnv(t *testing.T, o envOpts) *env {
 	ctx := context.Background()
 	if o.dsn == "" {
 		o.dsn = storeDSN(t, o.driver)
-		if err := store.MigrateUp(ctx, o.driver, o.dsn); err != nil {
-			t.Fatalf("migrate: %v", err)
-		}
 	}
-	db, err := store.Open(ctx, o.driver, o.dsn, store.Options{})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
 	logBuf := &testbin.Buffer{}
 	log := slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if o.svc.PollInterval == 0 {
 		o.svc.PollInterval = 50 * time.Millisecond
 	}
-	svc := enroll.New(db, o.svc, testAuditKey, log)
-	if o.now != nil {
-		svc.Now = o.now
-	}
-	cert, err := server.LoadOrCreateCertificate("", "", t.TempDir(), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.Config{
-		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", PublicHost: "127.0.0.1", TLS: cert,
-		Tunnel:        server.TunnelConfig{HostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHardeningHostKey"},
+	cfg := app.Config{
+		DataDir: t.TempDir(), Driver: o.driver, DSN: o.dsn, Log: log,
+		AuditKey: testAuditKey, SkipFirstAdminToken: true,
+		Service: o.svc, Now: o.now,
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", PublicHost: "127.0.0.1",
 		RatePerSecond: 10000, RateBurst: 10000, CodeFailuresPerMinute: 600000, CodeFailureBurst: 10000,
+		Tunnel: app.TunnelConfig{Mode: "none", HostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHardeningHostKey"},
 	}
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	srv, err := server.New(cfg, svc, db, log)
+	a, err := app.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	e := &env{t: t, srv: srv, svc: svc, db: db, driver: o.driver, dsn: o.dsn, log: logBuf, cancel: cancel, done: make(chan struct{})}
+	svc, db := a.Service(), a.Store()
+	e := &env{t: t, app: a, svc: svc, db: db, driver: o.driver, dsn: o.dsn, log: logBuf, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
-		if err := srv.Run(runCtx, nil); err != nil {
+		if err := a.Run(runCtx); err != nil {
 			t.Errorf("server Run: %v", err)
 		}
 	}()
-	<-srv.Ready()
+	<-a.Ready()
 	t.Cleanup(func() {
 		cancel()
 		<-e.done
+		a.Close()
 		if t.Failed() {
 			t.Logf("server log (last 4 KiB):\n%s", tail(logBuf.String(), 4<<10))
 		}
@@ -521,7 +511,7 @@ func startEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.apiClient = newAPIClient(srv.AdminAddr(), srv.PublicAddr(), tok.Reveal(), srv.Fingerprint())
+	e.apiClient = newAPIClient(a.AdminAddr(), a.PublicAddr(), tok.Reveal(), a.Fingerprint())
 	e.raw = openRaw(t, o.driver, o.dsn)
 	return e
 }

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/app"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
-	"github.com/oma-enroll/oma-enroll/internal/server"
 )
 
 // racers is how many goroutines contend in each race.
@@ -286,7 +286,7 @@ func TestApprovalAtTheDeadline(t *testing.T) {
 		const window = 30 * time.Minute
 		e := startEnv(t, envOpts{driver: driver, now: clock.read,
 			svc: enroll.Config{ApprovalWindow: window, VerifyWindow: window},
-			cfg: func(c *server.Config) { c.ExpireEvery = time.Hour }})
+			cfg: func(c *app.Config) { c.ExpireEvery = time.Hour }})
 
 		// Approval: one reading of the clock before the transaction, one in it.
 		en := e.enrollVerified(t, newVMAKey(t, "late-approval"))
@@ -342,7 +342,7 @@ func TestApproveVsExpire(t *testing.T) {
 		clock.set(time.Now())
 		const window = 30 * time.Minute
 		e := startEnv(t, envOpts{driver: driver, now: clock.read, svc: enroll.Config{ApprovalWindow: window},
-			cfg: func(c *server.Config) { c.ExpireEvery = time.Hour }})
+			cfg: func(c *app.Config) { c.ExpireEvery = time.Hour }})
 		for round := 0; round < 6; round++ {
 			clock.set(time.Now())
 			en := e.enrollVerified(t, newVMAKey(t, fmt.Sprintf("expiring-%d", round)))

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
-	"github.com/oma-enroll/oma-enroll/internal/server"
+	"github.com/oma-enroll/oma-enroll/internal/app"
 )
 
 // headerTimeout is oma-server's ReadHeaderTimeout (and so its TLS
@@ -73,9 +73,9 @@ func TestSlowClientsAreCut(t *testing.T) {
 		dial func() (net.Conn, error)
 		msg  string
 	}{
-		{"public headers", tlsDial(e.srv.PublicAddr()), headers},
-		{"public TLS handshake", tcpDial(e.srv.PublicAddr()), hello},
-		{"admin headers", tcpDial(e.srv.AdminAddr()), headers},
+		{"public headers", tlsDial(e.app.PublicAddr()), headers},
+		{"public TLS handshake", tcpDial(e.app.PublicAddr()), hello},
+		{"admin headers", tcpDial(e.app.AdminAddr()), headers},
 		{"embedded public headers", tlsDial(p.publicAddr()), headers},
 		{"embedded public TLS handshake", tcpDial(p.publicAddr()), hello},
 		{"embedded admin headers", tcpDial(p.adminAddr()), headers},
@@ -180,7 +180,7 @@ func isTimeout(err error) bool {
 func TestLongPollsAreBoundedPerIP(t *testing.T) {
 	t.Parallel()
 	const max = 3
-	e := startEnv(t, envOpts{cfg: func(c *server.Config) {
+	e := startEnv(t, envOpts{cfg: func(c *app.Config) {
 		c.MaxWaitersPerIP = max
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}})

@@ -1,8 +1,9 @@
 // Package omatest starts a real oma-server in-process for the tests of the
-// command-line programs: the real handlers, the real enrollment service and
-// a real SQLite store, listening on 127.0.0.1 (docs/design.md §9); and it opens
-// migrated stores for the tests that build their own server. Only tests
-// import it; no binary links it.
+// command-line programs: the same internal/app App that `oma-server serve`
+// runs (real handlers, the real enrollment service, a real SQLite store),
+// listening on 127.0.0.1 (docs/design.md §9); and it opens migrated stores
+// for the tests that build their own server. Only tests import it; no
+// binary links it.
 package omatest
 
 import (
@@ -19,9 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/app"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
-	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/testdb"
@@ -40,9 +40,11 @@ type Options struct {
 	// seeded source (see SeededRand) the enrollment ids, pairing codes
 	// and tokens are the same on every run. Start serialises its reads.
 	Rand io.Reader
-	// TunnelMode, when set, is the tunnel mode the admin health reports
-	// (as oma-server serve's embedded endpoint does); the test drives the
-	// tunnel state through Svc (TunnelConnected and so on).
+	// TunnelMode is the App's tunnel driver: "embedded" runs the
+	// embedded SSH endpoint on the public port (the admin health reports
+	// it, and the test may drive the tunnel state through Svc too:
+	// TunnelConnected and so on); "" or "none" runs none, and approved
+	// VMAs are told to pin HostKey, a key of the test's own.
 	TunnelMode string
 }
 
@@ -82,7 +84,8 @@ func (l *lockedReader) Read(p []byte) (int, error) {
 	return l.r.Read(p)
 }
 
-// OMA is a running oma-server over its own SQLite store.
+// OMA is a running oma-server over its own SQLite store. DB and Svc are
+// the running App's; a Restart replaces them.
 type OMA struct {
 	t       testing.TB
 	DB      *store.DB
@@ -94,47 +97,37 @@ type OMA struct {
 	// Token is an admin token named "admin".
 	Token string
 
-	tunnelMode string
+	opts Options
 
-	mu      sync.Mutex
-	raw     *sql.DB
-	srv     *server.Server
-	cancel  context.CancelFunc
-	stopped chan struct{}
-	admin   string
-	public  string
-	fp      string
+	mu     sync.Mutex
+	raw    *sql.DB
+	app    *app.App
+	admin  string
+	public string
+	fp     string
 }
 
 var auditKey = bytes.Repeat([]byte{5}, 32)
 
-// Start migrates a fresh SQLite database and starts a server on it; the
-// server stops when the test ends.
+// Start starts an App on a fresh SQLite database (migrated by the App);
+// it stops when the test ends.
 func Start(t testing.TB, opts Options) *OMA {
 	t.Helper()
-	dir := t.TempDir()
-	db := Store(t, store.DriverSQLite, filepath.Join(dir, "oma.db"))
-	pub, _, err := sshkey.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &OMA{
-		t:       t,
-		DB:      db,
-		Svc:     enroll.New(db, enroll.Config{PollInterval: 20 * time.Millisecond, ApprovalWindow: opts.ApprovalWindow}, auditKey, nil),
-		DataDir: dir,
-		HostKey: sshkey.AuthorizedKey(pub, "oma-test"),
-	}
-	if opts.Now != nil {
-		o.Svc.Now = opts.Now
-	}
+	o := &OMA{t: t, DataDir: t.TempDir(), opts: opts}
 	if opts.Rand != nil {
-		o.Svc.Rand = &lockedReader{r: opts.Rand}
+		o.opts.Rand = &lockedReader{r: opts.Rand}
 	}
-	o.Token = FixtureAdminToken(t, o.Svc, "admin")
-	o.tunnelMode = opts.TunnelMode
-	o.start("127.0.0.1:0", "127.0.0.1:0")
+	if opts.TunnelMode != "embedded" {
+		pub, _, err := sshkey.Generate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.HostKey = sshkey.AuthorizedKey(pub, "oma-test")
+	}
 	t.Cleanup(o.Stop)
+	a := o.newApp("127.0.0.1:0", "127.0.0.1:0")
+	o.Token = FixtureAdminToken(t, a.Service(), "admin")
+	o.run(a)
 	return o
 }
 
@@ -197,68 +190,78 @@ func (o *OMA) Public() string { o.mu.Lock(); defer o.mu.Unlock(); return o.publi
 // Fingerprint is the SPKI fingerprint of the public certificate.
 func (o *OMA) Fingerprint() string { o.mu.Lock(); defer o.mu.Unlock(); return o.fp }
 
-// start runs a server on the given addresses over the store; the
-// certificate is made once in the data directory, so a restarted server
-// keeps its fingerprint.
-func (o *OMA) start(admin, public string) {
+// newApp builds the App on the given addresses over the data directory:
+// the database, certificate and host key are made there once, so a
+// restarted App keeps them (and its fingerprint). DB and Svc become the
+// new App's.
+func (o *OMA) newApp(admin, public string) *app.App {
 	t := o.t
 	t.Helper()
-	cert, err := server.LoadOrCreateCertificate("", "", o.DataDir, []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.Config{
-		AdminListen: admin, PublicListen: public, PublicHost: "127.0.0.1", TLS: cert,
-		Tunnel:        server.TunnelConfig{HostKey: o.HostKey},
+	a, err := app.New(context.Background(), app.Config{
+		DataDir: o.DataDir, Driver: store.DriverSQLite, DSN: filepath.Join(o.DataDir, "oma.db"),
+		AuditKey: auditKey, SkipFirstAdminToken: true,
+		Service: enroll.Config{PollInterval: 20 * time.Millisecond, ApprovalWindow: o.opts.ApprovalWindow},
+		Now:     o.opts.Now, Rand: o.opts.Rand,
+		AdminListen: admin, PublicListen: public, PublicHost: "127.0.0.1",
 		RatePerSecond: 1000, RateBurst: 1000, CodeFailuresPerMinute: 6000, CodeFailureBurst: 1000,
 		ExpireEvery: 100 * time.Millisecond,
-	}
-	if mode := o.tunnelMode; mode != "" {
-		cfg.TunnelState = func() api.TunnelState { return api.TunnelState{Mode: mode} }
-	}
-	srv, err := server.New(cfg, o.Svc, o.DB, nil)
+		Tunnel:      app.TunnelConfig{Mode: o.opts.TunnelMode, HostKey: o.HostKey},
+	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("oma-server: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	o.mu.Lock()
+	o.app, o.DB, o.Svc = a, a.Store(), a.Service()
+	o.mu.Unlock()
+	if o.opts.TunnelMode == "embedded" {
+		o.HostKey = a.HostKey()
+	}
+	return a
+}
+
+// run runs a until Stop and waits until it listens.
+func (o *OMA) run(a *app.App) {
+	t := o.t
+	t.Helper()
 	stopped := make(chan struct{})
 	runErr := make(chan error, 1)
 	go func() {
 		defer close(stopped)
-		runErr <- srv.Run(ctx, nil)
+		runErr <- a.Run(context.Background())
 	}()
 	select {
-	case <-srv.Ready():
+	case <-a.Ready():
 	case <-stopped:
-		cancel()
+		a.Close()
 		t.Fatalf("oma-server did not start: %v", <-runErr)
 	}
 	o.mu.Lock()
-	o.srv, o.cancel, o.stopped = srv, cancel, stopped
-	o.admin, o.public, o.fp = srv.AdminAddr(), srv.PublicAddr(), srv.Fingerprint()
+	o.admin, o.public, o.fp = a.AdminAddr(), a.PublicAddr(), a.Fingerprint()
 	o.mu.Unlock()
 }
 
-// Stop shuts the server down (in-flight long polls return) and waits.
+// Stop shuts the server down (in-flight long polls return), waits, and
+// closes its store.
 func (o *OMA) Stop() {
 	o.mu.Lock()
-	cancel, stopped := o.cancel, o.stopped
-	o.cancel = nil
+	a := o.app
+	o.app = nil
 	o.mu.Unlock()
-	if cancel == nil {
+	if a == nil {
 		return
 	}
-	cancel()
-	<-stopped
+	if err := a.Close(); err != nil {
+		o.t.Errorf("oma-server close: %v", err)
+	}
 }
 
-// Restart stops the server and, after pause, starts a new one on the same
-// addresses, store and certificate.
+// Restart stops the server and, after pause, starts a new App on the same
+// addresses, data directory and store.
 func (o *OMA) Restart(pause time.Duration) {
 	o.t.Helper()
 	o.Stop()
 	time.Sleep(pause)
-	o.start(o.Admin(), o.Public())
+	o.run(o.newApp(o.Admin(), o.Public()))
 }
 
 var adminMeta = enroll.Meta{Actor: "admin", SourceIP: "127.0.0.1"}

@@ -90,10 +90,7 @@ func (s *Server) PairingCodeInfo(pc *enroll.PairingCode) api.PairingCodeInfo {
 	if err != nil {
 		l = labels.Set{}
 	}
-	now := time.Now()
-	if s.svc.Now != nil {
-		now = s.svc.Now()
-	}
+	now := s.svc.Clock()
 	state := "usable"
 	switch {
 	case pc.RevokedAt != nil:

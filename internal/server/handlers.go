@@ -127,8 +127,8 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	if err == nil && res.Approved != nil {
 		// Pre-approved by its code: as an admin approval would.
 		s.metrics.step("approve", nil)
-		if s.onApprove != nil {
-			s.onApprove(res.Approved)
+		if s.reactions != nil {
+			s.reactions.OnApprove(res.Approved)
 		}
 	}
 	if err != nil {
@@ -191,10 +191,7 @@ func (s *Server) secondsLeft(exp *time.Time) *int64 {
 	if exp == nil {
 		return nil
 	}
-	now := time.Now()
-	if s.svc.Now != nil {
-		now = s.svc.Now()
-	}
+	now := s.svc.Clock()
 	n := max(int64(exp.Sub(now)/time.Second), 0)
 	return &n
 }
@@ -305,7 +302,7 @@ func (s *Server) handlePairingCode(w http.ResponseWriter, r *http.Request) {
 }
 
 // The admin operations below carry the server's side effects (metrics,
-// tunnel hooks) around the service call; the JSON API and the web UI both
+// the Reactions of the tunnel driver) around the service call; the JSON API and the web UI both
 // go through them.
 
 // PairingCode issues a pairing code (ttl 0: the default) and returns what
@@ -323,12 +320,12 @@ func (s *Server) PairingCode(ctx context.Context, ttl time.Duration, note string
 	}, nil
 }
 
-// Approve approves enrollment id and tells the tunnel endpoint.
+// Approve approves enrollment id and tells the Reactions (the tunnel driver).
 func (s *Server) Approve(ctx context.Context, id, notes string, m enroll.Meta) (*enroll.Enrollment, error) {
 	e, err := s.svc.Approve(ctx, id, notes, m)
 	s.metrics.step("approve", err)
-	if err == nil && s.onApprove != nil {
-		s.onApprove(e)
+	if err == nil && s.reactions != nil {
+		s.reactions.OnApprove(e)
 	}
 	return e, err
 }
@@ -340,13 +337,13 @@ func (s *Server) Reject(ctx context.Context, id, reason string, m enroll.Meta) (
 	return e, err
 }
 
-// Revoke revokes enrollment id and tells the tunnel endpoint, which drops
-// the VMA's live tunnel.
+// Revoke revokes enrollment id and tells the Reactions (the tunnel driver,
+// which drops the VMA's live tunnel).
 func (s *Server) Revoke(ctx context.Context, id, reason string, m enroll.Meta) (*enroll.Enrollment, error) {
 	e, err := s.svc.Revoke(ctx, id, reason, m)
 	s.metrics.step("revoke", err)
-	if err == nil && s.onRevoke != nil {
-		s.onRevoke(e)
+	if err == nil && s.reactions != nil {
+		s.reactions.OnRevoke(e)
 	}
 	return e, err
 }

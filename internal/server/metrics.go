@@ -13,9 +13,11 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
-// metrics are the server's Prometheus series, on a registry of its own (no
-// global state, so several servers can run in one test process).
-type metrics struct {
+// Metrics are the Prometheus series of /metrics, on a registry of their own
+// (no global state, so several servers can run in one test process). The
+// App builds them, feeds them the service's audit events (ObserveAudit)
+// and registers the tunnel driver's counters (Register).
+type Metrics struct {
 	reg         *prometheus.Registry
 	requests    *prometheus.HistogramVec
 	enrollments *prometheus.CounterVec
@@ -26,8 +28,15 @@ type metrics struct {
 	tunnelUp    prometheus.Histogram
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
+// StateSource is what the gauges read at scrape time (the store).
+type StateSource interface {
+	ListEnrollments(ctx context.Context, f enroll.EnrollmentFilter) ([]enroll.Enrollment, error)
+	ListConnections(ctx context.Context) ([]enroll.Connection, error)
+}
+
+// NewMetrics builds the series, with gauges read from state at scrape time.
+func NewMetrics(state StateSource) *Metrics {
+	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "oma_enroll_http_request_duration_seconds",
@@ -63,17 +72,29 @@ func newMetrics() *metrics {
 		Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 1800},
 	})
 	m.reg.MustRegister(m.requests, m.enrollments, m.codeFailed, m.rateLimited, m.events, m.approval, m.tunnelUp,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newStateCollector(state))
 	return m
 }
 
-func (m *metrics) handler() http.Handler {
+// Register adds collectors (the tunnel endpoint's limit counters). Call it
+// before the server runs.
+func (m *Metrics) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // observeRequest records one request under its route pattern (never the raw
 // path, whose ids would explode the label space).
-func (m *metrics) observeRequest(listener string, r *http.Request, status int, d time.Duration) {
+func (m *Metrics) observeRequest(listener string, r *http.Request, status int, d time.Duration) {
 	route := r.Pattern
 	if route == "" {
 		route = "unmatched"
@@ -81,8 +102,9 @@ func (m *metrics) observeRequest(listener string, r *http.Request, status int, d
 	m.requests.WithLabelValues(listener, route, strconv.Itoa(status)).Observe(d.Seconds())
 }
 
-// observeAudit derives counters and latencies from committed audit events.
-func (m *metrics) observeAudit(ev *enroll.AuditEvent) {
+// ObserveAudit derives counters and latencies from committed audit events
+// (the service's OnAudit).
+func (m *Metrics) ObserveAudit(ev *enroll.AuditEvent) {
 	m.events.WithLabelValues(string(ev.EventType)).Inc()
 	d := ev.Details()
 	switch ev.EventType {
@@ -102,13 +124,13 @@ func (m *metrics) observeAudit(ev *enroll.AuditEvent) {
 // stateCollector reports gauges read from the database at scrape time, so
 // that every instance sharing a database reports the same numbers.
 type stateCollector struct {
-	svc                        *enroll.Service
+	state                      StateSource
 	pending, active, connected *prometheus.Desc
 }
 
-func newStateCollector(svc *enroll.Service) *stateCollector {
+func newStateCollector(state StateSource) *stateCollector {
 	return &stateCollector{
-		svc:       svc,
+		state:     state,
 		pending:   prometheus.NewDesc("oma_enroll_pending_enrollments", "Enrollments awaiting approval.", nil, nil),
 		active:    prometheus.NewDesc("oma_enroll_active_vmas", "Approved VMAs.", nil, nil),
 		connected: prometheus.NewDesc("oma_enroll_connected_vmas", "Approved VMAs with a live tunnel.", nil, nil),
@@ -124,10 +146,10 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if list, err := c.svc.Store.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusAwaitingApproval}}); err == nil {
+	if list, err := c.state.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusAwaitingApproval}}); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(len(list)))
 	}
-	if conns, err := c.svc.Active(ctx); err == nil {
+	if conns, err := c.state.ListConnections(ctx); err == nil {
 		connected := 0
 		for _, cn := range conns {
 			if cn.ConnectionStatus == enroll.ConnConnected {
@@ -139,7 +161,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (m *metrics) step(step string, err error) {
+func (m *Metrics) step(step string, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"

@@ -23,7 +23,6 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/contract"
-	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/ratelimit"
 )
 
@@ -61,7 +60,6 @@ type Config struct {
 	// MaxWaitersPerIP bounds concurrent long polls per client IP.
 	MaxWaitersPerIP int
 
-	ExpireEvery     time.Duration
 	ShutdownTimeout time.Duration
 
 	// TunnelState, when set, reports the tunnel endpoint in the admin health.
@@ -70,6 +68,14 @@ type Config struct {
 	// AdminTLS, when set, makes the admin listener serve HTTPS with it
 	// (plain HTTP otherwise, which omactl uses by default).
 	AdminTLS *tls.Config
+
+	// Reactions, when set, is told of each committed approval and
+	// revocation (the tunnel driver of internal/app).
+	Reactions Reactions
+	// Metrics is the /metrics registry; nil: one of the server's own over
+	// the store (its audit counters then count nothing unless the
+	// service's OnAudit feeds Metrics.ObserveAudit).
+	Metrics *Metrics
 }
 
 func (c *Config) fill() {
@@ -88,9 +94,6 @@ func (c *Config) fill() {
 	if c.MaxWaitersPerIP == 0 {
 		c.MaxWaitersPerIP = 64
 	}
-	if c.ExpireEvery == 0 {
-		c.ExpireEvery = 15 * time.Second
-	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
@@ -108,18 +111,13 @@ func (c *Config) fill() {
 	}
 }
 
-// Pinger is the part of the store the server checks for health.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
 // Server runs both listeners over one enrollment service.
 type Server struct {
 	cfg       Config
-	svc       *enroll.Service
-	store     Pinger
+	svc       Service
+	store     Store
 	log       *slog.Logger
-	metrics   *metrics
+	metrics   *Metrics
 	reqLimit  *ratelimit.Limiter
 	codeLimit *ratelimit.Limiter
 	waiters   *ratelimit.Concurrent
@@ -130,8 +128,8 @@ type Server struct {
 	certs   atomic.Pointer[certSet]
 	hostKey atomic.Pointer[string]
 
-	// onApprove and onRevoke let a tunnel endpoint react (set by SetHooks).
-	onApprove, onRevoke func(*enroll.Enrollment)
+	// reactions is told of approvals and revocations (Config.Reactions).
+	reactions Reactions
 	// ui, when set, serves every admin path that is not an API route (SetUI).
 	ui http.Handler
 	// protocols are TLS protocols of our own on the public port (alpn.go).
@@ -144,8 +142,9 @@ type Server struct {
 	ready       chan struct{}
 }
 
-// New builds a server. It does not listen until Run.
-func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Server, error) {
+// New builds a server over the enrollment service and the store (health and
+// the /metrics gauges). It does not listen until Run.
+func New(cfg Config, svc Service, store Store, log *slog.Logger) (*Server, error) {
 	cfg.fill()
 	if len(cfg.TLS.Certificate) == 0 || cfg.TLS.Leaf == nil {
 		return nil, errors.New("server: a TLS certificate (with Leaf) is required for the public listener")
@@ -153,9 +152,14 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	m := cfg.Metrics
+	if m == nil {
+		m = NewMetrics(store)
+	}
 	s := &Server{
 		cfg: cfg, svc: svc, store: store, log: log,
-		metrics:   newMetrics(),
+		metrics:   m,
+		reactions: cfg.Reactions,
 		reqLimit:  ratelimit.New(cfg.RatePerSecond, cfg.RateBurst),
 		codeLimit: ratelimit.New(cfg.CodeFailuresPerMinute/60, cfg.CodeFailureBurst),
 		waiters:   ratelimit.NewConcurrent(cfg.MaxWaitersPerIP),
@@ -164,36 +168,13 @@ func New(cfg Config, svc *enroll.Service, store Pinger, log *slog.Logger) (*Serv
 	if err := s.SetCertificates(cfg.TLS, nil); err != nil {
 		return nil, err
 	}
-	s.metrics.reg.MustRegister(newStateCollector(svc))
-	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	if err := m.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "oma_enroll_long_polls_waiting",
 		Help: "Result long polls this instance holds open now.",
-	}, func() float64 { return float64(s.waiters.Total()) }))
-	prev := svc.OnAudit
-	svc.OnAudit = func(ev *enroll.AuditEvent) {
-		if prev != nil {
-			prev(ev)
-		}
-		s.metrics.observeAudit(ev)
+	}, func() float64 { return float64(s.waiters.Total()) })); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w (one Metrics per server)", err)
 	}
 	return s, nil
-}
-
-// SetHooks registers functions called after a successful approval or
-// revocation (the tunnel endpoint uses them).
-func (s *Server) SetHooks(onApprove, onRevoke func(*enroll.Enrollment)) {
-	s.onApprove, s.onRevoke = onApprove, onRevoke
-}
-
-// RegisterMetrics adds collectors to the admin listener's /metrics (the
-// tunnel endpoint's limit counters). Call it before Run.
-func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := s.metrics.reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // SetUI mounts h (the admin web UI) at "/" on the admin listener; every
@@ -315,11 +296,6 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	}
 	close(s.ready)
 
-	expCtx, stopExpirer := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); s.expirer(expCtx) }()
-
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -329,7 +305,6 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 		}
 	}
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
-	stopExpirer()
 	cancelBase()
 	shCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -339,27 +314,7 @@ func (s *Server) Run(ctx context.Context, wrapPublic PublicListener) error {
 	if err := adminSrv.Shutdown(shCtx); err != nil {
 		s.log.Warn("admin shutdown", "err", err)
 	}
-	wg.Wait()
 	return runErr
-}
-
-// expirer marks stale enrollments expired; several instances may run it.
-func (s *Server) expirer(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ExpireEvery)
-	defer t.Stop()
-	for {
-		n, err := s.svc.ExpireDue(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("expirer", "err", err)
-		} else if n > 0 {
-			s.log.Info("expired enrollments", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // dbCheck caches whether the database answers a ping, refreshing it at

@@ -59,10 +59,14 @@ func startServer(t *testing.T, db *store.DB, mutate func(*server.Config)) *env {
 		t.Fatal(err)
 	}
 	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond}, auditKey, nil)
+	// Wired as internal/app does: the service's audit events feed the metrics.
+	metrics := server.NewMetrics(db)
+	svc.OnAudit = metrics.ObserveAudit
 	cfg := server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", PublicHost: "127.0.0.1", TLS: cert,
 		Tunnel:        server.TunnelConfig{HostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"},
 		RatePerSecond: 1000, RateBurst: 1000, CodeFailuresPerMinute: 6000, CodeFailureBurst: 1000,
+		Metrics: metrics,
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -246,4 +248,60 @@ func lowerNoDashes(code string) string {
 		out = append(out, c)
 	}
 	return string(out)
+}
+
+// UpdateEnrollment allows exactly the prior statuses the state machine's
+// table gives each verb (enroll.Verb.Transition), and refuses a row whose
+// new status is not where the verb leads.
+func TestUpdateEnrollmentFollowsTheTable(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *DB) {
+		svc, _ := newService(t, s)
+		ctx := context.Background()
+		errRollback := errors.New("roll back")
+		for i, st := range setups {
+			v := st.setup(t, svc, fmt.Sprintf("vma-table-%d", i))
+			for _, verb := range enroll.Verbs() {
+				tr := verb.Transition()
+				if len(tr.From) == 0 {
+					continue // enroll makes a row; it updates none
+				}
+				var ok bool
+				err := s.InTx(ctx, func(tx enroll.Tx) error {
+					e, err := tx.GetEnrollment(ctx, v.id)
+					if err != nil {
+						return err
+					}
+					e.Status = tr.To
+					if ok, err = tx.UpdateEnrollment(ctx, e, verb); err != nil {
+						return err
+					}
+					return errRollback
+				})
+				if !errors.Is(err, errRollback) {
+					t.Fatalf("%s from %s: %v", verb, st.state, err)
+				}
+				if want := st.state.Allows(verb); ok != want {
+					t.Errorf("%s from %s: updated %v, want %v", verb, st.state, ok, want)
+				}
+			}
+			if got := mustGet(t, s, v.id).Status; got != st.state {
+				t.Fatalf("status %s after rolled-back updates, want %s", got, st.state)
+			}
+		}
+		// A row the verb does not lead to is a programming error, not a
+		// lost race.
+		v := setups[0].setup(t, svc, "vma-table-wrong")
+		err := s.InTx(ctx, func(tx enroll.Tx) error {
+			e, err := tx.GetEnrollment(ctx, v.id)
+			if err != nil {
+				return err
+			}
+			e.Status = enroll.StatusApproved
+			_, err = tx.UpdateEnrollment(ctx, e, enroll.VerbReject)
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), `"reject" leads to "rejected", not "approved"`) {
+			t.Fatalf("reject writing approved: %v", err)
+		}
+	})
 }

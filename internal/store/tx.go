@@ -209,10 +209,25 @@ func (t *tx) GetEnrollment(ctx context.Context, id string) (*enroll.Enrollment, 
 
 // UpdateEnrollment writes every column that changes over an enrollment's
 // life (all but id, pairing_code_hash, vma_public_key, vma_fingerprint and
-// created_at) where the row still has status from. MySQL reports matched
-// rather than changed rows (clientFoundRows), so an update that changes
-// nothing still counts.
-func (t *tx) UpdateEnrollment(ctx context.Context, e *enroll.Enrollment, from enroll.Status) (bool, error) {
+// created_at) where the row still has a status verb v is allowed from (the
+// state machine's table, enroll.Verb.Transition); e.Status must be the
+// status v leads to. MySQL reports matched rather than changed rows
+// (clientFoundRows), so an update that changes nothing still counts.
+func (t *tx) UpdateEnrollment(ctx context.Context, e *enroll.Enrollment, v enroll.Verb) (bool, error) {
+	tr := v.Transition()
+	if len(tr.From) == 0 || e.Status != tr.To {
+		return false, fmt.Errorf("update enrollment %s: %q leads to %q, not %q", e.ID, v, tr.To, e.Status)
+	}
+	in, from := statusIn(tr.From)
+	args := []any{
+		e.VMAName, e.VMAVersion, e.VMAIPAddress, e.VMAUserAgent,
+		e.ChallengeNonce, e.PollTokenHash, string(e.Status),
+		e.ApprovedBy, tsp(e.ApprovedAt), e.ApprovalNotes,
+		e.RejectedBy, tsp(e.RejectedAt), e.RejectionReason,
+		e.RevokedBy, tsp(e.RevokedAt), e.RevocationNote,
+		tsp(e.VerifiedAt), e.TunnelPort, tsp(e.ExpiresAt), ts(e.UpdatedAt),
+		e.ID,
+	}
 	res, err := t.tx.ExecContext(ctx, `UPDATE vma_enrollments SET
 		vma_name = ?, vma_version = ?, vma_ip_address = ?, vma_user_agent = ?,
 		challenge_nonce = ?, poll_token_hash = ?, status = ?,
@@ -220,14 +235,8 @@ func (t *tx) UpdateEnrollment(ctx context.Context, e *enroll.Enrollment, from en
 		rejected_by = ?, rejected_at = ?, rejection_reason = ?,
 		revoked_by = ?, revoked_at = ?, revocation_reason = ?,
 		verified_at = ?, tunnel_port = ?, expires_at = ?, updated_at = ?
-		WHERE id = ? AND status = ?`,
-		e.VMAName, e.VMAVersion, e.VMAIPAddress, e.VMAUserAgent,
-		e.ChallengeNonce, e.PollTokenHash, string(e.Status),
-		e.ApprovedBy, tsp(e.ApprovedAt), e.ApprovalNotes,
-		e.RejectedBy, tsp(e.RejectedAt), e.RejectionReason,
-		e.RevokedBy, tsp(e.RevokedAt), e.RevocationNote,
-		tsp(e.VerifiedAt), e.TunnelPort, tsp(e.ExpiresAt), ts(e.UpdatedAt),
-		e.ID, string(from))
+		WHERE id = ? AND status IN (`+in+`)`,
+		append(args, from...)...)
 	if err != nil {
 		return false, fmt.Errorf("update enrollment %s: %w", e.ID, err)
 	}

@@ -76,16 +76,17 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
 	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: s.pool[0], PortMax: s.pool[1]}, auditKey, nil)
 	ep := endpoint.New(endpoint.Config{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: s.keepalive}, svc, nil)
+	metrics := server.NewMetrics(db) // fed by the service, as internal/app wires it
+	svc.OnAudit = metrics.ObserveAudit
 	srv, err := server.New(server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: public, TLS: cert,
 		Tunnel: server.TunnelConfig{HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
 			NBDListen: nbdLocal, NBDTarget: nbd, VMAAPITarget: vmaAPI},
-		RatePerSecond: 1000, RateBurst: 1000,
+		RatePerSecond: 1000, RateBurst: 1000, Reactions: disconnectOnRevoke{ep}, Metrics: metrics,
 	}, svc, db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetHooks(nil, func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") })
 	ctx, cancel := context.WithCancel(context.Background())
 	srv.SetTLSProtocol(tunnel.ALPNData, endpoint.DataTLSConfig, func(c *tls.Conn) { ep.ServeData(ctx, c) })
 	epDone, srvDone := make(chan struct{}), make(chan error, 1)
@@ -108,6 +109,13 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 		client: pinnedClient(srv.Fingerprint())}
 	return &omaInstance{oma: o, stop: stop}
 }
+
+// disconnectOnRevoke closes a revoked VMA's tunnels, as internal/app's
+// embedded tunnel driver does.
+type disconnectOnRevoke struct{ ep *endpoint.Endpoint }
+
+func (disconnectOnRevoke) OnApprove(*enroll.Enrollment)    {}
+func (d disconnectOnRevoke) OnRevoke(e *enroll.Enrollment) { d.ep.Disconnect(e.ID, "revoked") }
 
 // pinnedClient is an HTTPS client that trusts exactly the OMA's key.
 func pinnedClient(fp string) *http.Client {

@@ -59,4 +59,3 @@ func ParseKeyBlobs(p []byte) ([][]byte, error) {
 	}
 	return out, nil
 }
-

@@ -259,7 +259,7 @@ func plural(n int64) string {
 }
 
 func (u *UI) ttlOptions(selected time.Duration) []ttlOption {
-	def := u.svc.Config.CodeTTL
+	def := u.cfg.CodeTTL
 	if selected == 0 {
 		selected = def
 	}
@@ -276,7 +276,7 @@ func (u *UI) ttlOptions(selected time.Duration) []ttlOption {
 			out = append(out, ttlOption{Value: d.String(), Label: ttlLabel(d) + " (default)", Selected: selected == d})
 			continue
 		}
-		if d > u.svc.Config.MaxCodeTTL {
+		if d > u.cfg.MaxCodeTTL {
 			continue
 		}
 		out = append(out, ttlOption{Value: d.String(), Label: ttlLabel(d), Selected: selected == d})
@@ -289,7 +289,7 @@ func (u *UI) ttlOptions(selected time.Duration) []ttlOption {
 
 func (u *UI) handlePairingPage(w http.ResponseWriter, r *http.Request, se *session) {
 	now := u.now()
-	d := pairingData{TTLs: u.ttlOptions(se.CodeTTL), DefaultTTL: ttlLabel(u.svc.Config.CodeTTL)}
+	d := pairingData{TTLs: u.ttlOptions(se.CodeTTL), DefaultTTL: ttlLabel(u.cfg.CodeTTL)}
 	if se.Code != nil {
 		d.Code, d.TTL = se.Code, ttlLabel(se.CodeTTL)
 		d.Remaining = int64(math.Max(0, math.Ceil(se.Code.ExpiresAt.Sub(now).Seconds())))
@@ -306,7 +306,7 @@ func (u *UI) handlePairingPage(w http.ResponseWriter, r *http.Request, se *sessi
 }
 
 func (u *UI) handlePairingCode(w http.ResponseWriter, r *http.Request, se *session) {
-	ttl := u.svc.Config.CodeTTL
+	ttl := u.cfg.CodeTTL
 	if s := r.PostForm.Get("ttl"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -472,7 +472,7 @@ func (u *UI) handleAudit(w http.ResponseWriter, r *http.Request, se *session) {
 	if !d.First {
 		d.Newest = d.link("", 0)
 	}
-	head, _, err := u.svc.Store.AuditHead(r.Context())
+	head, _, err := u.store.AuditHead(r.Context())
 	if err != nil {
 		u.serverError(w, r, err)
 		return

@@ -37,7 +37,8 @@ const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // Actions are the state-changing admin operations, with the server's side
-// effects (metrics, tunnel hooks); *server.Server implements them.
+// effects (metrics, the tunnel driver's reactions); *server.Server
+// implements them.
 type Actions interface {
 	PairingCode(ctx context.Context, ttl time.Duration, note string, m enroll.Meta) (*api.PairingCodeResponse, error)
 	Approve(ctx context.Context, id, notes string, m enroll.Meta) (*enroll.Enrollment, error)
@@ -47,12 +48,38 @@ type Actions interface {
 	Bulk(ctx context.Context, action string, ids []string, text string, m enroll.Meta) (*api.BulkResponse, error)
 }
 
+// Service is what the pages read through the enrollment service
+// (*enroll.Service implements it).
+type Service interface {
+	AuthenticateAdmin(ctx context.Context, token string) (string, error)
+	Get(ctx context.Context, id string) (*enroll.Enrollment, error)
+	Pending(ctx context.Context) ([]enroll.Enrollment, error)
+	PendingWithReplacements(ctx context.Context) ([]enroll.Enrollment, map[string][]enroll.Replacement, error)
+	Active(ctx context.Context) ([]enroll.Connection, error)
+	PairingCodes(ctx context.Context, all bool) ([]enroll.PairingCode, error)
+	Audit(ctx context.Context, f enroll.AuditFilter) ([]enroll.AuditEvent, error)
+	VerifyAudit(ctx context.Context) (*enroll.ChainReport, error)
+}
+
+// Store is what the UI reads from the store directly: the audit head (the
+// version of the audit page) and a session's admin token (still valid?).
+type Store interface {
+	AuditHead(ctx context.Context) (int64, string, error)
+	AdminTokenByHash(ctx context.Context, hash string) (*enroll.AdminToken, error)
+}
+
 // Config configures the UI. Zero values take the defaults.
 type Config struct {
-	Service *enroll.Service // lists, audit, admin token checks
-	Actions Actions         // approve, reject, revoke, pairing codes
+	Service Service // lists, audit, admin token checks
+	Store   Store   // audit head, session tokens
+	Actions Actions // approve, reject, revoke, pairing codes
 	Log     *slog.Logger
 	Now     func() time.Time // the clock; time.Now when nil
+
+	// CodeTTL and MaxCodeTTL are the service's default and longest
+	// pairing-code lifetimes, offered on the pairing-code page
+	// (enroll.Defaults when zero).
+	CodeTTL, MaxCodeTTL time.Duration
 
 	IdleTimeout time.Duration // a session ends after this long without a page view (30m)
 	MaxAge      time.Duration // and this long after sign-in in any case (12h)
@@ -75,6 +102,12 @@ func (c *Config) fill() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CodeTTL == 0 {
+		c.CodeTTL = enroll.Defaults().CodeTTL
+	}
+	if c.MaxCodeTTL == 0 {
+		c.MaxCodeTTL = enroll.Defaults().MaxCodeTTL
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 30 * time.Minute
@@ -102,7 +135,8 @@ func (c *Config) fill() {
 // UI is the admin web page, an http.Handler to mount at "/".
 type UI struct {
 	cfg      Config
-	svc      *enroll.Service
+	svc      Service
+	store    Store
 	act      Actions
 	log      *slog.Logger
 	sessions *sessions
@@ -117,12 +151,12 @@ type UI struct {
 
 // New builds the UI.
 func New(cfg Config) (*UI, error) {
-	if cfg.Service == nil || cfg.Actions == nil {
-		return nil, errors.New("webui: Service and Actions are required")
+	if cfg.Service == nil || cfg.Store == nil || cfg.Actions == nil {
+		return nil, errors.New("webui: Service, Store and Actions are required")
 	}
 	cfg.fill()
 	u := &UI{
-		cfg: cfg, svc: cfg.Service, act: cfg.Actions, log: cfg.Log,
+		cfg: cfg, svc: cfg.Service, store: cfg.Store, act: cfg.Actions, log: cfg.Log,
 		sessions: newSessions(cfg.IdleTimeout, cfg.MaxAge),
 		limiter:  newSignInLimiter(cfg.SignInFailuresPerMinute, cfg.SignInFailureBurst),
 	}
@@ -193,7 +227,7 @@ func (u *UI) session(r *http.Request) (*session, error) {
 	if !ok {
 		return nil, errNoSession
 	}
-	tok, err := u.svc.Store.AdminTokenByHash(r.Context(), se.TokenHash)
+	tok, err := u.store.AdminTokenByHash(r.Context(), se.TokenHash)
 	if err != nil {
 		if errors.Is(err, enroll.ErrNotFound) {
 			u.sessions.delete(se.key)
@@ -371,7 +405,7 @@ func (u *UI) handleState(w http.ResponseWriter, r *http.Request) {
 		if conns, err = u.svc.Active(ctx); err == nil {
 			st.Active = listState{Count: len(conns), Version: activeVersion(conns)}
 			var head int64
-			if head, _, err = u.svc.Store.AuditHead(ctx); err == nil {
+			if head, _, err = u.store.AuditHead(ctx); err == nil {
 				st.Audit = listState{Count: int(head), Version: strconv.FormatInt(head, 10)}
 			}
 		}

@@ -85,14 +85,14 @@ func start(t *testing.T, opts ...options) *env {
 	if o.adminTLS {
 		cfg.AdminTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	e := &env{t: t, svc: svc, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	cfg.Reactions = counter{e}
 	srv, err := server.New(cfg, svc, db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, svc: svc, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
-	srv.SetHooks(func(*enroll.Enrollment) { e.approved.Add(1) }, func(*enroll.Enrollment) { e.revoked.Add(1) })
 	if !o.noUI {
-		ui, err := webui.New(webui.Config{Service: svc, Actions: srv, Now: e.clock.Now})
+		ui, err := webui.New(webui.Config{Service: svc, Store: db, Actions: srv, Now: e.clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,6 +117,12 @@ func start(t *testing.T, opts ...options) *env {
 	e.admin = scheme + srv.AdminAddr()
 	return e
 }
+
+// counter counts the server's reactions (a tunnel driver would act on them).
+type counter struct{ e *env }
+
+func (c counter) OnApprove(*enroll.Enrollment) { c.e.approved.Add(1) }
+func (c counter) OnRevoke(*enroll.Enrollment)  { c.e.revoked.Add(1) }
 
 // browser is a cookie-keeping client that does not follow redirects.
 type browser struct {

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -160,113 +158,4 @@ func openStoreReadOnly(ctx context.Context, c common) (*store.DB, error) {
 		return nil, fmt.Errorf("open %s database: %w", c.Driver, err)
 	}
 	return db, nil
-}
-
-// openSSHTunnel keeps the tunnel user's authorized_keys in step with the
-// database in the openssh tunnel mode: hooks after each approval and
-// revocation, a Sync at start, and a periodic Sync that repairs a missed
-// hook and picks up changes made through other instances.
-type openSSHTunnel struct {
-	keys *sshdkeys.AuthorizedKeysFile
-	db   enroll.Store
-	log  *slog.Logger
-	// mu orders hooks and syncs of this process (the manager's file lock
-	// orders processes too); a sync reads the database under that lock, so
-	// a hook for a change committed after the read always comes later.
-	mu sync.Mutex
-}
-
-func newOpenSSHTunnel(o serveOptions, db enroll.Store, log *slog.Logger) (*openSSHTunnel, error) {
-	path, owner, err := sshdkeys.ResolveAuthorizedKeysPath(o.AuthorizedKeysFile, o.TunnelUser)
-	if err != nil {
-		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
-	}
-	if owner == nil {
-		log.Warn("the tunnel user does not exist; sshd will not log anyone in as it", "tunnel_user", o.TunnelUser)
-	}
-	keys, err := sshdkeys.NewAuthorizedKeysFile(sshdkeys.AuthorizedKeysConfig{Path: path, NBDTarget: o.NBDTarget, Owner: owner, Log: log})
-	if err != nil {
-		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
-	}
-	return &openSSHTunnel{keys: keys, db: db, log: log.With("authorized_keys", path)}, nil
-}
-
-// sync rewrites our lines from the approved enrollments in the database.
-func (t *openSSHTunnel) sync(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	res, err := t.keys.SyncFunc(func() ([]enroll.Enrollment, error) {
-		return t.db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
-	})
-	if err != nil {
-		return fmt.Errorf("authorized_keys sync: %w", err)
-	}
-	if res.Changed() {
-		t.log.Info("authorized_keys synced with the database", "added", len(res.Added), "removed", len(res.Removed), "kept", res.Kept)
-	}
-	t.endSessions(res.Removed)
-	return nil
-}
-
-// run syncs every interval until ctx ends.
-func (t *openSSHTunnel) run(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		return
-	}
-	tk := time.NewTicker(every)
-	defer tk.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
-		}
-		if err := t.sync(ctx); err != nil && ctx.Err() == nil {
-			t.log.Error("periodic authorized_keys sync failed", "err", err)
-		}
-	}
-}
-
-// onApprove authorizes the key of a just-approved enrollment (the
-// transaction has committed). A failure is logged loudly; the next sync
-// and the AuthorizedKeysCommand cover it.
-func (t *openSSHTunnel) onApprove(e *enroll.Enrollment) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	removed, err := t.keys.Add(e)
-	if err != nil {
-		t.log.Error("APPROVED BUT NOT WRITTEN to authorized_keys: the VMA cannot log in until the next sync (or use the AuthorizedKeysCommand)",
-			"enrollment_id", e.ID, "vma_name", e.VMAName, "err", err)
-		return
-	}
-	t.log.Info("authorized_keys: key added", "enrollment_id", e.ID, "vma_name", e.VMAName, "superseded", len(removed))
-	t.endSessions(removed)
-}
-
-// onRevoke removes the key of a just-revoked enrollment and ends its live
-// session where it can be found.
-func (t *openSSHTunnel) onRevoke(e *enroll.Enrollment) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	removed, err := t.keys.Remove(e.ID)
-	if err != nil {
-		t.log.Error("REVOKED BUT STILL IN authorized_keys: the key can log in until the next sync removes it (the AuthorizedKeysCommand refuses it already)",
-			"enrollment_id", e.ID, "vma_name", e.VMAName, "err", err)
-		return
-	}
-	t.log.Info("authorized_keys: key removed", "enrollment_id", e.ID, "vma_name", e.VMAName, "lines", len(removed))
-	t.endSessions(removed)
-}
-
-func (t *openSSHTunnel) endSessions(removed []sshdkeys.AuthorizedKeyEntry) {
-	if len(removed) == 0 {
-		return
-	}
-	pids, err := t.keys.EndSessions(removed)
-	if err != nil {
-		t.log.Warn("could not end the live sshd session of a removed key; it stays up until it disconnects", "err", err)
-	}
-	for _, e := range removed {
-		t.log.Info("authorized_keys: de-authorized", "enrollment_id", e.EnrollmentID, "vma_name", e.VMAName, "tunnel_port", e.ListenPort, "sessions_ended", len(pids))
-	}
 }

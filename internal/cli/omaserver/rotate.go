@@ -14,9 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/oma-enroll/oma-enroll/internal/app"
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omakeys"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
@@ -27,7 +29,7 @@ const DefaultOverlap = 24 * time.Hour
 
 // rotateOptions are the settings of one 'oma-server rotate ...' run.
 type rotateOptions struct {
-	Files    omaKeyFiles
+	Files    omakeys.Files
 	Key      string // enroll.OMAKeySSHHost or enroll.OMAKeyTLSCert
 	Overlap  time.Duration
 	Complete bool
@@ -165,7 +167,7 @@ func runRotateCmd(cmd *cobra.Command, ios *cmdutil.IOStreams, key string) error 
 		return err
 	}
 	fl := cmd.Flags()
-	o := rotateOptions{Key: key, Now: time.Now, Files: omaKeyFiles{DataDir: c.DataDir}}
+	o := rotateOptions{Key: key, Now: time.Now, Files: omakeys.Files{DataDir: c.DataDir}}
 	o.Overlap, _ = fl.GetDuration("overlap")
 	o.Complete, _ = fl.GetBool("complete")
 	o.Abort, _ = fl.GetBool("abort")
@@ -216,7 +218,7 @@ func runRotateCmd(cmd *cobra.Command, ios *cmdutil.IOStreams, key string) error 
 	if err != nil {
 		return err
 	}
-	auditKey, err := loadOrCreateAuditKey(cmd.Context(), keyFile, db, log)
+	auditKey, err := app.LoadOrCreateAuditKey(cmd.Context(), keyFile, db, log)
 	if err != nil {
 		return err
 	}
@@ -260,7 +262,7 @@ func rotateOMAKey(ctx context.Context, svc *enroll.Service, o rotateOptions) (*r
 	if err != nil {
 		return nil, err
 	}
-	rot := o.Files.loadRotation()
+	rot := o.Files.LoadRotation()
 	rec := rot[o.Key]
 	res := &rotateResult{Key: o.Key, CurrentFingerprint: cur, NextFingerprint: next}
 	meta := localActor()
@@ -283,7 +285,7 @@ func rotateOMAKey(ctx context.Context, svc *enroll.Service, o rotateOptions) (*r
 			return nil, err
 		}
 		delete(rot, o.Key)
-		if err := o.Files.saveRotation(rot); err != nil {
+		if err := o.Files.SaveRotation(rot); err != nil {
 			return nil, err
 		}
 		if o.Complete {
@@ -314,8 +316,8 @@ func rotateOMAKey(ctx context.Context, svc *enroll.Service, o rotateOptions) (*r
 		_ = k.drop() // write may have run before the commit failed
 		return nil, err
 	}
-	rot[o.Key] = &rotationRecord{CurrentFingerprint: cur, NextFingerprint: nextFP, StartedAt: now, OverlapUntil: until}
-	if err := o.Files.saveRotation(rot); err != nil {
+	rot[o.Key] = &omakeys.RotationRecord{CurrentFingerprint: cur, NextFingerprint: nextFP, StartedAt: now, OverlapUntil: until}
+	if err := o.Files.SaveRotation(rot); err != nil {
 		return nil, err
 	}
 	res.Phase, res.NextFingerprint, res.OverlapUntil = enroll.OMARotationStarted, nextFP, &until
@@ -325,7 +327,7 @@ func rotateOMAKey(ctx context.Context, svc *enroll.Service, o rotateOptions) (*r
 }
 
 // sshHostKey is the embedded endpoint's SSH host key.
-type sshHostKey struct{ f omaKeyFiles }
+type sshHostKey struct{ f omakeys.Files }
 
 func (sshHostKey) name() string { return "SSH host key" }
 
@@ -334,7 +336,7 @@ func (sshHostKey) announce() string {
 }
 
 func keyFingerprint(path string) (string, error) {
-	s, err := loadSigner(path)
+	s, err := omakeys.LoadSigner(path)
 	if err != nil {
 		return "", err
 	}
@@ -342,7 +344,7 @@ func keyFingerprint(path string) (string, error) {
 }
 
 func (k sshHostKey) current() (string, error) {
-	fp, err := keyFingerprint(k.f.path(fileHostKey))
+	fp, err := keyFingerprint(k.f.Path(omakeys.FileHostKey))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("there is no SSH host key in %s yet: oma-server serve creates it at its first start (embedded tunnel mode)", k.f.DataDir)
 	}
@@ -350,7 +352,7 @@ func (k sshHostKey) current() (string, error) {
 }
 
 func (k sshHostKey) staged() (string, error) {
-	fp, err := keyFingerprint(k.f.path(fileHostKeyNext))
+	fp, err := keyFingerprint(k.f.Path(omakeys.FileHostKeyNext))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -366,7 +368,7 @@ func (k sshHostKey) stage(rotateOptions) (string, func() error, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	p := k.f.path(fileHostKeyNext)
+	p := k.f.Path(omakeys.FileHostKeyNext)
 	return sshkey.Fingerprint(pub), func() error {
 		if err := atomicfile.WriteFile(p+".pub", []byte(sshkey.AuthorizedKey(pub, "oma-server")+"\n"), 0o644); err != nil {
 			return err
@@ -376,7 +378,7 @@ func (k sshHostKey) stage(rotateOptions) (string, func() error, error) {
 }
 
 func (k sshHostKey) complete() error {
-	p, next := k.f.path(fileHostKey), k.f.path(fileHostKeyNext)
+	p, next := k.f.Path(omakeys.FileHostKey), k.f.Path(omakeys.FileHostKeyNext)
 	if err := os.Rename(next, p); err != nil {
 		return err
 	}
@@ -387,7 +389,7 @@ func (k sshHostKey) complete() error {
 }
 
 func (k sshHostKey) drop() error {
-	p := k.f.path(fileHostKeyNext)
+	p := k.f.Path(omakeys.FileHostKeyNext)
 	for _, f := range []string{p, p + ".pub"} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -397,7 +399,7 @@ func (k sshHostKey) drop() error {
 }
 
 // tlsCertKey is the public listener's certificate.
-type tlsCertKey struct{ f omaKeyFiles }
+type tlsCertKey struct{ f omakeys.Files }
 
 func (tlsCertKey) name() string { return "TLS certificate" }
 
@@ -406,7 +408,7 @@ func (tlsCertKey) announce() string {
 }
 
 func (k tlsCertKey) current() (string, error) {
-	c, key := k.f.tlsPair()
+	c, key := k.f.TLSPair()
 	cert, err := server.LoadPair(c, key)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && k.f.TLSCert == "" {
@@ -418,10 +420,10 @@ func (k tlsCertKey) current() (string, error) {
 }
 
 func (k tlsCertKey) staged() (string, error) {
-	if !exists(k.f.path(fileTLSNextCert)) {
+	if !omakeys.Exists(k.f.Path(omakeys.FileTLSNextCert)) {
 		return "", nil
 	}
-	cert, err := server.LoadPair(k.f.path(fileTLSNextCert), k.f.path(fileTLSNextKey))
+	cert, err := server.LoadPair(k.f.Path(omakeys.FileTLSNextCert), k.f.Path(omakeys.FileTLSNextKey))
 	if err != nil {
 		return "", fmt.Errorf("the staged certificate is damaged (%w): drop it with 'oma-server rotate tls-cert --abort'", err)
 	}
@@ -429,7 +431,7 @@ func (k tlsCertKey) staged() (string, error) {
 }
 
 func (k tlsCertKey) stage(o rotateOptions) (string, func() error, error) {
-	nextCert, nextKey := k.f.path(fileTLSNextCert), k.f.path(fileTLSNextKey)
+	nextCert, nextKey := k.f.Path(omakeys.FileTLSNextCert), k.f.Path(omakeys.FileTLSNextKey)
 	if o.CertFile != "" {
 		cert, err := server.LoadPair(o.CertFile, o.KeyFile)
 		if err != nil {
@@ -452,7 +454,7 @@ func (k tlsCertKey) stage(o rotateOptions) (string, func() error, error) {
 	}
 	// A new self-signed certificate with the current one's names, made
 	// aside first so that its fingerprint goes into the audit.
-	c, key := k.f.tlsPair()
+	c, key := k.f.TLSPair()
 	cur, err := server.LoadPair(c, key)
 	if err != nil {
 		return "", nil, err
@@ -465,7 +467,7 @@ func (k tlsCertKey) stage(o rotateOptions) (string, func() error, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	tc, tk := filepath.Join(tmp, fileTLSNextCert), filepath.Join(tmp, fileTLSNextKey)
+	tc, tk := filepath.Join(tmp, omakeys.FileTLSNextCert), filepath.Join(tmp, omakeys.FileTLSNextKey)
 	cert, err := server.CreateSelfSigned(tc, tk, hosts)
 	if err != nil {
 		os.RemoveAll(tmp)
@@ -484,11 +486,11 @@ func (k tlsCertKey) stage(o rotateOptions) (string, func() error, error) {
 }
 
 func (k tlsCertKey) complete() error {
-	nextCert, nextKey := k.f.path(fileTLSNextCert), k.f.path(fileTLSNextKey)
+	nextCert, nextKey := k.f.Path(omakeys.FileTLSNextCert), k.f.Path(omakeys.FileTLSNextKey)
 	if _, err := tls.LoadX509KeyPair(nextCert, nextKey); err != nil {
 		return fmt.Errorf("the staged certificate: %w", err)
 	}
-	c, key := k.f.tlsPair()
+	c, key := k.f.TLSPair()
 	if k.f.TLSCert == "" {
 		if err := os.Rename(nextKey, key); err != nil {
 			return err
@@ -515,7 +517,7 @@ func (k tlsCertKey) complete() error {
 }
 
 func (k tlsCertKey) drop() error {
-	for _, f := range []string{k.f.path(fileTLSNextKey), k.f.path(fileTLSNextCert)} {
+	for _, f := range []string{k.f.Path(omakeys.FileTLSNextKey), k.f.Path(omakeys.FileTLSNextCert)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}

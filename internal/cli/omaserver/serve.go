@@ -2,11 +2,6 @@ package omaserver
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -20,18 +15,12 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
-	"golang.org/x/crypto/ssh"
 
-	"github.com/oma-enroll/oma-enroll/internal/api"
-	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
+	"github.com/oma-enroll/oma-enroll/internal/app"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/contract"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
-	"github.com/oma-enroll/oma-enroll/internal/server"
-	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
 )
 
 func newServeCmd(ios *cmdutil.IOStreams) *cobra.Command {
@@ -134,7 +123,7 @@ type serveOptions struct {
 	SSHHostKey                            string
 	SSHPort                               int
 	AuthorizedKeysFile                    string
-	SSHLimits                             endpoint.Limits
+	SSHLimits                             app.SSHLimits
 	AuthorizedKeysResync                  time.Duration
 	NBDTarget, VMANBDListen, VMAAPITarget string
 	AuditKeyFile                          string
@@ -184,7 +173,7 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 		CodeFailureBurst: v.GetInt("code_failure_burst"),
 		NoMigrate:        v.GetBool("no_migrate"),
 	}
-	o.SSHLimits = endpoint.Limits{
+	o.SSHLimits = app.SSHLimits{
 		ConnPerSecond:         v.GetFloat64("ssh_rate_limit"),
 		ConnBurst:             v.GetInt("ssh_rate_burst"),
 		AuthFailuresPerMinute: v.GetFloat64("ssh_login_failures_per_minute"),
@@ -283,183 +272,41 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	if err != nil {
 		return err
 	}
-	db, err := o.openStore(ctx)
+	// Everything the server writes (database, WAL, keys) is for its own
+	// user only.
+	syscall.Umask(0o077)
+	a, err := app.New(ctx, o.appConfig(log))
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if !o.NoMigrate {
-		if err := store.MigrateUp(ctx, o.Driver, o.DSN); err != nil {
-			return fmt.Errorf("apply migrations: %w", err)
-		}
+	runErr := a.Run(ctx)
+	if err := a.Close(); runErr == nil {
+		runErr = err
 	}
-	auditKey, err := loadOrCreateAuditKey(ctx, o.AuditKeyFile, db, log)
-	if err != nil {
-		return err
-	}
-	svc := enroll.New(db, enroll.Config{
-		CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow, RotationGrace: o.RotationGrace,
-		MaxCodeTTL: o.MaxCodeTTL, MaxCodeUses: o.MaxCodeUses,
-		PortMin: o.PortMin, PortMax: o.PortMax, SSHUser: o.TunnelUser,
-	}, auditKey, log)
-	if err := ensureAdminToken(ctx, svc, db, o.DataDir, log); err != nil {
-		return err
-	}
-	cert, err := server.LoadOrCreateCertificate(o.TLSCert, o.TLSKey, o.DataDir, []string{o.PublicHost})
-	if err != nil {
-		return err
-	}
-	hostKey := ""
-	tunnelPort := o.PublicPort
-	var ep *endpoint.Endpoint
-	var onApprove, onRevoke func(*enroll.Enrollment)
-	switch o.TunnelMode {
-	case "embedded":
-		signer, err := loadOrCreateHostKey(filepath.Join(o.DataDir, "ssh_host_ed25519_key"))
-		if err != nil {
-			return err
-		}
-		hostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
-		ep = endpoint.New(endpoint.Config{HostKey: signer, User: o.TunnelUser, NBDTarget: o.NBDTarget, Limits: o.SSHLimits}, svc, log)
-		onRevoke = func(e *enroll.Enrollment) { ep.Disconnect(e.ID, "revoked") }
-	case "openssh":
-		b, err := os.ReadFile(o.SSHHostKey)
-		if err != nil {
-			return fmt.Errorf("openssh tunnel mode needs sshd's public host key: %w (set --ssh-host-key)", err)
-		}
-		hostKey = strings.TrimSpace(string(b))
-		tunnelPort = o.SSHPort
-		if o.AuthorizedKeysFile != "none" {
-			keys, err := newOpenSSHTunnel(o, db, log)
-			if err != nil {
-				return err
-			}
-			if err := keys.sync(ctx); err != nil {
-				return fmt.Errorf("%w (or set --authorized-keys-file none when sshd uses only the AuthorizedKeysCommand)", err)
-			}
-			onApprove, onRevoke = keys.onApprove, keys.onRevoke
-			go keys.run(ctx, o.AuthorizedKeysResync)
-		}
-	}
-	tunnelState := func() api.TunnelState {
-		st := api.TunnelState{Mode: o.TunnelMode}
-		if ep != nil {
-			st.LiveTunnels = ep.Live()
-		}
-		return st
-	}
-	join := ""
-	if o.PublicPort != 0 {
-		join = net.JoinHostPort(o.PublicHost, strconv.Itoa(o.PublicPort))
-	}
-	adminTLS, err := o.adminTLSConfig(cert)
-	if err != nil {
-		return err
-	}
-	srv, err := server.New(server.Config{
-		AdminListen: o.AdminListen, PublicListen: o.PublicListen, PublicHost: o.PublicHost, JoinAddress: join,
-		TLS: cert, TrustedProxies: o.TrustedProxies,
-		Tunnel: server.TunnelConfig{Host: o.TunnelHost, Port: tunnelPort, User: o.TunnelUser, HostKey: hostKey,
-			NBDListen: o.VMANBDListen, NBDTarget: o.NBDTarget, VMAAPITarget: o.VMAAPITarget},
-		RatePerSecond: o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures, CodeFailureBurst: o.CodeFailureBurst,
-		TunnelState: tunnelState, AdminTLS: adminTLS,
-	}, svc, db, log)
-	if err != nil {
-		return err
-	}
-	warnAdminListener(log, o.AdminListen, adminTLS != nil)
-	if o.UI {
-		if err := mountUI(srv, svc, log); err != nil {
-			return err
-		}
-	}
-	srv.SetHooks(onApprove, onRevoke)
-	// oma-server rotate stages and switches keys while the server runs.
-	watchOMAKeys(ctx, omaKeyFiles{DataDir: o.DataDir, TLSCert: o.TLSCert, TLSKey: o.TLSKey}, ep, srv, log)
-	if ep == nil {
-		return srv.Run(ctx, nil)
-	}
-	if err := srv.RegisterMetrics(tunnelLimitMetrics(ep)...); err != nil {
-		return err
-	}
-	epCtx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
-	// The TLS data path of `vma-enroll tunnel` shares the public port.
-	srv.SetTLSProtocol(tunnel.ALPNData, endpoint.DataTLSConfig, func(c *tls.Conn) { ep.ServeData(epCtx, c) })
-	done := make(chan struct{})
-	go func() { ep.Run(epCtx); close(done) }()
-	err = srv.Run(ctx, ep.Listener(epCtx, endpoint.SniffTimeout))
-	stopEndpoint()
-	<-done
-	return err
+	return runErr
 }
 
-// loadOrCreateAuditKey reads the audit chain's HMAC key, or creates it when
-// the audit table is still empty. A missing key with existing audit rows is
-// an error: a new key would make the whole history look tampered with.
-func loadOrCreateAuditKey(ctx context.Context, path string, db *store.DB, log *slog.Logger) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-		if err != nil || len(key) < 32 {
-			return nil, fmt.Errorf("audit key %s is not 64 hex characters", path)
-		}
-		return key, nil
+// appConfig is the App's configuration from serve's settings.
+func (o serveOptions) appConfig(log *slog.Logger) app.Config {
+	return app.Config{
+		DataDir: o.DataDir, Driver: o.Driver, DSN: o.DSN, NoMigrate: o.NoMigrate, Log: log,
+		AuditKeyFile: o.AuditKeyFile,
+		Service: enroll.Config{
+			CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow, RotationGrace: o.RotationGrace,
+			MaxCodeTTL: o.MaxCodeTTL, MaxCodeUses: o.MaxCodeUses,
+			PortMin: o.PortMin, PortMax: o.PortMax, SSHUser: o.TunnelUser,
+		},
+		AdminListen: o.AdminListen, PublicListen: o.PublicListen, PublicHost: o.PublicHost, PublicPort: o.PublicPort,
+		TLSCert: o.TLSCert, TLSKey: o.TLSKey,
+		AdminTLS: o.AdminTLS, AdminTLSCert: o.AdminTLSCert, AdminTLSKey: o.AdminTLSKey, UI: o.UI,
+		TrustedProxies: o.TrustedProxies,
+		RatePerSecond:  o.RateLimit, RateBurst: o.RateBurst, CodeFailuresPerMinute: o.CodeFailures, CodeFailureBurst: o.CodeFailureBurst,
+		Tunnel: app.TunnelConfig{
+			Mode: o.TunnelMode, Host: o.TunnelHost, User: o.TunnelUser,
+			NBDTarget: o.NBDTarget, VMANBDListen: o.VMANBDListen, VMAAPITarget: o.VMAAPITarget,
+			Limits:     o.SSHLimits,
+			SSHHostKey: o.SSHHostKey, SSHPort: o.SSHPort,
+			AuthorizedKeysFile: o.AuthorizedKeysFile, AuthorizedKeysResync: o.AuthorizedKeysResync,
+		},
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read audit key: %w", err)
-	}
-	headID, _, err := db.AuditHead(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if headID > 0 {
-		return nil, fmt.Errorf("audit key %s is missing but the database already holds %d audit events: copy audit.key from the data directory of another instance (or a backup) and start again", path, headID)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	log.Info("created the audit chain key; back it up and share it with every instance", "path", path)
-	return key, nil
-}
-
-// ensureAdminToken creates the first admin token when there is none and
-// writes it to <data-dir>/admin.token (0600). The token is never logged.
-func ensureAdminToken(ctx context.Context, svc *enroll.Service, db *store.DB, dataDir string, log *slog.Logger) error {
-	n, err := db.CountAdminTokens(ctx)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return nil
-	}
-	tok, err := svc.CreateAdminToken(ctx, "admin")
-	if err != nil {
-		if enroll.ErrorCode(err) == enroll.CodeConflict {
-			return nil // another instance created it first
-		}
-		return fmt.Errorf("create the first admin token: %w", err)
-	}
-	path := filepath.Join(dataDir, "admin.token")
-	if err := atomicfile.WriteFile(path, []byte(tok.Reveal()+"\n"), 0o600); err != nil {
-		return err
-	}
-	log.Info("created the first admin token (name \"admin\"); omactl reads it from the token file", "path", path)
-	return nil
-}
-
-// loadOrCreateHostKey returns the embedded SSH endpoint's Ed25519 host key,
-// generating it once into the data directory.
-func loadOrCreateHostKey(path string) (ssh.Signer, error) {
-	kp, err := sshkey.LoadOrGenerateFile(path, "oma-server")
-	if err != nil {
-		return nil, fmt.Errorf("ssh host key: %w", err)
-	}
-	return ssh.NewSignerFromKey(kp.Private)
 }

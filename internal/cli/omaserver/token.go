@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/oma-enroll/oma-enroll/internal/app"
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/store"
@@ -57,7 +58,7 @@ a new token is printed once and cannot be shown again.`,
 		}
 		var key []byte
 		if cmd.Name() != "list" {
-			if key, err = loadOrCreateAuditKey(cmd.Context(), keyFile, db, log); err != nil {
+			if key, err = app.LoadOrCreateAuditKey(cmd.Context(), keyFile, db, log); err != nil {
 				return err
 			}
 		}

@@ -300,7 +300,7 @@ func (e *Endpoint) Serve(ctx context.Context, nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	sc := *e.ssh // per connection: the key check needs this connection
 	sc.PublicKeyCallback = e.authorize(nc, attempts)
-	sc.AddHostKey(e.hostKeys.Load().current)                                  // the current one until a rotation's switch
+	sc.AddHostKey(e.hostKeys.Load().current)                                         // the current one until a rotation's switch
 	conn, chans, reqs, err := ssh.NewServerConn(&tunnel.BulkReadConn{Conn: nc}, &sc) // tunnel/copy.go: bulk reads while data flows
 	if err != nil {
 		e.logHandshakeEnd(remote, attempts, err)

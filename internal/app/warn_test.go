@@ -1,4 +1,4 @@
-package omaserver
+package app
 
 import (
 	"bytes"

@@ -1,4 +1,9 @@
-package omaserver
+// Package omakeys holds the OMA's own keys in its data directory (the SSH
+// host key of the embedded endpoint, the public TLS certificate, and the
+// next ones a rotation staged) and the watch that makes a running server
+// use what `oma-server rotate` staged or switched (docs/rotation.md, "The
+// OMA's own keys"). Used by oma-server only.
+package omakeys
 
 import (
 	"context"
@@ -18,7 +23,6 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/atomicfile"
 	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
 )
 
 // The OMA's own keys and their rotation (oma-server rotate,
@@ -27,40 +31,40 @@ import (
 
 // Files of the OMA's keys in the data directory.
 const (
-	fileHostKey     = "ssh_host_ed25519_key"
-	fileHostKeyNext = "ssh_host_ed25519_key.next"
-	fileTLSCert     = "tls.crt"
-	fileTLSKey      = "tls.key"
-	fileTLSNextCert = "tls-next.crt"
-	fileTLSNextKey  = "tls-next.key"
-	// fileRotation records the rotations under way (their overlap).
-	fileRotation = "oma-rotation.json"
+	FileHostKey     = "ssh_host_ed25519_key"
+	FileHostKeyNext = "ssh_host_ed25519_key.next"
+	FileTLSCert     = "tls.crt"
+	FileTLSKey      = "tls.key"
+	FileTLSNextCert = "tls-next.crt"
+	FileTLSNextKey  = "tls-next.key"
+	// FileRotation records the rotations under way (their overlap).
+	FileRotation = "oma-rotation.json"
 )
 
-// omaKeyFiles names the key files of one OMA: the data directory, and the
+// Files names the key files of one OMA: the data directory, and the
 // certificate --tls-cert/--tls-key name when given.
-type omaKeyFiles struct {
+type Files struct {
 	DataDir         string
 	TLSCert, TLSKey string
 }
 
-func (f omaKeyFiles) path(name string) string { return filepath.Join(f.DataDir, name) }
+func (f Files) Path(name string) string { return filepath.Join(f.DataDir, name) }
 
 // tlsPair is the current certificate's files.
-func (f omaKeyFiles) tlsPair() (cert, key string) {
+func (f Files) TLSPair() (cert, key string) {
 	if f.TLSCert != "" {
 		return f.TLSCert, f.TLSKey
 	}
-	return f.path(fileTLSCert), f.path(fileTLSKey)
+	return f.Path(FileTLSCert), f.Path(FileTLSKey)
 }
 
-func exists(path string) bool {
+func Exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
 
-// loadSigner reads an OpenSSH Ed25519 private key.
-func loadSigner(path string) (ssh.Signer, error) {
+// LoadSigner reads an OpenSSH Ed25519 private key.
+func LoadSigner(path string) (ssh.Signer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -74,11 +78,11 @@ func loadSigner(path string) (ssh.Signer, error) {
 
 // hostKeys reads the current SSH host key and the staged next one (nil
 // when no rotation is under way).
-func (f omaKeyFiles) hostKeys() (cur, next ssh.Signer, err error) {
-	if cur, err = loadSigner(f.path(fileHostKey)); err != nil {
+func (f Files) HostKeys() (cur, next ssh.Signer, err error) {
+	if cur, err = LoadSigner(f.Path(FileHostKey)); err != nil {
 		return nil, nil, err
 	}
-	if next, err = loadSigner(f.path(fileHostKeyNext)); errors.Is(err, fs.ErrNotExist) {
+	if next, err = LoadSigner(f.Path(FileHostKeyNext)); errors.Is(err, fs.ErrNotExist) {
 		return cur, nil, nil
 	}
 	return cur, next, err
@@ -86,47 +90,47 @@ func (f omaKeyFiles) hostKeys() (cur, next ssh.Signer, err error) {
 
 // certs reads the current certificate and the staged next one (nil when
 // no rotation is under way).
-func (f omaKeyFiles) certs() (cur tls.Certificate, next *tls.Certificate, err error) {
-	c, k := f.tlsPair()
+func (f Files) Certs() (cur tls.Certificate, next *tls.Certificate, err error) {
+	c, k := f.TLSPair()
 	if cur, err = server.LoadPair(c, k); err != nil {
 		return cur, nil, err
 	}
-	if !exists(f.path(fileTLSNextCert)) {
+	if !Exists(f.Path(FileTLSNextCert)) {
 		return cur, nil, nil
 	}
-	n, err := server.LoadPair(f.path(fileTLSNextCert), f.path(fileTLSNextKey))
+	n, err := server.LoadPair(f.Path(FileTLSNextCert), f.Path(FileTLSNextKey))
 	if err != nil {
 		return cur, nil, err
 	}
 	return cur, &n, nil
 }
 
-// rotationState is oma-rotation.json: the rotations under way, by key.
-type rotationState map[string]*rotationRecord
+// RotationState is oma-rotation.json: the rotations under way, by key.
+type RotationState map[string]*RotationRecord
 
-type rotationRecord struct {
+type RotationRecord struct {
 	CurrentFingerprint string    `json:"current_fingerprint"`
 	NextFingerprint    string    `json:"next_fingerprint"`
 	StartedAt          time.Time `json:"started_at"`
 	OverlapUntil       time.Time `json:"overlap_until"`
 }
 
-func (f omaKeyFiles) loadRotation() rotationState {
-	st := rotationState{}
-	if data, err := os.ReadFile(f.path(fileRotation)); err == nil {
+func (f Files) LoadRotation() RotationState {
+	st := RotationState{}
+	if data, err := os.ReadFile(f.Path(FileRotation)); err == nil {
 		_ = json.Unmarshal(data, &st) // a damaged file only loses the overlap's end
 	}
 	return st
 }
 
-func (f omaKeyFiles) saveRotation(st rotationState) error {
+func (f Files) SaveRotation(st RotationState) error {
 	for k, v := range st {
 		if v == nil {
 			delete(st, k)
 		}
 	}
 	if len(st) == 0 {
-		if err := os.Remove(f.path(fileRotation)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(f.Path(FileRotation)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		return nil
@@ -135,7 +139,21 @@ func (f omaKeyFiles) saveRotation(st rotationState) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(f.path(fileRotation), append(data, '\n'), 0o600)
+	return atomicfile.WriteFile(f.Path(FileRotation), append(data, '\n'), 0o600)
+}
+
+// HostKeyUser is the embedded SSH endpoint as the watch sees it.
+type HostKeyUser interface {
+	HostKeys() (current, next ssh.PublicKey)
+	SetHostKeys(current, next ssh.Signer)
+}
+
+// CertUser is the server as the watch sees it.
+type CertUser interface {
+	SetTunnelHostKey(authorizedKey string)
+	SetCertificates(current tls.Certificate, next *tls.Certificate) error
+	Fingerprint() string
+	NextFingerprint() string
 }
 
 // keyWatchEvery is how often a running server looks at its key files.
@@ -145,9 +163,9 @@ const keyWatchEvery = time.Second
 // is announced (the SSH endpoint to its tunnels, self its certificate's
 // pin), a switched one presented, within keyWatchEvery.
 type keyWatch struct {
-	files    omaKeyFiles
-	endpoint *endpoint.Endpoint // nil unless the embedded tunnel mode
-	srv      *server.Server
+	files    Files
+	endpoint HostKeyUser // nil unless the embedded tunnel mode
+	srv      CertUser
 	log      *slog.Logger
 
 	sshStamp, tlsStamp string
@@ -170,8 +188,8 @@ func stamp(paths ...string) string {
 // poll reloads the keys whose files changed.
 func (w *keyWatch) poll() {
 	if w.endpoint != nil {
-		if st := stamp(w.files.path(fileHostKey), w.files.path(fileHostKeyNext)); st != w.sshStamp {
-			cur, next, err := w.files.hostKeys()
+		if st := stamp(w.files.Path(FileHostKey), w.files.Path(FileHostKeyNext)); st != w.sshStamp {
+			cur, next, err := w.files.HostKeys()
 			if err != nil {
 				w.log.Warn("cannot read the SSH host keys; keeping the ones in use", "err", err)
 			} else {
@@ -189,9 +207,9 @@ func (w *keyWatch) poll() {
 			}
 		}
 	}
-	c, k := w.files.tlsPair()
-	if st := stamp(c, k, w.files.path(fileTLSNextCert), w.files.path(fileTLSNextKey)); st != w.tlsStamp {
-		cur, next, err := w.files.certs()
+	c, k := w.files.TLSPair()
+	if st := stamp(c, k, w.files.Path(FileTLSNextCert), w.files.Path(FileTLSNextKey)); st != w.tlsStamp {
+		cur, next, err := w.files.Certs()
 		if err != nil {
 			w.log.Warn("cannot read the TLS certificates; keeping the ones in use", "err", err)
 			return
@@ -232,9 +250,9 @@ func (w *keyWatch) run(ctx context.Context) {
 	}
 }
 
-// watchOMAKeys applies the key files now and then every keyWatchEvery
+// Watch applies the key files now and then every keyWatchEvery
 // until ctx ends.
-func watchOMAKeys(ctx context.Context, files omaKeyFiles, endpoint *endpoint.Endpoint, srv *server.Server, log *slog.Logger) {
+func Watch(ctx context.Context, files Files, endpoint HostKeyUser, srv CertUser, log *slog.Logger) {
 	w := &keyWatch{files: files, endpoint: endpoint, srv: srv, log: log}
 	w.poll()
 	go w.run(ctx)
