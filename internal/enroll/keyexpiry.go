@@ -82,13 +82,14 @@ func (s *Service) recordKeyExpired(ctx context.Context, id, fp string, k KeyExpi
 	})
 }
 
-// KeyStandings returns the standing at now of the key of each approved
+// KeyStandings returns the standing now of the key of each approved
 // enrollment in list (one query for their rotations).
-func (s *Service) KeyStandings(ctx context.Context, list []Enrollment, now time.Time) (map[string]KeyExpiry, error) {
+func (s *Service) KeyStandings(ctx context.Context, list []Enrollment) (map[string]KeyExpiry, error) {
 	since, err := keySinces(ctx, s.Store, list)
 	if err != nil {
 		return nil, err
 	}
+	now := s.now()
 	out := make(map[string]KeyExpiry, len(since))
 	for id, t := range since {
 		out[id] = s.Config.KeyPolicy.Check(t, now)

@@ -108,7 +108,7 @@ func TestKeyExpiry(t *testing.T) {
 		if err != nil || len(kept) != 1 || kept[0].ID != b.id || len(expired) != 1 || expired[0].ID != a.id {
 			t.Fatalf("UnexpiredKeys: kept %v, expired %v, %v", kept, expired, err)
 		}
-		stand, err := svc.KeyStandings(ctx, approvedList, clk.Now())
+		stand, err := svc.KeyStandings(ctx, approvedList)
 		if err != nil || stand[a.id].Status != enroll.KeyExpired || stand[b.id].Status != enroll.KeyOK {
 			t.Fatalf("KeyStandings: %+v, %v", stand, err)
 		}

@@ -47,7 +47,11 @@ the settings into the config file or on the command line, and run it as a
 user that can read the database (AuthorizedKeysCommandUser). It writes only
 key lines to stdout; errors go to stderr with exit status 1 (sshd then
 accepts no key from the command: it fails closed). Not being the tunnel user,
-or an unknown key, is not an error: nothing is printed, exit status 0.`,
+or an unknown key, is not an error: nothing is printed, exit status 0.
+
+With a key expiry policy (--key-max-age, --key-expiry-grace: give them the
+same values as serve, e.g. in the shared config file) a key older than the
+max age plus the grace is not printed: sshd refuses it.`,
 		Example: `  # What sshd would get for the tunnel user
   oma-server authorized-keys vma_tunnel
 
@@ -76,6 +80,7 @@ or an unknown key, is not an error: nothing is printed, exit status 0.`,
 	f := cmd.Flags()
 	f.String("tunnel-user", contract.TunnelUser, "SSH user of the tunnels (keys are printed for this user only)")
 	f.String("nbd-target", contract.NBDTarget, "OMA address the VMAs' NBD forward reaches (the permitopen of every line)")
+	addKeyPolicyFlags(f)
 	return cmd
 }
 
@@ -83,6 +88,7 @@ type authorizedKeysOptions struct {
 	common
 	User, KeyType, KeyBlob string
 	TunnelUser, NBDTarget  string
+	KeyPolicy              enroll.KeyPolicy
 }
 
 func authorizedKeysOptionsFrom(v *viper.Viper, args []string) (authorizedKeysOptions, error) {
@@ -93,6 +99,9 @@ func authorizedKeysOptionsFrom(v *viper.Viper, args []string) (authorizedKeysOpt
 	o := authorizedKeysOptions{common: c, User: args[0], TunnelUser: v.GetString("tunnel_user"), NBDTarget: v.GetString("nbd_target")}
 	if len(args) == 3 {
 		o.KeyType, o.KeyBlob = args[1], args[2]
+	}
+	if o.KeyPolicy, err = keyPolicyFrom(v); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -123,6 +132,11 @@ func runAuthorizedKeys(ctx context.Context, o authorizedKeysOptions, out io.Writ
 		list, err = db.ApprovedByFingerprint(ctx, fp)
 	} else {
 		list, err = db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+	}
+	if err == nil {
+		// Keys older than the key expiry policy allows are refused here
+		// too (serve's sync audits them; this command only reads).
+		list, _, err = enroll.SplitExpiredKeys(ctx, db, o.KeyPolicy, list, time.Now())
 	}
 	if err != nil {
 		return fmt.Errorf("read approved enrollments: %w", err)
@@ -169,14 +183,16 @@ func openStoreReadOnly(ctx context.Context, c common) (*store.DB, error) {
 type openSSHTunnel struct {
 	keys *tunnel.AuthorizedKeysFile
 	db   enroll.Store
-	log  *slog.Logger
+	// svc drops (and audits once) the keys the key expiry policy refuses.
+	svc *enroll.Service
+	log *slog.Logger
 	// mu orders hooks and syncs of this process (the manager's file lock
 	// orders processes too); a sync reads the database under that lock, so
 	// a hook for a change committed after the read always comes later.
 	mu sync.Mutex
 }
 
-func newOpenSSHTunnel(o serveOptions, db enroll.Store, log *slog.Logger) (*openSSHTunnel, error) {
+func newOpenSSHTunnel(o serveOptions, db enroll.Store, svc *enroll.Service, log *slog.Logger) (*openSSHTunnel, error) {
 	path, owner, err := tunnel.ResolveAuthorizedKeysPath(o.AuthorizedKeysFile, o.TunnelUser)
 	if err != nil {
 		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
@@ -188,15 +204,22 @@ func newOpenSSHTunnel(o serveOptions, db enroll.Store, log *slog.Logger) (*openS
 	if err != nil {
 		return nil, fmt.Errorf("openssh tunnel mode: %w", err)
 	}
-	return &openSSHTunnel{keys: keys, db: db, log: log.With("authorized_keys", path)}, nil
+	return &openSSHTunnel{keys: keys, db: db, svc: svc, log: log.With("authorized_keys", path)}, nil
 }
 
-// sync rewrites our lines from the approved enrollments in the database.
+// sync rewrites our lines from the approved enrollments in the database,
+// but for the keys the key expiry policy refuses (their first refusal is
+// audited as key_expired).
 func (t *openSSHTunnel) sync(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	res, err := t.keys.SyncFunc(func() ([]enroll.Enrollment, error) {
-		return t.db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+		list, err := t.db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+		if err != nil || t.svc == nil {
+			return list, err
+		}
+		kept, _, err := t.svc.UnexpiredKeys(ctx, list, enroll.Meta{Actor: "authorized_keys sync"})
+		return kept, err
 	})
 	if err != nil {
 		return fmt.Errorf("authorized_keys sync: %w", err)
