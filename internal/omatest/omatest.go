@@ -44,6 +44,8 @@ type Options struct {
 	// (as oma-server serve's embedded endpoint does); the test drives the
 	// tunnel state through Svc (TunnelConnected and so on).
 	TunnelMode string
+	// KeyPolicy is the service's key expiry policy (off when zero).
+	KeyPolicy enroll.KeyPolicy
 }
 
 // Clock is a clock a test sets and a server reads, for Options.Now.
@@ -121,7 +123,7 @@ func Start(t testing.TB, opts Options) *OMA {
 	o := &OMA{
 		t:       t,
 		DB:      db,
-		Svc:     enroll.New(db, enroll.Config{PollInterval: 20 * time.Millisecond, ApprovalWindow: opts.ApprovalWindow}, auditKey, nil),
+		Svc:     enroll.New(db, enroll.Config{PollInterval: 20 * time.Millisecond, ApprovalWindow: opts.ApprovalWindow, KeyPolicy: opts.KeyPolicy}, auditKey, nil),
 		DataDir: dir,
 		HostKey: sshkey.AuthorizedKey(pub, "oma-test"),
 	}
