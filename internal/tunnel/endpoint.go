@@ -172,7 +172,7 @@ func (e *Endpoint) authorize(nc net.Conn, a *loginAttempts) func(ssh.ConnMetadat
 				nc.Close()
 				return nil, errLoginRefused
 			}
-			return nil, e.failed(nc, a, meta.User(), fp, "key not approved (unknown, revoked or superseded)")
+			return nil, e.failed(nc, a, meta.User(), fp, "key not approved (unknown, revoked, superseded or expired)")
 		}
 		return &ssh.Permissions{Extensions: map[string]string{
 			extEnrollmentID: id.EnrollmentID,
