@@ -33,7 +33,7 @@ type VMASelf struct {
 	// KeyStatus is ok, due (inside the rotation window) or overdue (past
 	// the max age, inside the grace); always ok without a policy.
 	KeyStatus string `json:"key_status"`
-	Rotations    int        `json:"rotations"`
+	Rotations int    `json:"rotations"`
 	// PreviousKeyFingerprint and PreviousKeyUntil are set while the
 	// previous key is still accepted after a rotation.
 	PreviousKeyFingerprint string     `json:"previous_key_fingerprint,omitempty"`
