@@ -143,7 +143,7 @@ func autoRotate(ctx context.Context, f *Factory, dir string, log io.Writer) {
 				wait = maxKeyCheck
 				continue
 			}
-			failed("the key is %s (age %s): rotation failed: %v", me.KeyStatus, time.Duration(me.KeyAgeSeconds)*time.Second, err)
+			failed("the key is %s (age %s): rotation failed: %v", me.KeyStatus, cmdutil.FormatDuration(time.Duration(me.KeyAgeSeconds)*time.Second), err)
 			continue
 		}
 		backoff, wait = 0, minKeyCheck // learn the new key's times
@@ -152,6 +152,6 @@ func autoRotate(ctx context.Context, f *Factory, dir string, log io.Writer) {
 			continue
 		}
 		fmt.Fprintf(log, "%s the key was %s for rotation (age %s, the OMA's key expiry policy): rotated to %s\n",
-			stamp(), me.KeyStatus, time.Duration(me.KeyAgeSeconds)*time.Second, rep.KeyFingerprint)
+			stamp(), me.KeyStatus, cmdutil.FormatDuration(time.Duration(me.KeyAgeSeconds)*time.Second), rep.KeyFingerprint)
 	}
 }
