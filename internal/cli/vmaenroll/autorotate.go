@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
@@ -33,6 +34,19 @@ const (
 	// maxRotateBackoff bounds the wait between failed attempts.
 	maxRotateBackoff = 5 * time.Minute
 )
+
+// lockedWriter serializes the lines of the tunnel's goroutines on one
+// stream.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // untilRotation is how long until the key is due at the OMA, measured on
 // the OMA's clock (its key_age_seconds against its own times, so a VMA
@@ -75,15 +89,30 @@ func nextKeyCheck(me *api.VMASelf, jitter time.Duration) (rotate bool, wait time
 // policy until ctx ends, one line on log per thing it does.
 func autoRotate(ctx context.Context, f *Factory, dir string, log io.Writer) {
 	var (
-		wait    time.Duration // the first ask at once
-		backoff time.Duration
-		jitter  = map[string]time.Duration{} // per key: drawn once
+		wait      time.Duration // the first ask at once
+		backoff   time.Duration
+		jitter    = map[string]time.Duration{} // per key: drawn once
+		checkErrs int                          // failed checks in a row
 	)
 	stamp := func() string { return f.Now().Local().Format(time.DateTime) }
-	failed := func(format string, args ...any) {
+	retry := func() {
 		backoff = min(max(2*backoff, 5*time.Second), maxRotateBackoff)
 		wait = backoff
+	}
+	failed := func(format string, args ...any) {
+		retry()
 		fmt.Fprintf(log, "%s %s; retrying in %s (the tunnel keeps the current key)\n", stamp(), fmt.Sprintf(format, args...), backoff)
+	}
+	// A check that cannot reach the OMA is said once, when it failed
+	// three times in a row (the tunnel reports the OMA's reachability
+	// itself), and then not again until one succeeds.
+	checkFailed := func(err error) {
+		checkErrs++
+		if checkErrs != 3 {
+			retry()
+			return
+		}
+		failed("cannot ask the OMA when this VMA's key is due for rotation (3 tries): %v", err)
 	}
 	for {
 		select {
@@ -93,12 +122,12 @@ func autoRotate(ctx context.Context, f *Factory, dir string, log io.Writer) {
 		}
 		st, err := loadState(dir)
 		if err != nil || st == nil {
-			failed("key expiry check: %v", err)
+			checkFailed(err)
 			continue
 		}
 		cur, err := readKey(keyPath(dir))
 		if err != nil {
-			failed("key expiry check: %v", err)
+			checkFailed(err)
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -118,9 +147,10 @@ func autoRotate(ctx context.Context, f *Factory, dir string, log io.Writer) {
 				wait = maxKeyCheck // an OMA without the VMA endpoints
 				continue
 			}
-			failed("key expiry check: %v", err)
+			checkFailed(err)
 			continue
 		}
+		checkErrs = 0
 		fp := fingerprintOf(cur)
 		if _, ok := jitter[fp]; !ok {
 			_, window, _ := untilRotation(me)

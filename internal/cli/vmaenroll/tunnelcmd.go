@@ -169,10 +169,12 @@ replaced: re-enroll).`,
 // connects with the new key and then closes the old key's connection.
 func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 	settleTunnelKeys(ctx, f, opts.Dir)
+	errOut := &lockedWriter{w: f.IO.ErrOut} // the self-rotation writes from its own goroutine
 	if opts.AutoRotate {
 		rctx, stop := context.WithCancel(ctx)
-		defer stop()
-		go autoRotate(rctx, f, opts.Dir, f.IO.ErrOut)
+		done := make(chan struct{})
+		go func() { defer close(done); autoRotate(rctx, f, opts.Dir, errOut) }()
+		defer func() { stop(); <-done }()
 	}
 	for {
 		tc, st, err := tunnelClientConfig(opts)
@@ -181,7 +183,7 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 		}
 		// Text lines are progress (stderr); -o json's JSON Lines are the
 		// data asked for (stdout).
-		events := f.IO.ErrOut
+		var events io.Writer = errOut
 		if opts.Output == "json" {
 			events = f.IO.Out
 		}
@@ -204,7 +206,7 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 			}
 			return tunnelExit(err, st, opts.Dir)
 		case <-changed:
-			fmt.Fprintf(f.IO.ErrOut, "%s this VMA's key changed (vma-enroll rotate): reconnecting with the new key\n", time.Now().Local().Format(time.DateTime))
+			fmt.Fprintf(errOut, "%s this VMA's key changed (vma-enroll rotate): reconnecting with the new key\n", time.Now().Local().Format(time.DateTime))
 			// The local forwards cannot listen twice: the old key's
 			// connection ends before the new one starts.
 			cancel()
