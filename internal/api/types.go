@@ -240,6 +240,14 @@ type Enrollment struct {
 	PairingCodeID string            `json:"pairing_code_id,omitempty"`
 	Labels        map[string]string `json:"labels"`
 	VMALabels     map[string]string `json:"vma_labels"`
+	// The key's standing under the key expiry policy, on approved
+	// enrollments only (as in the active list; absent otherwise).
+	KeySince        *time.Time `json:"key_since,omitempty"`
+	KeyAgeSeconds   *int64     `json:"key_age_seconds,omitempty"`
+	KeyStatus       string     `json:"key_status,omitempty"`
+	KeyRotateAfter  *time.Time `json:"key_rotate_after,omitempty"`
+	KeyExpiresAt    *time.Time `json:"key_expires_at,omitempty"`
+	KeyRefusedAfter *time.Time `json:"key_refused_after,omitempty"`
 	// Replaces (pending list only) names the approved VMAs that approving
 	// this enrollment revokes: the same VMA name (a re-enrollment) or the
 	// same public key (a renamed VMA, or a clone sharing its key).
@@ -286,6 +294,16 @@ type Connection struct {
 	// Labels of the VMA's enrollment (the admin's and the VMA's).
 	Labels    map[string]string `json:"labels,omitempty"`
 	VMALabels map[string]string `json:"vma_labels,omitempty"`
+	// The VMA's key under the key expiry policy (docs/rotation.md):
+	// key_since is its approval or last rotation; key_status is ok, due,
+	// overdue or expired (always ok without a policy); the three times
+	// are null without a policy.
+	KeySince        *time.Time `json:"key_since"`
+	KeyAgeSeconds   int64      `json:"key_age_seconds"`
+	KeyStatus       string     `json:"key_status"`
+	KeyRotateAfter  *time.Time `json:"key_rotate_after"`
+	KeyExpiresAt    *time.Time `json:"key_expires_at"`
+	KeyRefusedAfter *time.Time `json:"key_refused_after"`
 }
 
 // ConnectionList is the answer of the active list.

@@ -22,10 +22,18 @@ type VMASelf struct {
 	AuthenticatedWith string     `json:"authenticated_with"`
 	KeySince          *time.Time `json:"key_since,omitempty"`
 	KeyAgeSeconds     int64      `json:"key_age_seconds"`
-	// KeyExpiresAt is when the current key stops being accepted; null:
-	// never (no key expiry policy yet).
+	// KeyExpiresAt is when the current key reaches the OMA's key max age
+	// (it is overdue from then); null: the OMA has no key expiry policy.
 	KeyExpiresAt *time.Time `json:"key_expires_at"`
-	Rotations    int        `json:"rotations"`
+	// KeyRotateAfter starts the rotation window (vma-enroll tunnel rotates
+	// from then on); KeyRefusedAfter is when the key stops being accepted
+	// (max age + grace). Both null without a key expiry policy.
+	KeyRotateAfter  *time.Time `json:"key_rotate_after"`
+	KeyRefusedAfter *time.Time `json:"key_refused_after"`
+	// KeyStatus is ok, due (inside the rotation window) or overdue (past
+	// the max age, inside the grace); always ok without a policy.
+	KeyStatus string `json:"key_status"`
+	Rotations int    `json:"rotations"`
 	// PreviousKeyFingerprint and PreviousKeyUntil are set while the
 	// previous key is still accepted after a rotation.
 	PreviousKeyFingerprint string     `json:"previous_key_fingerprint,omitempty"`

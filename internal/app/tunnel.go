@@ -48,7 +48,7 @@ func newTunnelDriver(ctx context.Context, cfg *Config, svc *enroll.Service, db e
 	case "embedded":
 		return newEmbeddedDriver(cfg, svc, log)
 	case "openssh":
-		return newOpenSSHDriver(ctx, cfg, db, log)
+		return newOpenSSHDriver(ctx, cfg, db, svc, log)
 	case "none", "":
 		return noneDriver{}, nil
 	}

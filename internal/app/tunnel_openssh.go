@@ -28,7 +28,9 @@ type opensshDriver struct {
 
 	keys *sshdkeys.AuthorizedKeysFile // nil: --authorized-keys-file none
 	db   enroll.Store
-	log  *slog.Logger
+	// svc drops (and audits once) the keys the key expiry policy refuses.
+	svc *enroll.Service
+	log *slog.Logger
 	// mu orders reactions and syncs of this process (the manager's file
 	// lock orders processes too); a sync reads the database under that
 	// lock, so a reaction for a change committed after the read always
@@ -36,13 +38,13 @@ type opensshDriver struct {
 	mu sync.Mutex
 }
 
-func newOpenSSHDriver(ctx context.Context, cfg *Config, db enroll.Store, log *slog.Logger) (*opensshDriver, error) {
+func newOpenSSHDriver(ctx context.Context, cfg *Config, db enroll.Store, svc *enroll.Service, log *slog.Logger) (*opensshDriver, error) {
 	t := cfg.Tunnel
 	b, err := os.ReadFile(t.SSHHostKey)
 	if err != nil {
 		return nil, fmt.Errorf("openssh tunnel mode needs sshd's public host key: %w (set --ssh-host-key)", err)
 	}
-	d := &opensshDriver{hostKey: strings.TrimSpace(string(b)), port: t.SSHPort, every: t.AuthorizedKeysResync, db: db, log: log}
+	d := &opensshDriver{hostKey: strings.TrimSpace(string(b)), port: t.SSHPort, every: t.AuthorizedKeysResync, db: db, svc: svc, log: log}
 	if t.AuthorizedKeysFile == "none" {
 		return d, nil
 	}
@@ -72,12 +74,19 @@ func (d *opensshDriver) Attach(context.Context, *server.Server, *server.Metrics)
 	return nil, nil
 }
 
-// sync rewrites our lines from the approved enrollments in the database.
+// sync rewrites our lines from the approved enrollments in the database,
+// but for the keys the key expiry policy refuses (their first refusal is
+// audited as key_expired).
 func (d *opensshDriver) sync(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	res, err := d.keys.SyncFunc(func() ([]enroll.Enrollment, error) {
-		return d.db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+		list, err := d.db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+		if err != nil || d.svc == nil {
+			return list, err
+		}
+		kept, _, err := d.svc.UnexpiredKeys(ctx, list, enroll.Meta{Actor: "authorized_keys sync"})
+		return kept, err
 	})
 	if err != nil {
 		return fmt.Errorf("authorized_keys sync: %w", err)

@@ -28,9 +28,17 @@ func (c *Client) PendingSelected(ctx context.Context, selector string) ([]api.En
 
 // ActiveSelected lists approved VMAs whose labels match selector.
 func (c *Client) ActiveSelected(ctx context.Context, selector string) ([]api.Connection, error) {
+	return c.ActiveFiltered(ctx, selector, "")
+}
+
+// ActiveFiltered lists the approved VMAs matching a label selector and
+// whose key status is one of keyStatus (comma-separated: ok, due,
+// overdue, expired); empty strings match everything.
+func (c *Client) ActiveFiltered(ctx context.Context, selector, keyStatus string) ([]api.Connection, error) {
 	var out api.ConnectionList
 	err := c.call(ctx, http.MethodGet, api.PathActive, true, 0, func(r *resty.Request) {
 		setIf(r, "selector", selector)
+		setIf(r, "key_status", keyStatus)
 	}, &out)
 	if err != nil {
 		return nil, err

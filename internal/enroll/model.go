@@ -58,7 +58,7 @@ const (
 var EventTypes = []EventType{EventEnrollment, EventVerification, EventApproval, EventRejection,
 	EventConnection, EventDisconnection, EventRevocation, EventEnrollmentFailed, EventExpiry, EventPairingCodeGenerated,
 	EventForwardRefused, EventAdminTokenCreated, EventAdminTokenRevoked, EventPairingCodeRevoked, EventKeyRotation,
-	EventOMAKeyRotation}
+	EventOMAKeyRotation, EventKeyExpired}
 
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {
@@ -177,6 +177,11 @@ type Connection struct {
 	// connections, not stored with them).
 	Labels    string `db:"-"`
 	VMALabels string `db:"-"`
+	// KeySince is when the VMA's key became its key (the approval or the
+	// last rotation; read with the list). Key is its standing under the
+	// key expiry policy (Service.Active sets it).
+	KeySince *time.Time `db:"-"`
+	Key      *KeyExpiry `db:"-"`
 }
 
 // AuditEvent is one row of the append-only, HMAC-chained audit trail.

@@ -83,6 +83,11 @@ type RotationStore interface {
 type KeyState struct {
 	Status      Status
 	Fingerprint string
+	// KeySince is when the key became the enrollment's (nil: unknown).
+	KeySince *time.Time
+	// Expired: the key expiry policy refuses the key now (TunnelKeyStates
+	// sets it; the tunnel endpoint then closes the VMA's tunnels).
+	Expired bool
 }
 
 // TunnelKeyStates returns the status and current key fingerprint of each
@@ -93,7 +98,24 @@ func (s *Service) TunnelKeyStates(ctx context.Context, ids []string) (map[string
 		return map[string]KeyState{}, nil
 	}
 	if rs, ok := s.Store.(RotationStore); ok {
-		return rs.EnrollmentKeys(ctx, ids)
+		st, err := rs.EnrollmentKeys(ctx, ids)
+		if err != nil || !s.Config.KeyPolicy.Enabled() {
+			return st, err
+		}
+		now := s.now()
+		for id, ks := range st {
+			if ks.Status != StatusApproved || ks.KeySince == nil {
+				continue
+			}
+			if k := s.Config.KeyPolicy.Check(*ks.KeySince, now); k.Status == KeyExpired {
+				ks.Expired = true
+				st[id] = ks
+				if err := s.recordKeyExpired(ctx, id, ks.Fingerprint, k, Meta{}); err != nil {
+					s.Log.Warn("could not record an expired VMA key", "enrollment_id", id, "err", err)
+				}
+			}
+		}
+		return st, nil
 	}
 	st, err := s.Store.EnrollmentStatuses(ctx, ids)
 	if err != nil {
@@ -155,21 +177,13 @@ func (s *Service) authorizePreviousKey(ctx context.Context, fp, canon string) (*
 // endGraceOnNewKey ends the previous key's grace once the VMA
 // authenticated with its current key (the rotated one): from then on only
 // the new key works.
-func (s *Service) endGraceOnNewKey(ctx context.Context, id string) error {
+// r is the enrollment's rotation record (nil: none).
+func (s *Service) endGraceOnNewKey(ctx context.Context, r *KeyRotation) error {
 	rs, ok := s.Store.(RotationStore)
-	if !ok {
+	if !ok || r == nil || r.PreviousUntil == nil {
 		return nil
 	}
-	r, err := rs.KeyRotation(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	if r.PreviousUntil == nil {
-		return nil
-	}
-	return rs.EndKeyGrace(ctx, id)
+	return rs.EndKeyGrace(ctx, r.EnrollmentID)
 }
 
 // KeyInfo is what a VMA learns about itself (GET /api/v1/vma/self).
@@ -180,6 +194,9 @@ type KeyInfo struct {
 	// KeySince is when the current key became this VMA's: its approval or
 	// its last rotation.
 	KeySince *time.Time
+	// Key is the current key's standing under the key expiry policy (nil
+	// when KeySince is).
+	Key *KeyExpiry
 }
 
 // Self returns what an authenticated VMA may know about its enrollment.
@@ -209,6 +226,7 @@ func (s *Service) Self(ctx context.Context, id string) (*KeyInfo, error) {
 			return nil, err
 		}
 	}
+	info.Key = s.KeyStanding(info.KeySince, s.now())
 	return info, nil
 }
 

@@ -33,6 +33,7 @@ type Config struct {
 	PollInterval   time.Duration // database re-check period of a long poll (250ms)
 	MaxWait        time.Duration // longest long poll (60s)
 	RotationGrace  time.Duration // previous key still accepted after a rotation (10m; rotate.go)
+	KeyPolicy      KeyPolicy     // key expiry (off when MaxAge is 0; expiry.go)
 }
 
 // Defaults returns the design's defaults.
@@ -848,9 +849,18 @@ func (s *Service) Enrollments(ctx context.Context, f EnrollmentFilter) ([]Enroll
 	return s.Store.ListEnrollments(ctx, f)
 }
 
-// Active lists approved VMAs with their connection state.
+// Active lists approved VMAs with their connection state and the standing
+// of their key under the key expiry policy.
 func (s *Service) Active(ctx context.Context) ([]Connection, error) {
-	return s.Store.ListConnections(ctx)
+	list, err := s.Store.ListConnections(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	for i := range list {
+		list[i].Key = s.KeyStanding(list[i].KeySince, now)
+	}
+	return list, nil
 }
 
 // MaxAuditLimit bounds one page of audit events.

@@ -23,7 +23,9 @@ type TunnelIdentity struct {
 }
 
 // AuthorizeTunnelKey returns the approved, unrevoked enrollment whose key is
-// authorizedKey (an authorized_keys line), or an unauthorized error.
+// authorizedKey (an authorized_keys line), or an unauthorized error: also
+// for a key older than the key expiry policy allows (the first refusal of
+// such a key is audited as key_expired).
 func (s *Service) AuthorizeTunnelKey(ctx context.Context, authorizedKey string) (*TunnelIdentity, error) {
 	pub, canon, err := sshkey.ParseAuthorizedKey(authorizedKey)
 	if err != nil {
@@ -36,7 +38,21 @@ func (s *Service) AuthorizeTunnelKey(ctx context.Context, authorizedKey string) 
 	}
 	for _, e := range list {
 		if e.VMAPublicKey == canon && e.TunnelPort != nil {
-			if err := s.endGraceOnNewKey(ctx, e.ID); err != nil {
+			r, err := s.keyRotation(ctx, e.ID)
+			if err != nil {
+				return nil, err
+			}
+			// The key expiry policy (keyexpiry.go): past max age + grace
+			// the key is refused, and audited once.
+			if since := keySince(&e, r); since != nil && s.Config.KeyPolicy.Enabled() {
+				if k := s.Config.KeyPolicy.Check(*since, s.now()); k.Status == KeyExpired {
+					if err := s.recordKeyExpired(ctx, e.ID, fp, k, Meta{}); err != nil {
+						return nil, err
+					}
+					return nil, keyExpiredError(fp, k)
+				}
+			}
+			if err := s.endGraceOnNewKey(ctx, r); err != nil {
 				return nil, err
 			}
 			return &TunnelIdentity{EnrollmentID: e.ID, VMAName: e.VMAName, Fingerprint: fp, TunnelPort: *e.TunnelPort}, nil

@@ -46,6 +46,8 @@ type Options struct {
 	// TunnelConnected and so on); "" or "none" runs none, and approved
 	// VMAs are told to pin HostKey, a key of the test's own.
 	TunnelMode string
+	// KeyPolicy is the service's key expiry policy (off when zero).
+	KeyPolicy enroll.KeyPolicy
 }
 
 // Clock is a clock a test sets and a server reads, for Options.Now.
@@ -200,7 +202,7 @@ func (o *OMA) newApp(admin, public string) *app.App {
 	a, err := app.New(context.Background(), app.Config{
 		DataDir: o.DataDir, Driver: store.DriverSQLite, DSN: filepath.Join(o.DataDir, "oma.db"),
 		AuditKey: auditKey, SkipFirstAdminToken: true,
-		Service: enroll.Config{PollInterval: 20 * time.Millisecond, ApprovalWindow: o.opts.ApprovalWindow},
+		Service: enroll.Config{PollInterval: 20 * time.Millisecond, ApprovalWindow: o.opts.ApprovalWindow, KeyPolicy: o.opts.KeyPolicy},
 		Now:     o.opts.Now, Rand: o.opts.Rand,
 		AdminListen: admin, PublicListen: public, PublicHost: "127.0.0.1",
 		RatePerSecond: 1000, RateBurst: 1000, CodeFailuresPerMinute: 6000, CodeFailureBurst: 1000,

@@ -35,6 +35,8 @@ type Service interface {
 	PendingWithReplacements(ctx context.Context) ([]enroll.Enrollment, map[string][]enroll.Replacement, error)
 	Enrollments(ctx context.Context, f enroll.EnrollmentFilter) ([]enroll.Enrollment, error)
 	Active(ctx context.Context) ([]enroll.Connection, error)
+	// KeyStandings is the key expiry standing of approved enrollments.
+	KeyStandings(ctx context.Context, list []enroll.Enrollment) (map[string]enroll.KeyExpiry, error)
 	Audit(ctx context.Context, f enroll.AuditFilter) ([]enroll.AuditEvent, error)
 	VerifyAudit(ctx context.Context) (*enroll.ChainReport, error)
 }

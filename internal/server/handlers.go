@@ -410,7 +410,12 @@ func (s *Server) handleEnrollments(w http.ResponseWriter, r *http.Request) {
 	if limit > 0 && len(list) > limit {
 		list = list[:limit]
 	}
-	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: toAPIEnrollments(list)})
+	out := toAPIEnrollments(list)
+	if err := s.addKeyStandings(r.Context(), list, out); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: out})
 }
 
 // handleWhoami names the admin token of the request ('omactl auth status').
@@ -462,6 +467,11 @@ func (s *Server) handleActive(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	keyStatuses, err := keyStatusesOf(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	list, err := s.svc.Active(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
@@ -473,6 +483,15 @@ func (s *Server) handleActive(w http.ResponseWriter, r *http.Request) {
 			EnrollmentID: c.EnrollmentID, VMAName: c.VMAName, VMAFingerprint: c.VMAFingerprint, SSHUser: c.SSHUser,
 			ConnectionStatus: c.ConnectionStatus, TunnelPort: c.TunnelPort, RemoteAddr: c.RemoteAddr,
 			LastSeenAt: c.LastSeenAt, ConnectedAt: c.ConnectedAt, SourceIP: hostOf(c.RemoteAddr),
+			KeyStatus: string(enroll.KeyOK),
+		}
+		if k := c.Key; k != nil {
+			since := k.Since
+			conn.KeySince, conn.KeyAgeSeconds, conn.KeyStatus = &since, int64(k.Age.Seconds()), string(k.Status)
+			conn.KeyRotateAfter, conn.KeyExpiresAt, conn.KeyRefusedAfter = k.RotateAfter, k.ExpiresAt, k.RefusedAfter
+		}
+		if !keyStatuses.has(conn.KeyStatus) {
+			continue
 		}
 		// The labels come with the list (the store reads them with each
 		// connection's enrollment): no second query over the enrollments.

@@ -126,6 +126,9 @@ func (m *Metrics) ObserveAudit(ev *enroll.AuditEvent) {
 type stateCollector struct {
 	state                      StateSource
 	pending, active, connected *prometheus.Desc
+	// keys counts approved VMAs by key status; oldestKey is the age of
+	// the oldest key (the key expiry policy, docs/rotation.md).
+	keys, oldestKey *prometheus.Desc
 }
 
 func newStateCollector(state StateSource) *stateCollector {
@@ -134,6 +137,9 @@ func newStateCollector(state StateSource) *stateCollector {
 		pending:   prometheus.NewDesc("oma_enroll_pending_enrollments", "Enrollments awaiting approval.", nil, nil),
 		active:    prometheus.NewDesc("oma_enroll_active_vmas", "Approved VMAs.", nil, nil),
 		connected: prometheus.NewDesc("oma_enroll_connected_vmas", "Approved VMAs with a live tunnel.", nil, nil),
+		keys: prometheus.NewDesc("oma_enroll_vma_keys", "Approved VMAs by the status of their key under the key expiry policy: ok, due (inside the rotation window), overdue (past --key-max-age), expired (refused).",
+			[]string{"status"}, nil),
+		oldestKey: prometheus.NewDesc("oma_enroll_vma_oldest_key_age_seconds", "Age of the oldest key of an approved VMA (since its approval or last rotation); 0 with no VMA.", nil, nil),
 	}
 }
 
@@ -141,6 +147,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.pending
 	ch <- c.active
 	ch <- c.connected
+	ch <- c.keys
+	ch <- c.oldestKey
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -158,6 +166,18 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(len(conns)))
 		ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, float64(connected))
+		byStatus := map[enroll.KeyStatus]int{}
+		var oldest time.Duration
+		for _, cn := range conns {
+			if cn.Key != nil {
+				byStatus[cn.Key.Status]++
+				oldest = max(oldest, cn.Key.Age)
+			}
+		}
+		for _, st := range enroll.KeyStatuses {
+			ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(byStatus[st]), string(st))
+		}
+		ch <- prometheus.MustNewConstMetric(c.oldestKey, prometheus.GaugeValue, oldest.Seconds())
 	}
 }
 

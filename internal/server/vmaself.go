@@ -58,6 +58,11 @@ func (s *Server) handleVMASelf(w http.ResponseWriter, r *http.Request) {
 	if info.KeySince != nil {
 		out.KeyAgeSeconds = int64(time.Since(*info.KeySince).Seconds())
 	}
+	out.KeyStatus = string(enroll.KeyOK)
+	if k := info.Key; k != nil {
+		out.KeyStatus = string(k.Status)
+		out.KeyRotateAfter, out.KeyExpiresAt, out.KeyRefusedAfter = k.RotateAfter, k.ExpiresAt, k.RefusedAfter
+	}
 	if rot := info.Rotation; rot != nil {
 		out.Rotations = rot.Rotations
 		if rot.PreviousUntil != nil && rot.PreviousUntil.After(time.Now()) {

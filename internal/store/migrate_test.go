@@ -7,7 +7,7 @@ import (
 )
 
 var storeTables = []string{"admin_tokens", "vma_active_connections", "vma_audit_head",
-	"vma_connection_audit", "vma_enrollments", "vma_key_rotations", "vma_pairing_codes"}
+	"vma_connection_audit", "vma_enrollments", "vma_key_expiries", "vma_key_rotations", "vma_pairing_codes"}
 
 // tables lists the store's tables present in the database of dsn.
 func tables(t *testing.T, driver, dsn string) []string {

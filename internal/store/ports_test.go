@@ -167,6 +167,11 @@ func TestUpsertConnection(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+		// key_since is read with the list only (like the labels).
+		if got.KeySince == nil || !got.KeySince.Equal(*mustGet(t, s, v.id).ApprovedAt) {
+			t.Errorf("ListConnections key_since = %v, want the approval", got.KeySince)
+		}
+		got.KeySince = nil
 		if !reflect.DeepEqual(got, *one) || got.UpdatedAt.Location() != time.UTC || got.RevokedAt != nil {
 			t.Errorf("ListConnections row %+v\nGetConnection      %+v", got, *one)
 		}

@@ -140,8 +140,9 @@ func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT c.id, c.enrollment_id, e.vma_name, e.vma_fingerprint,
 		c.ssh_user, c.connection_status, e.tunnel_port, c.remote_addr, `+tcol("c.last_seen_at")+`,
 		`+tcol("c.connected_at")+`, `+tcol("c.revoked_at")+`, c.revoked_by, `+tcol("c.created_at")+`, `+tcol("c.updated_at")+`,
-		e.labels, e.vma_labels
+		e.labels, e.vma_labels, `+tcol("e.approved_at")+`, `+tcol("r.rotated_at")+`
 		FROM vma_active_connections c JOIN vma_enrollments e ON e.id = c.enrollment_id
+		LEFT JOIN vma_key_rotations r ON r.enrollment_id = e.id
 		WHERE e.status = ?
 		ORDER BY e.vma_name, e.id`, string(enroll.StatusApproved))
 	if err != nil {
@@ -154,9 +155,10 @@ func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
 			c                                enroll.Connection
 			port                             sql.NullInt64
 			last, conn, revoked, created, up dbTime
+			approved, rotated                dbTime
 		)
 		if err := rows.Scan(&c.ID, &c.EnrollmentID, &c.VMAName, &c.VMAFingerprint, &c.SSHUser, &c.ConnectionStatus,
-			&port, &c.RemoteAddr, &last, &conn, &revoked, &c.RevokedBy, &created, &up, &c.Labels, &c.VMALabels); err != nil {
+			&port, &c.RemoteAddr, &last, &conn, &revoked, &c.RevokedBy, &created, &up, &c.Labels, &c.VMALabels, &approved, &rotated); err != nil {
 			return nil, mapErr(fmt.Errorf("list connections: %w", err))
 		}
 		if port.Valid {
@@ -165,6 +167,10 @@ func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
 		}
 		c.LastSeenAt, c.ConnectedAt, c.RevokedAt = last.ptr(), conn.ptr(), revoked.ptr()
 		c.CreatedAt, c.UpdatedAt = created.t, up.t
+		c.KeySince = approved.ptr()
+		if rotated.valid {
+			c.KeySince = rotated.ptr()
+		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {

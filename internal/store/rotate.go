@@ -106,14 +106,21 @@ func (t *tx) PutKeyRotation(ctx context.Context, r *enroll.KeyRotation) error {
 	return nil
 }
 
-// EnrollmentKeys returns the status and key fingerprint of each id that
-// exists, in one query per 500 ids (the tunnel endpoint's re-check of all
-// live tunnels: revocations and rotated-away keys).
+// EnrollmentKeys returns the status, key fingerprint and key_since of each
+// id that exists, in one query per 500 ids (the tunnel endpoint's re-check
+// of all live tunnels: revocations, rotated-away and expired keys).
 func (s *DB) EnrollmentKeys(ctx context.Context, ids []string) (map[string]enroll.KeyState, error) {
 	out := make(map[string]enroll.KeyState, len(ids))
+	tcol := func(c string) string {
+		if s.dialect == dialectSQLite {
+			return "CAST(" + c + " AS TEXT)"
+		}
+		return c
+	}
 	for start := 0; start < len(ids); start += 500 {
 		end := min(start+500, len(ids))
-		q, args, err := sqlx.In(`SELECT id, status, vma_fingerprint FROM vma_enrollments WHERE id IN (?)`, ids[start:end])
+		q, args, err := sqlx.In(`SELECT e.id, e.status, e.vma_fingerprint, `+tcol("e.approved_at")+`, `+tcol("r.rotated_at")+`
+			FROM vma_enrollments e LEFT JOIN vma_key_rotations r ON r.enrollment_id = e.id WHERE e.id IN (?)`, ids[start:end])
 		if err != nil {
 			return nil, err
 		}
@@ -124,9 +131,14 @@ func (s *DB) EnrollmentKeys(ctx context.Context, ids []string) (map[string]enrol
 		for rows.Next() {
 			var id string
 			var ks enroll.KeyState
-			if err := rows.Scan(&id, &ks.Status, &ks.Fingerprint); err != nil {
+			var approved, rotated dbTime
+			if err := rows.Scan(&id, &ks.Status, &ks.Fingerprint, &approved, &rotated); err != nil {
 				rows.Close()
 				return nil, mapErr(err)
+			}
+			ks.KeySince = approved.ptr()
+			if rotated.valid {
+				ks.KeySince = rotated.ptr()
 			}
 			out[id] = ks
 		}

@@ -47,6 +47,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"ago":    func(now time.Time, t any) string { return ago(now, toTime(t)) },
 		"until":  func(now time.Time, t any) string { return untilText(now, toTime(t)) },
+		"age":    func(d time.Duration) string { return human(d) },
 		"utc":    func(t any) string { return toTime(t).UTC().Format("2006-01-02 15:04:05Z") },
 		"iso":    func(t any) string { return toTime(t).UTC().Format(time.RFC3339) },
 		"short":  shortID,
@@ -312,6 +313,7 @@ func activeVersion(list []enroll.Connection) string {
 		ID, Status, Remote string
 		Port               *int
 		Seen, Conn         *time.Time
+		Key                enroll.KeyStatus
 	}
 	rows := make([]row, 0, len(list))
 	for _, c := range list {
@@ -322,7 +324,11 @@ func activeVersion(list []enroll.Connection) string {
 			t := c.LastSeenAt.Truncate(time.Minute)
 			seen = &t
 		}
-		rows = append(rows, row{c.EnrollmentID, c.ConnectionStatus, c.RemoteAddr, c.TunnelPort, seen, c.ConnectedAt})
+		var key enroll.KeyStatus
+		if c.Key != nil {
+			key = c.Key.Status
+		}
+		rows = append(rows, row{c.EnrollmentID, c.ConnectionStatus, c.RemoteAddr, c.TunnelPort, seen, c.ConnectedAt, key})
 	}
 	return versionOf(rows)
 }

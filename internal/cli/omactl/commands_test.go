@@ -95,6 +95,8 @@ func TestOutput(t *testing.T) {
 			return []string{"pending", "--template", `{{range .}}{{.vma_name}} {{.source_ip}} {{timeago .created_at}}{{"\n"}}{{end}}`}
 		}},
 		{"active.name", false, func(*testing.T, *world) []string { return []string{"active", "-q"} }},
+		{"active-key-due", false, func(*testing.T, *world) []string { return []string{"active", "--key-status", "due,overdue"} }},
+		{"get-fra.json", false, func(*testing.T, *world) []string { return []string{"get", "vma-fra-01", "-o", "json"} }},
 		{"approve-dry-run", false, func(*testing.T, *world) []string { return []string{"approve", "vma-fra-01", "--dry-run"} }},
 	}
 	shared := newWorld(t)

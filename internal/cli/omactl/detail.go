@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/labels"
 )
 
@@ -43,6 +44,26 @@ func (f *Factory) writeEnrollment(w io.Writer, headline string, e *api.Enrollmen
 	}
 	if e.ApprovedAt != nil || e.ApprovedBy != "" {
 		line("Approved", f.when(e.ApprovedAt)+" by "+clean(e.ApprovedBy))
+	}
+	if e.KeySince != nil {
+		// The key expiry policy (oma-server --key-max-age).
+		line("Key since", f.when(e.KeySince))
+		status := clean(e.KeyStatus)
+		switch e.KeyStatus {
+		case string(enroll.KeyDue):
+			status += " (in the rotation window: vma-enroll tunnel rotates it)"
+		case string(enroll.KeyOverdue):
+			status += " (past the key max age; rotate before it is refused)"
+		case string(enroll.KeyExpired):
+			status += " (refused: the VMA needs a new pairing code)"
+		}
+		line("Key status", status)
+		if e.KeyExpiresAt != nil {
+			line("Key overdue", f.when(e.KeyExpiresAt))
+		}
+		if e.KeyRefusedAfter != nil {
+			line("Key refused", f.when(e.KeyRefusedAfter))
+		}
 	}
 	line("Notes", cleanLong(e.ApprovalNotes))
 	if e.RejectedBy != "" || e.RejectionReason != "" {

@@ -92,7 +92,10 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := context.Background()
 	w := &world{clock: omatest.NewClock(now.Add(-80 * time.Hour)), rand: &idRand{r: omatest.SeededRand("omactl command tests")}}
-	w.OMA = omatest.Start(t, omatest.Options{Now: w.clock.Now, Rand: w.rand})
+	// A key expiry policy under which vma-fra-01's key (approved 72h ago)
+	// is due and vma-ham-04's (51h) is ok.
+	w.OMA = omatest.Start(t, omatest.Options{Now: w.clock.Now, Rand: w.rand,
+		KeyPolicy: enroll.KeyPolicy{MaxAge: 80 * time.Hour, RotationWindow: 20 * time.Hour, Grace: 24 * time.Hour}})
 	at := func(d time.Duration) { w.clock.Set(now.Add(d)) }
 	must := func(err error) {
 		t.Helper()

@@ -45,7 +45,11 @@ the settings into the config file or on the command line, and run it as a
 user that can read the database (AuthorizedKeysCommandUser). It writes only
 key lines to stdout; errors go to stderr with exit status 1 (sshd then
 accepts no key from the command: it fails closed). Not being the tunnel user,
-or an unknown key, is not an error: nothing is printed, exit status 0.`,
+or an unknown key, is not an error: nothing is printed, exit status 0.
+
+With a key expiry policy (--key-max-age, --key-expiry-grace: give them the
+same values as serve, e.g. in the shared config file) a key older than the
+max age plus the grace is not printed: sshd refuses it.`,
 		Example: `  # What sshd would get for the tunnel user
   oma-server authorized-keys vma_tunnel
 
@@ -74,6 +78,7 @@ or an unknown key, is not an error: nothing is printed, exit status 0.`,
 	f := cmd.Flags()
 	f.String("tunnel-user", contract.TunnelUser, "SSH user of the tunnels (keys are printed for this user only)")
 	f.String("nbd-target", contract.NBDTarget, "OMA address the VMAs' NBD forward reaches (the permitopen of every line)")
+	addKeyPolicyFlags(f)
 	return cmd
 }
 
@@ -81,6 +86,7 @@ type authorizedKeysOptions struct {
 	common
 	User, KeyType, KeyBlob string
 	TunnelUser, NBDTarget  string
+	KeyPolicy              enroll.KeyPolicy
 }
 
 func authorizedKeysOptionsFrom(v *viper.Viper, args []string) (authorizedKeysOptions, error) {
@@ -91,6 +97,9 @@ func authorizedKeysOptionsFrom(v *viper.Viper, args []string) (authorizedKeysOpt
 	o := authorizedKeysOptions{common: c, User: args[0], TunnelUser: v.GetString("tunnel_user"), NBDTarget: v.GetString("nbd_target")}
 	if len(args) == 3 {
 		o.KeyType, o.KeyBlob = args[1], args[2]
+	}
+	if o.KeyPolicy, err = keyPolicyFrom(v); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -121,6 +130,11 @@ func runAuthorizedKeys(ctx context.Context, o authorizedKeysOptions, out io.Writ
 		list, err = db.ApprovedByFingerprint(ctx, fp)
 	} else {
 		list, err = db.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusApproved}})
+	}
+	if err == nil {
+		// Keys older than the key expiry policy allows are refused here
+		// too (serve's sync audits them; this command only reads).
+		list, _, err = enroll.SplitExpiredKeys(ctx, db, o.KeyPolicy, list, time.Now())
 	}
 	if err != nil {
 		return fmt.Errorf("read approved enrollments: %w", err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
@@ -127,6 +128,29 @@ func TestAuthorizedKeysCommand(t *testing.T) {
 		w := strings.Replace(want, `permitopen="127.0.0.1:10809"`, `permitopen="10.1.2.3:10900"`, 1)
 		if out.String() != w {
 			t.Fatalf("stdout %q\nwant   %q", out, w)
+		}
+	})
+
+	// The key expiry policy: a key older than max age + grace is not
+	// printed (sshd refuses it); a bad policy is a usage error.
+	t.Run("expired key", func(t *testing.T) {
+		time.Sleep(time.Until(e.ApprovedAt.Add(1100 * time.Millisecond)))
+		policy := []string{"--key-max-age", "1s", "--key-rotation-window", "500ms", "--key-expiry-grace", "0"}
+		for _, args := range [][]string{{"vma_tunnel"}, {"vma_tunnel", "ssh-ed25519", blob}} {
+			code, out, errOut := runOMA(t, append(append([]string{"authorized-keys", "--data-dir", dataDir}, policy...), args...)...)
+			if code != 0 || out != "" || errOut != "" {
+				t.Fatalf("%v: exit %d stdout %q stderr %q", args, code, out, errOut)
+			}
+		}
+		code, out, _ := runOMA(t, "authorized-keys", "--data-dir", dataDir, "--key-max-age", "90d", "vma_tunnel")
+		if code != 0 || out != want {
+			t.Fatalf("under a 90d policy: exit %d stdout %q", code, out)
+		}
+		for _, bad := range [][]string{{"--key-max-age", "90x"}, {"--key-max-age", "1d", "--key-rotation-window", "2d"}, {"--key-max-age", "1d", "--key-expiry-grace", "-1h"}} {
+			code, out, errOut := runOMA(t, append(append([]string{"authorized-keys", "--data-dir", dataDir}, bad...), "vma_tunnel")...)
+			if code != cmdutil.ExitUsage || out != "" || !strings.Contains(errOut, "--key-") {
+				t.Errorf("%v: exit %d stdout %q stderr %q", bad, code, out, errOut)
+			}
 		}
 	})
 

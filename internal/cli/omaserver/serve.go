@@ -99,6 +99,7 @@ omactl then needs --server https://….`,
 	f.Duration("verify-window", 10*time.Minute, "time a VMA has to answer its challenge")
 	f.Duration("approval-window", 30*time.Minute, "time an admin has to approve a verified VMA")
 	f.Duration("rotation-grace", enroll.DefaultRotationGrace, "how long a VMA's previous key still works after vma-enroll rotate, unless the VMA uses the new one first")
+	addKeyPolicyFlags(f)
 	f.Float64("rate-limit", 5, "public requests per second per client IP")
 	f.Int("rate-burst", 20, "burst of public requests per client IP")
 	f.Float64("code-failures-per-minute", 5, "rejected pairing codes allowed per minute per client IP")
@@ -132,6 +133,7 @@ type serveOptions struct {
 	MaxCodeTTL                            time.Duration
 	MaxCodeUses                           int
 	RotationGrace                         time.Duration
+	KeyPolicy                             enroll.KeyPolicy
 	RateLimit                             float64
 	RateBurst                             int
 	CodeFailures                          float64
@@ -233,6 +235,9 @@ func serveOptionsFrom(v *viper.Viper) (serveOptions, error) {
 	if o.RotationGrace < time.Second || o.RotationGrace > 24*time.Hour {
 		return o, cmdutil.FlagErrorf("--rotation-grace %s: use 1s to 24h, like 10m", o.RotationGrace)
 	}
+	if o.KeyPolicy, err = keyPolicyFrom(v); err != nil {
+		return o, err
+	}
 	if o.VerifyWindow <= 0 || o.ApprovalWindow <= 0 {
 		return o, cmdutil.FlagErrorf("--verify-window and --approval-window must be positive")
 	}
@@ -275,6 +280,10 @@ func runServe(ctx context.Context, o serveOptions, ios *cmdutil.IOStreams) error
 	// Everything the server writes (database, WAL, keys) is for its own
 	// user only.
 	syscall.Umask(0o077)
+	if p := o.KeyPolicy; p.Enabled() {
+		log.Info("VMA key expiry policy", "key_max_age", cmdutil.FormatDuration(p.MaxAge),
+			"key_rotation_window", cmdutil.FormatDuration(p.RotationWindow), "key_expiry_grace", cmdutil.FormatDuration(p.Grace))
+	}
 	a, err := app.New(ctx, o.appConfig(log))
 	if err != nil {
 		return err
@@ -293,7 +302,7 @@ func (o serveOptions) appConfig(log *slog.Logger) app.Config {
 		AuditKeyFile: o.AuditKeyFile,
 		Service: enroll.Config{
 			CodeTTL: o.CodeTTL, VerifyWindow: o.VerifyWindow, ApprovalWindow: o.ApprovalWindow, RotationGrace: o.RotationGrace,
-			MaxCodeTTL: o.MaxCodeTTL, MaxCodeUses: o.MaxCodeUses,
+			MaxCodeTTL: o.MaxCodeTTL, MaxCodeUses: o.MaxCodeUses, KeyPolicy: o.KeyPolicy,
 			PortMin: o.PortMin, PortMax: o.PortMax, SSHUser: o.TunnelUser,
 		},
 		AdminListen: o.AdminListen, PublicListen: o.PublicListen, PublicHost: o.PublicHost, PublicPort: o.PublicPort,

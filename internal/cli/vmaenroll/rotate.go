@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
@@ -92,6 +93,13 @@ VMA's key (revoked or replaced: re-enroll).`,
 
 // runRotate rotates the key of the enrollment in dir.
 func runRotate(ctx context.Context, f *Factory, dir string) (*RotateReport, error) {
+	return rotateKey(ctx, f.IO.ErrOut, dir)
+}
+
+// rotateKey rotates the key of the enrollment in dir, writing its progress
+// to progress (vma-enroll rotate, and vma-enroll tunnel inside the OMA's
+// rotation window: autorotate.go).
+func rotateKey(ctx context.Context, progress io.Writer, dir string) (*RotateReport, error) {
 	st, err := loadState(dir)
 	if err != nil {
 		return nil, cmdutil.Exit(cmdutil.ExitFailure, err)
@@ -121,10 +129,10 @@ func runRotate(ctx context.Context, f *Factory, dir string) (*RotateReport, erro
 	case err != nil:
 		return nil, cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("%v; nothing was changed, run vma-enroll rotate again", err))
 	case out == settledPromoted:
-		fmt.Fprintf(f.IO.ErrOut, "Finished an interrupted rotation: the OMA accepts %s.\n", st.VMAFingerprint)
+		fmt.Fprintf(progress, "Finished an interrupted rotation: the OMA accepts %s.\n", st.VMAFingerprint)
 		return &RotateReport{Result: "recovered", EnrollmentID: st.EnrollmentID, KeyFingerprint: st.VMAFingerprint}, nil
 	case out == settledDropped:
-		fmt.Fprintln(f.IO.ErrOut, "Removed the new key of an interrupted rotation the OMA never took.")
+		fmt.Fprintln(progress, "Removed the new key of an interrupted rotation the OMA never took.")
 	}
 	cur, err := readKey(keyPath(dir))
 	if err != nil {
@@ -139,7 +147,7 @@ func runRotate(ctx context.Context, f *Factory, dir string) (*RotateReport, erro
 	if err := atomicSyncDir(dir); err != nil {
 		return nil, cmdutil.Exit(cmdutil.ExitFailure, err)
 	}
-	fmt.Fprintf(f.IO.ErrOut, "New key %s written to %s; asking the OMA to swap…\n", fingerprintOf(kp.Private), nextKeyPath(dir))
+	fmt.Fprintf(progress, "New key %s written to %s; asking the OMA to swap…\n", fingerprintOf(kp.Private), nextKeyPath(dir))
 
 	// 2. The swap.
 	res, err := rotateCall(ctx, st, cur, kp.Private)
@@ -165,7 +173,7 @@ func runRotate(ctx context.Context, f *Factory, dir string) (*RotateReport, erro
 		return nil, cmdutil.Exit(cmdutil.ExitFailure, fmt.Errorf("the OMA took the new key but %v: run vma-enroll rotate again to finish", err))
 	}
 	if _, err := selfCall(ctx, st, kp.Private); err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "Warning: the OMA took the new key, but checking it failed: %v\n", err)
+		fmt.Fprintf(progress, "Warning: the OMA took the new key, but checking it failed: %v\n", err)
 	}
 	rep := &RotateReport{Result: "rotated", EnrollmentID: st.EnrollmentID, KeyFingerprint: res.KeyFingerprint, PreviousKeyFingerprint: prev}
 	if !res.PreviousKeyUntil.IsZero() {

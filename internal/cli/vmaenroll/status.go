@@ -234,6 +234,21 @@ func writeStatus(f *Factory, rep StatusReport) error {
 		if me.KeySince != nil {
 			line("Key since", fmt.Sprintf("%s (%s ago)", me.KeySince.Local().Format(time.DateTime), (time.Duration(me.KeyAgeSeconds)*time.Second).String()))
 		}
+		if me.KeyExpiresAt != nil {
+			// The OMA's key expiry policy (docs/rotation.md).
+			st := me.KeyStatus
+			switch me.KeyStatus {
+			case "due":
+				st += " for rotation (vma-enroll tunnel rotates it; or run vma-enroll rotate)"
+			case "overdue":
+				st += ": run vma-enroll rotate before it is refused"
+			}
+			line("Key status", st)
+			line("Key expires", me.KeyExpiresAt.Local().Format(time.DateTime))
+			if me.KeyRefusedAfter != nil {
+				line("Key refused from", me.KeyRefusedAfter.Local().Format(time.DateTime)+" (then re-enroll with a new pairing code)")
+			}
+		}
 		if me.Rotations > 0 {
 			line("Rotations", strconv.Itoa(me.Rotations))
 		}

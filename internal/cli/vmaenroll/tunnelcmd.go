@@ -46,6 +46,9 @@ type tunnelOptions struct {
 	// Connections is how many NBD connections at once ride TLS data
 	// streams of their own (0: all inside the SSH connection).
 	Connections int
+	// AutoRotate rotates the key inside the OMA's rotation window
+	// (autorotate.go).
+	AutoRotate bool
 }
 
 // DefaultConnections is --connections' default: on the 2-core machine of
@@ -77,8 +80,16 @@ retrying in Ns) is one line on stderr; with -o json one JSON object per line
 on stdout (fields time, event, message, oma, and reason, listen, target, direction,
 retry_in_seconds where they apply). SIGINT or SIGTERM stops it (exit 0).
 
+With a key expiry policy on the OMA (oma-server --key-max-age) it rotates
+this VMA's key by itself once the key is due (inside the rotation window),
+as vma-enroll rotate does, and reconnects with the new key: it asks the OMA
+(GET /api/v1/vma/self) at its start and then when the answer says, at least
+hourly. Each rotation, or failure (retried with backoff while the tunnel
+keeps the current key), is one line on stderr. --auto-rotate=false turns
+this off; --openssh never rotates (run vma-enroll rotate and restart it).
+
 When the OMA refuses the key (the enrollment was revoked, or replaced by a
-newer one), it checks once more a few seconds later, so that a passing
+newer one, or the key expired: older than the OMA's key max age plus grace), it checks once more a few seconds later, so that a passing
 database problem on the OMA does not end it, then exits 7: re-enroll with a
 new pairing code (vma-enroll --force --code …).
 
@@ -126,6 +137,9 @@ replaced: re-enroll).`,
 			if opts.Connections, err = cmd.Flags().GetInt("connections"); err != nil {
 				return err
 			}
+			if opts.AutoRotate, err = cmd.Flags().GetBool("auto-rotate"); err != nil {
+				return err
+			}
 			if opts.Connections < 0 || opts.Connections > 64 {
 				return cmdutil.FlagErrorf("--connections %d: use 0 (NBD inside SSH only) to 64", opts.Connections)
 			}
@@ -147,6 +161,7 @@ replaced: re-enroll).`,
 	fl.Duration("keepalive", DefaultKeepalive, "period of the keepalives; 3 unanswered ones drop the connection (0: none)")
 	_ = cmd.RegisterFlagCompletionFunc("keepalive", cobra.FixedCompletions([]string{"15s", "30s", "0"}, cobra.ShellCompDirectiveNoFileComp))
 	fl.Int("connections", DefaultConnections, "NBD connections at once that ride TLS data streams of their own (0: all inside the SSH connection)")
+	fl.Bool("auto-rotate", true, "rotate this VMA's key by itself inside the OMA's rotation window (oma-server --key-max-age)")
 	return cmd
 }
 
@@ -156,6 +171,13 @@ replaced: re-enroll).`,
 // connects with the new key and then closes the old key's connection.
 func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 	settleTunnelKeys(ctx, f, opts.Dir)
+	errOut := &lockedWriter{w: f.IO.ErrOut} // the self-rotation writes from its own goroutine
+	if opts.AutoRotate {
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); autoRotate(rctx, f, opts.Dir, errOut) }()
+		defer func() { stop(); <-done }()
+	}
 	for {
 		tc, st, err := tunnelClientConfig(opts)
 		if err != nil {
@@ -163,7 +185,7 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 		}
 		// Text lines are progress (stderr); -o json's JSON Lines are the
 		// data asked for (stdout).
-		events := f.IO.ErrOut
+		var events io.Writer = errOut
 		if opts.Output == "json" {
 			events = f.IO.Out
 		}
@@ -204,7 +226,7 @@ func runTunnel(ctx context.Context, f *Factory, opts tunnelOptions) error {
 			}
 			return tunnelExit(err, st, opts.Dir)
 		case <-changed:
-			fmt.Fprintf(f.IO.ErrOut, "%s this VMA's key changed (vma-enroll rotate): reconnecting with the new key\n", time.Now().Local().Format(time.DateTime))
+			fmt.Fprintf(errOut, "%s this VMA's key changed (vma-enroll rotate): reconnecting with the new key\n", time.Now().Local().Format(time.DateTime))
 			// The local forwards cannot listen twice: the old key's
 			// connection ends before the new one starts.
 			cancel()

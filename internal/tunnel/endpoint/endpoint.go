@@ -180,7 +180,7 @@ func (e *Endpoint) authorize(nc net.Conn, a *loginAttempts) func(ssh.ConnMetadat
 				nc.Close()
 				return nil, errLoginRefused
 			}
-			return nil, e.failed(nc, a, meta.User(), fp, "key not approved (unknown, revoked or superseded)")
+			return nil, e.failed(nc, a, meta.User(), fp, "key not approved (unknown, revoked, superseded or expired)")
 		}
 		return &ssh.Permissions{Extensions: map[string]string{
 			extEnrollmentID: id.EnrollmentID,
@@ -220,7 +220,7 @@ func (e *Endpoint) Run(ctx context.Context) {
 }
 
 // recheck closes tunnels whose enrollment is no longer approved, whichever
-// instance changed it, and SSH tunnels of a key the VMA rotated away once
+// instance changed it, or whose key expired (oma-server --key-max-age), and SSH tunnels of a key the VMA rotated away once
 // the OMA stopped accepting it (its grace ended, or the VMA used the new
 // key): one query for all live tunnels, one more per tunnel of a
 // rotated-away key.
@@ -237,6 +237,10 @@ func (e *Endpoint) recheck(ctx context.Context) {
 	for _, id := range ids {
 		if st[id].Status != enroll.StatusApproved {
 			e.Disconnect(id, "enrollment "+string(st[id].Status))
+			continue
+		}
+		if st[id].Expired {
+			e.Disconnect(id, "the VMA's key expired (key max age + grace)")
 			continue
 		}
 		for _, c := range e.live(id) {
