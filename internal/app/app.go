@@ -193,7 +193,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		a.svc.Rand = cfg.Rand
 	}
 	// The service's committed audit events feed the metrics.
-	a.metrics = server.NewMetrics(a.db)
+	a.metrics = server.NewMetrics(a.svc)
 	a.svc.OnAudit = a.metrics.ObserveAudit
 	if !cfg.SkipFirstAdminToken {
 		if err := ensureAdminToken(ctx, a.svc, a.db, cfg.DataDir, log); err != nil {

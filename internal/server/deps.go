@@ -41,12 +41,11 @@ type Service interface {
 	VerifyAudit(ctx context.Context) (*enroll.ChainReport, error)
 }
 
-// Store is the part of the store the server reads itself: health checks
-// and the /metrics gauges. A store that also has
+// Store is the part of the store the server reads itself (health checks).
+// A store that also has
 // SchemaVersion(ctx) (uint, bool, error) reports it in the admin health.
 type Store interface {
 	Ping(ctx context.Context) error
-	StateSource
 }
 
 // Reactions are told of each approval and revocation once its transaction

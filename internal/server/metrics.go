@@ -28,10 +28,12 @@ type Metrics struct {
 	tunnelUp    prometheus.Histogram
 }
 
-// StateSource is what the gauges read at scrape time (the store).
+// StateSource is what the gauges read at scrape time: the service
+// (*enroll.Service), whose Active list carries each key's standing under
+// the key expiry policy.
 type StateSource interface {
-	ListEnrollments(ctx context.Context, f enroll.EnrollmentFilter) ([]enroll.Enrollment, error)
-	ListConnections(ctx context.Context) ([]enroll.Connection, error)
+	Enrollments(ctx context.Context, f enroll.EnrollmentFilter) ([]enroll.Enrollment, error)
+	Active(ctx context.Context) ([]enroll.Connection, error)
 }
 
 // NewMetrics builds the series, with gauges read from state at scrape time.
@@ -154,10 +156,10 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if list, err := c.state.ListEnrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusAwaitingApproval}}); err == nil {
+	if list, err := c.state.Enrollments(ctx, enroll.EnrollmentFilter{Statuses: []enroll.Status{enroll.StatusAwaitingApproval}}); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(len(list)))
 	}
-	if conns, err := c.state.ListConnections(ctx); err == nil {
+	if conns, err := c.state.Active(ctx); err == nil {
 		connected := 0
 		for _, cn := range conns {
 			if cn.ConnectionStatus == enroll.ConnConnected {

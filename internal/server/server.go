@@ -154,7 +154,7 @@ func New(cfg Config, svc Service, store Store, log *slog.Logger) (*Server, error
 	}
 	m := cfg.Metrics
 	if m == nil {
-		m = NewMetrics(store)
+		m = NewMetrics(svc)
 	}
 	s := &Server{
 		cfg: cfg, svc: svc, store: store, log: log,

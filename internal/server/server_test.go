@@ -60,7 +60,7 @@ func startServer(t *testing.T, db *store.DB, mutate func(*server.Config)) *env {
 	}
 	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond}, auditKey, nil)
 	// Wired as internal/app does: the service's audit events feed the metrics.
-	metrics := server.NewMetrics(db)
+	metrics := server.NewMetrics(svc)
 	svc.OnAudit = metrics.ObserveAudit
 	cfg := server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", PublicHost: "127.0.0.1", TLS: cert,

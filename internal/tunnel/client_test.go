@@ -76,7 +76,7 @@ func runOMA(t *testing.T, db *store.DB, s omaSetup) *omaInstance {
 	signer, _ := ssh.NewSignerFromKey(kp.Private)
 	svc := enroll.New(db, enroll.Config{PollInterval: 50 * time.Millisecond, PortMin: s.pool[0], PortMax: s.pool[1]}, auditKey, nil)
 	ep := endpoint.New(endpoint.Config{HostKey: signer, NBDTarget: nbd, RecheckEvery: 200 * time.Millisecond, KeepaliveEvery: s.keepalive}, svc, nil)
-	metrics := server.NewMetrics(db) // fed by the service, as internal/app wires it
+	metrics := server.NewMetrics(svc) // fed by the service, as internal/app wires it
 	svc.OnAudit = metrics.ObserveAudit
 	srv, err := server.New(server.Config{
 		AdminListen: "127.0.0.1:0", PublicListen: public, TLS: cert,
