@@ -129,9 +129,11 @@ func (p *rotProxy) serve(c net.Conn) {
 		return
 	}
 	defer up.Close()
+	sent := make(chan struct{}) // the VMA's side ended
 	go func() {
 		io.Copy(up, c)
 		up.(*net.TCPConn).CloseWrite()
+		close(sent)
 	}()
 	buf := make([]byte, 64<<10)
 	for {
@@ -153,9 +155,11 @@ func (p *rotProxy) serve(c net.Conn) {
 			}
 		}
 		if err != nil {
-			if cw, ok := c.(*net.TCPConn); ok {
-				cw.CloseWrite()
-				io.Copy(io.Discard, c)
+			// The OMA's end of data passes on as a half-close; a reset
+			// (a killed OMA) closes the VMA's side at once.
+			if err == io.EOF {
+				c.(*net.TCPConn).CloseWrite()
+				<-sent
 			}
 			return
 		}
@@ -282,9 +286,11 @@ func statusWith(t *testing.T, dir, key string) string {
 //   - before the request reached it (the OMA is stopped with SIGSTOP, so
 //     the connection waits in the kernel's accept queue);
 //   - inside the rotation's transaction, after it wrote the new key and the
-//     rotation record (MariaDB: the test holds the audit chain's head row
-//     FOR UPDATE, the transaction's last write, and sees it wait in
-//     information_schema.innodb_trx);
+//     rotation record (MariaDB only: the test holds the audit chain's head
+//     row FOR UPDATE, the transaction's last write, sees the statement wait
+//     in information_schema.processlist and the new key uncommitted with a
+//     READ UNCOMMITTED read; a SQLite writer cannot be paused from outside
+//     at that point, and SQLite's own atomic commit is what covers it);
 //   - after the commit, before the VMA got the answer (a proxy between
 //     them holds every byte the OMA sends once the database shows the new
 //     key).
