@@ -35,7 +35,8 @@ func (s *server) fleetCode(flags ...string) api.PairingCodeResponse {
 }
 
 // second starts another oma-server on s's MariaDB database, with s's
-// audit key and admin token: a second instance behind a load balancer.
+// audit key, admin token, TLS certificate and embedded SSH host key: a
+// second instance behind a load balancer.
 func (s *server) second() *server {
 	t := s.t
 	t.Helper()
@@ -46,6 +47,13 @@ func (s *server) second() *server {
 	}
 	if err := os.WriteFile(filepath.Join(dataDir, "admin.token"), tok, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range []string{"ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"} {
+		if hk, err := os.ReadFile(filepath.Join(s.dataDir, f)); err == nil {
+			if err := os.WriteFile(filepath.Join(dataDir, f), hk, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	args := append([]string{"--audit-key-file", filepath.Join(s.dataDir, "audit.key"),
 		"--tls-cert", filepath.Join(s.dataDir, "tls.crt"), "--tls-key", filepath.Join(s.dataDir, "tls.key")}, s.Opts.Args...)

@@ -14,7 +14,8 @@ package tunnel
 // SSH endpoint checks a login, and answers one line: "OK\n", or
 // "ERR <reason>\n" and the end of the connection. After "OK" the stream
 // is the NBD connection, byte for byte, to the endpoint's NBD target; the
-// OMA closes it at revocation as it closes the SSH tunnels.
+// OMA closes it at revocation as it closes the SSH tunnels, and once its
+// key was rotated away and is no longer accepted (endpoint recheck).
 //
 // This file is the protocol both ends share; the OMA serves it in
 // endpoint (tlsdata.go), the VMA dials it in vmaclient (clientdata.go).

@@ -220,10 +220,11 @@ func (e *Endpoint) Run(ctx context.Context) {
 }
 
 // recheck closes tunnels whose enrollment is no longer approved, whichever
-// instance changed it, or whose key expired (oma-server --key-max-age), and SSH tunnels of a key the VMA rotated away once
-// the OMA stopped accepting it (its grace ended, or the VMA used the new
-// key): one query for all live tunnels, one more per tunnel of a
-// rotated-away key.
+// instance changed it, or whose key expired (oma-server --key-max-age),
+// and SSH tunnels and TLS data streams of a key the
+// VMA rotated away once the OMA stopped accepting it (its grace ended, or
+// the VMA used the new key): one query for all live tunnels, one more per
+// rotated-away key still in use.
 func (e *Endpoint) recheck(ctx context.Context) {
 	ids := e.liveIDs() // SSH tunnels and TLS data streams (tlsdata.go)
 	if len(ids) == 0 {
@@ -234,6 +235,7 @@ func (e *Endpoint) recheck(ctx context.Context) {
 		e.log.Warn("tunnel recheck failed; keeping tunnels until the database answers", "err", err)
 		return
 	}
+	const rotatedAway = "the VMA rotated its key and the previous key's grace ended"
 	for _, id := range ids {
 		if st[id].Status != enroll.StatusApproved {
 			e.Disconnect(id, "enrollment "+string(st[id].Status))
@@ -243,12 +245,30 @@ func (e *Endpoint) recheck(ctx context.Context) {
 			e.Disconnect(id, "the VMA's key expired (key max age + grace)")
 			continue
 		}
-		for _, c := range e.live(id) {
-			if c.keyFP == "" || st[id].Fingerprint == "" || c.keyFP == st[id].Fingerprint {
-				continue
+		// stale reports whether key (of fingerprint fp), which logged in
+		// for id, is no longer accepted for id; asked once per key.
+		checked := map[string]bool{}
+		stale := func(key, fp string) bool {
+			if key == "" || fp == "" || st[id].Fingerprint == "" || fp == st[id].Fingerprint {
+				return false
 			}
-			if _, err := e.svc.AuthorizeTunnelKey(ctx, c.key); enroll.ErrorCode(err) == enroll.CodeUnauthorized {
-				c.close("the VMA rotated its key and the previous key's grace ended")
+			if v, ok := checked[key]; ok {
+				return v
+			}
+			who, err := e.svc.AuthorizeTunnelKey(ctx, key)
+			v := enroll.ErrorCode(err) == enroll.CodeUnauthorized || (err == nil && who.EnrollmentID != id)
+			checked[key] = v
+			return v
+		}
+		for _, c := range e.live(id) {
+			if stale(c.key, c.keyFP) {
+				c.close(rotatedAway)
+			}
+		}
+		for _, d := range e.liveData(id) {
+			if stale(d.key, d.keyFP) {
+				e.log.Info("tunnel data stream closed", "enrollment_id", id, "key_fingerprint", d.keyFP, "reason", rotatedAway)
+				d.close()
 			}
 		}
 	}

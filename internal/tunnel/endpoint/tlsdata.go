@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/ratelimit"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
@@ -23,6 +25,10 @@ type dataConn struct {
 	id   string
 	conn net.Conn
 	once sync.Once
+	// key and keyFP are the key the stream was authenticated with: once
+	// the VMA rotated it away, the stream lasts only while the OMA still
+	// accepts it, as an SSH tunnel of that key (recheck).
+	key, keyFP string
 }
 
 func (d *dataConn) close() { d.once.Do(func() { tunnel.Abort(d.conn) }) } // an error on the VMA's side, not an end of data
@@ -64,7 +70,7 @@ func (e *Endpoint) ServeData(ctx context.Context, c *tls.Conn) {
 		}
 		return
 	}
-	dc := &dataConn{id: id.EnrollmentID, conn: c}
+	dc := &dataConn{id: id.EnrollmentID, conn: c, key: clientKeyLine(c.ConnectionState()), keyFP: id.Fingerprint}
 	if !e.addData(dc) {
 		io.WriteString(c, tunnel.DataUnavailable+"\n")
 		return
@@ -162,6 +168,32 @@ func (e *Endpoint) closeData(id string) {
 	for _, d := range list {
 		d.close()
 	}
+}
+
+// clientKeyLine is the authorized_keys line of the client certificate's
+// key of an authenticated stream ("" if it cannot be read: the stream is
+// then re-checked by its enrollment's status only).
+func clientKeyLine(cs tls.ConnectionState) string {
+	pub, err := vmaauth.ClientKey(cs)
+	if err != nil {
+		return ""
+	}
+	sk, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return ""
+	}
+	return string(ssh.MarshalAuthorizedKey(sk))
+}
+
+// liveData is the data streams of id.
+func (e *Endpoint) liveData(id string) []*dataConn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*dataConn, 0, len(e.data[id]))
+	for d := range e.data[id] {
+		out = append(out, d)
+	}
+	return out
 }
 
 // liveIDs is every enrollment with an SSH tunnel or a data stream here.

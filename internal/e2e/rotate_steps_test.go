@@ -1,0 +1,746 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
+	"github.com/oma-enroll/oma-enroll/internal/testbin"
+)
+
+// Kill -9 of oma-server and of vma-enroll at each step of a rotation
+// (issue 16), with the real binaries on both stores: after the restart or
+// the rerun the VMA has exactly one working key, and the audit holds a
+// key_rotation event exactly when the OMA's key changed.
+
+// rotProxy is a TCP proxy to the OMA's public port that a test puts
+// between vma-enroll and the OMA (enrollment.json's "oma", or the address
+// a VMA enrolls with: a load balancer) to stop a rotation at a chosen
+// step. No part of the OMA or of vma-enroll knows it is there.
+type rotProxy struct {
+	addr string
+
+	mu     sync.Mutex
+	target string
+	// hold, when set, is asked before a chunk the OMA sent is passed on;
+	// true holds it and everything after it on that connection until
+	// release is closed (then both ends are closed).
+	hold    func() bool
+	held    chan struct{} // closed when a chunk was first held
+	release chan struct{}
+	// blackholeAfter > 0: connections after that many are accepted and
+	// never connected to the OMA (a TLS handshake that never ends).
+	blackholeAfter int
+	accepted       int
+	blackholed     chan struct{} // closed when a connection was first blackholed
+}
+
+func newRotProxy(t *testing.T, target string) *rotProxy {
+	t.Helper()
+	p := &rotProxy{target: target}
+	p.reset()
+	t.Cleanup(func() { p.mu.Lock(); p.releaseLocked(); p.mu.Unlock() })
+	p.addr = testbin.Serve(t, "127.0.0.1:0", p.serve)
+	return p
+}
+
+// reset forwards everything from now on (releasing what was held).
+func (p *rotProxy) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.release != nil {
+		p.releaseLocked()
+	}
+	p.hold, p.blackholeAfter, p.accepted = nil, 0, 0
+	p.held, p.release, p.blackholed = make(chan struct{}), make(chan struct{}), make(chan struct{})
+}
+
+func (p *rotProxy) releaseLocked() {
+	select {
+	case <-p.release:
+	default:
+		close(p.release)
+	}
+}
+
+// holdWhen holds the OMA's bytes from the first chunk for which hold is
+// true (after a reset); the channel is closed then.
+func (p *rotProxy) holdWhen(hold func() bool) <-chan struct{} {
+	p.reset()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hold = hold
+	return p.held
+}
+
+// blackholeAfterNext passes the next n connections and blackholes the
+// ones after them (after a reset); the channel is closed at the first.
+func (p *rotProxy) blackholeAfterNext(n int) <-chan struct{} {
+	p.reset()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blackholeAfter = n
+	return p.blackholed
+}
+
+func (p *rotProxy) setTarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
+func (p *rotProxy) serve(c net.Conn) {
+	p.mu.Lock()
+	p.accepted++
+	target, hold, release := p.target, p.hold, p.release
+	if p.blackholeAfter > 0 && p.accepted > p.blackholeAfter {
+		select {
+		case <-p.blackholed:
+		default:
+			close(p.blackholed)
+		}
+		p.mu.Unlock()
+		<-release
+		return
+	}
+	held := p.held
+	p.mu.Unlock()
+	up, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	sent := make(chan struct{}) // the VMA's side ended
+	go func() {
+		io.Copy(up, c)
+		up.(*net.TCPConn).CloseWrite()
+		close(sent)
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 {
+			if hold != nil && hold() {
+				p.mu.Lock()
+				select {
+				case <-held:
+				default:
+					close(held)
+				}
+				p.mu.Unlock()
+				<-release
+				return
+			}
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			// The OMA's end of data passes on as a half-close; a reset
+			// (a killed OMA) closes the VMA's side at once.
+			if err == io.EOF {
+				c.(*net.TCPConn).CloseWrite()
+				<-sent
+			}
+			return
+		}
+	}
+}
+
+// setOMA points the VMA of dir at addr (enrollment.json's "oma"), the
+// rest of the file as it is, and returns the address it had.
+func setOMA(t *testing.T, dir, addr string) (was string) {
+	t.Helper()
+	path := filepath.Join(dir, "enrollment.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(st["oma"], &was)
+	st["oma"], _ = json.Marshal(addr)
+	if data, err = json.MarshalIndent(st, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return was
+}
+
+// sqlDB opens the server's database as the test's own client (closed at
+// the end of the test).
+func (s *server) sqlDB() *sql.DB {
+	s.t.Helper()
+	var db *sql.DB
+	var err error
+	if s.backend.name == "mysql" {
+		db, err = sql.Open("mysql", s.dsn)
+	} else {
+		db, err = sql.Open("sqlite", filepath.Join(s.dataDir, "oma.db")+"?_pragma=busy_timeout(5000)")
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// dbKey is the key fingerprint the OMA's database holds for id ("" when it
+// cannot be read).
+func dbKey(db *sql.DB, id string) string {
+	var fp string
+	if err := db.QueryRow(`SELECT vma_fingerprint FROM vma_enrollments WHERE id = ?`, id).Scan(&fp); err != nil {
+		return ""
+	}
+	return fp
+}
+
+// rotationEvents lists the key_rotation events of name as "old>new".
+func (s *server) rotationEvents(name string) []string {
+	s.t.Helper()
+	var audit []struct {
+		EventType string         `json:"event_type"`
+		Details   map[string]any `json:"event_details"`
+	}
+	s.omactlJSON(&audit, "audit", "--vma", name, "--type", "key_rotation", "--limit", "0") // oldest first
+	var out []string
+	for _, ev := range audit {
+		if ev.EventType == "key_rotation" {
+			o, _ := ev.Details["old_fingerprint"].(string)
+			n, _ := ev.Details["new_fingerprint"].(string)
+			out = append(out, o+">"+n)
+		}
+	}
+	return out
+}
+
+// mysqlBlocked waits until n connections to the test's database run a
+// statement like like (blocked: the test holds the lock it needs; the
+// MariaDB server may be shared with other tests).
+func mysqlBlocked(t *testing.T, db *sql.DB, like string, n int) {
+	t.Helper()
+	eventually(t, 20*time.Second, "the rotation's transaction to wait for the test's lock", func() bool {
+		var got int
+		err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.processlist
+			WHERE db = DATABASE() AND id <> CONNECTION_ID() AND command = 'Query' AND info LIKE ?`, like).Scan(&got)
+		if err != nil {
+			t.Logf("processlist: %v", err)
+		}
+		return err == nil && got >= n
+	})
+}
+
+// dirtyKey is the key fingerprint of id as MariaDB holds it, uncommitted
+// writes included (READ UNCOMMITTED).
+func dirtyKey(t *testing.T, db *sql.DB, id string) string {
+	t.Helper()
+	tx, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelReadUncommitted, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var fp string
+	if err := tx.QueryRow(`SELECT vma_fingerprint FROM vma_enrollments WHERE id = ?`, id).Scan(&fp); err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}
+
+// statusWith runs vma-enroll status -o json for dir's enrollment with the
+// private key at key and returns its status (approved, revoked …).
+func statusWith(t *testing.T, dir, key string) string {
+	t.Helper()
+	r := runBin(t, "vma-enroll", "status", "--config-dir", withKey(t, dir, key), "-o", "json")
+	var rep rotStatus
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r)
+	}
+	return rep.Status
+}
+
+// TestRotateServerCrash: oma-server killed with SIGKILL at each step of a
+// `vma-enroll rotate`:
+//   - before the request reached it (the OMA is stopped with SIGSTOP, so
+//     the connection waits in the kernel's accept queue);
+//   - inside the rotation's transaction, after it wrote the new key and the
+//     rotation record (MariaDB only: the test holds the audit chain's head
+//     row FOR UPDATE, the transaction's last write, sees the statement wait
+//     in information_schema.processlist and the new key uncommitted with a
+//     READ UNCOMMITTED read; a SQLite writer cannot be paused from outside
+//     at that point, and SQLite's own atomic commit is what covers it);
+//   - after the commit, before the VMA got the answer (a proxy between
+//     them holds every byte the OMA sends once the database shows the new
+//     key).
+//
+// Each time vma-enroll exits 1 (the outcome is unknown, run it again) and
+// keeps id_ed25519.next; after the restart the database has the new key
+// and one more key_rotation event exactly when the commit happened; the
+// tunnel's start settles the keys and connects with the one the OMA holds;
+// the other key is refused; a later rotation works and the audit chain
+// verifies.
+func TestRotateServerCrash(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		nbdListen := testbin.FreeAddr(t)
+		tport := strconv.Itoa(testbin.FreePort(t))
+		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
+			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		const name = "vma-rot-oma-crash"
+		dir := s.enrolled(name)
+		id, _, _ := readState(t, dir)
+		db := s.sqlDB()
+		proxy := newRotProxy(t, s.public)
+		key := filepath.Join(dir, "id_ed25519")
+		oma := setOMA(t, dir, s.public) // enrolled with s.public: unchanged
+
+		steps := []struct {
+			name      string
+			committed bool
+			mysql     bool // only MariaDB can hold the transaction open from outside
+			// crash starts `vma-enroll rotate` (v), kills oma-server at
+			// the step, and returns v; before is the current key.
+			crash func(t *testing.T, before string) *vma
+		}{
+			{name: "before the request reached the OMA", crash: func(t *testing.T, before string) *vma {
+				s.Cmd.Process.Signal(syscall.SIGSTOP)
+				v := startVMA(t, dir, "rotate")
+				eventually(t, 20*time.Second, "id_ed25519.next to be written", func() bool {
+					_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
+					return err == nil
+				})
+				s.Kill() // SIGKILL ends a stopped process too
+				return v
+			}},
+			{name: "inside the rotation's transaction", mysql: true, crash: func(t *testing.T, before string) *vma {
+				lock, err := db.Begin()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer lock.Rollback()
+				var lastID int64
+				if err := lock.QueryRow(`SELECT last_id FROM vma_audit_head WHERE id = 1 FOR UPDATE`).Scan(&lastID); err != nil {
+					t.Fatal(err)
+				}
+				v := startVMA(t, dir, "rotate")
+				// The audit event is the transaction's last write: it
+				// waits for the head row, the new key written and not
+				// committed.
+				mysqlBlocked(t, db, "%FROM vma_audit_head%FOR UPDATE%", 1)
+				if k := dirtyKey(t, db, id); k == before || dbKey(db, id) != before {
+					t.Fatalf("the waiting transaction: uncommitted key %s, committed %s (was %s)", k, dbKey(db, id), before)
+				}
+				s.Kill()
+				lock.Rollback()
+				// The dead server's session sees its client gone and
+				// rolls back.
+				eventually(t, 20*time.Second, "the killed server's transaction to be rolled back", func() bool {
+					return dirtyKey(t, db, id) == before
+				})
+				return v
+			}},
+			{name: "after the commit, before the answer", committed: true, crash: func(t *testing.T, before string) *vma {
+				held := proxy.holdWhen(func() bool { k := dbKey(db, id); return k != "" && k != before })
+				setOMA(t, dir, proxy.addr)
+				v := startVMA(t, dir, "rotate")
+				select {
+				case <-held:
+				case <-v.done:
+					t.Fatalf("vma-enroll rotate ended before the OMA answered:\n%s", v.stderr.String())
+				case <-time.After(30 * time.Second):
+					t.Fatalf("the OMA did not commit the rotation:\n%s", v.stderr.String())
+				}
+				s.Kill()
+				proxy.reset()
+				return v
+			}},
+		}
+		for _, step := range steps {
+			if step.mysql && b.name != "mysql" {
+				continue
+			}
+			t.Logf("kill -9 of oma-server %s", step.name)
+			before := keyFP(t, key)
+			events := s.rotationEvents(name)
+			v := step.crash(t, before)
+			r := v.wait(30 * time.Second)
+			setOMA(t, dir, oma)
+			if r.code != 1 || !strings.Contains(r.stderr, "run vma-enroll rotate again") {
+				t.Fatalf("%s: vma-enroll rotate: %s", step.name, r)
+			}
+			next := filepath.Join(t.TempDir(), "next")
+			copyFile(t, filepath.Join(dir, "id_ed25519.next"), next) // kept: the outcome is unknown
+			nextFP := keyFP(t, next)
+			if got := keyFP(t, key); got != before {
+				t.Fatalf("%s: id_ed25519 changed to %s without an answer", step.name, got)
+			}
+			s.Restart()
+
+			// The database: the new key and its event iff committed.
+			want, other := before, next
+			if step.committed {
+				want, other = nextFP, filepath.Join(t.TempDir(), "before")
+				copyFile(t, key, other)
+			}
+			if got := dbKey(db, id); got != want {
+				t.Fatalf("%s: the OMA holds %s, want %s", step.name, got, want)
+			}
+			got := s.rotationEvents(name)
+			if n := len(events); step.committed {
+				if len(got) != n+1 || got[n] != before+">"+nextFP {
+					t.Fatalf("%s: key_rotation events %v, want %v + %s>%s", step.name, got, events, before, nextFP)
+				}
+			} else if len(got) != n {
+				t.Fatalf("%s: key_rotation events %v, want %v (nothing committed)", step.name, got, events)
+			}
+
+			// The tunnel's start settles the keys and connects with the
+			// one the OMA holds.
+			tun := startVMA(t, dir, "tunnel", "-o", "json")
+			waitTunnel(t, s, tun, 1)
+			eventually(t, 10*time.Second, "the tunnel on the key the OMA holds", func() bool {
+				var active []api.Connection
+				s.omactlJSON(&active, "active")
+				return len(active) == 1 && active[0].VMAFingerprint == want && active[0].ConnectionStatus == "connected"
+			})
+			checkForwards(t, nbdListen, tport, "after the crash "+step.name)
+			tun.cmd.Process.Signal(syscall.SIGTERM)
+			tun.wait(15 * time.Second)
+			if _, err := os.Stat(filepath.Join(dir, "id_ed25519.next")); !os.IsNotExist(err) {
+				t.Fatalf("%s: id_ed25519.next after the tunnel settled the keys: %v", step.name, err)
+			}
+			if _, fp, _ := readState(t, dir); fp != want || keyFP(t, key) != want {
+				t.Fatalf("%s: enrollment.json records %s, id_ed25519 is %s, want %s", step.name, fp, keyFP(t, key), want)
+			}
+
+			// Exactly one working key.
+			if st := statusWith(t, dir, key); st != "approved" {
+				t.Fatalf("%s: status with the kept key: %s", step.name, st)
+			}
+			if st := statusWith(t, dir, other); st != "revoked" {
+				t.Fatalf("%s: status with the other key: %s, want refused (revoked)", step.name, st)
+			}
+
+			// A later rotation works.
+			rr := rotate(t, dir)
+			if rr.Result != "rotated" || rr.PreviousKeyFingerprint != want {
+				t.Fatalf("%s: the next rotation: %+v (key was %s)", step.name, rr, want)
+			}
+			if got := s.rotationEvents(name); len(got) == 0 || got[len(got)-1] != want+">"+rr.KeyFingerprint {
+				t.Fatalf("%s: key_rotation events %v after the next rotation", step.name, got)
+			}
+		}
+		if r := s.omactl("audit", "verify"); r.code != 0 {
+			t.Fatalf("audit verify: %s", r)
+		}
+	})
+}
+
+// TestRotateVMACrash: vma-enroll rotate killed with SIGKILL at the steps
+// TestRotateCrash does not reach with a real kill:
+//   - after the OMA committed, before the answer reached it (a proxy holds
+//     the OMA's answer): the rerun finds the OMA accepts the next key and
+//     reports the rotation recovered;
+//   - after the promotion (id_ed25519 is the new key, enrollment.json
+//     records it), before its check with the new key (the proxy never
+//     connects that check): the OMA still accepts the previous key (its
+//     grace) until the tunnel connects with the new one, then refuses it;
+//
+// and the disk state of a kill between the promotion's renames and the
+// write of enrollment.json (id_ed25519 new, enrollment.json the old
+// fingerprint, rebuilt from a real rotation): the next rotate records the
+// key and rotates from it. Each time one key works and the audit holds one
+// key_rotation event per swap.
+func TestRotateVMACrash(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		nbdListen := testbin.FreeAddr(t)
+		tport := strconv.Itoa(testbin.FreePort(t))
+		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
+			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		const name = "vma-rot-vma-crash"
+		dir := s.enrolled(name)
+		id, _, _ := readState(t, dir)
+		db := s.sqlDB()
+		proxy := newRotProxy(t, s.public)
+		key := filepath.Join(dir, "id_ed25519")
+		saved := func(what string) string {
+			p := filepath.Join(t.TempDir(), what)
+			copyFile(t, key, p)
+			return p
+		}
+
+		// 1. Killed after the OMA's commit, before its answer.
+		k0, old := keyFP(t, key), saved("k0")
+		held := proxy.holdWhen(func() bool { k := dbKey(db, id); return k != "" && k != k0 })
+		oma := setOMA(t, dir, proxy.addr)
+		v := startVMA(t, dir, "rotate")
+		select {
+		case <-held:
+		case <-v.done:
+			t.Fatalf("vma-enroll rotate ended before the OMA answered:\n%s", v.stderr.String())
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the OMA did not commit the rotation:\n%s", v.stderr.String())
+		}
+		v.cmd.Process.Kill()
+		<-v.done
+		proxy.reset()
+		setOMA(t, dir, oma)
+		k1 := dbKey(db, id)
+		if got := keyFP(t, filepath.Join(dir, "id_ed25519.next")); got != k1 || keyFP(t, key) != k0 {
+			t.Fatalf("after kill -9 past the commit: id_ed25519.next %s, id_ed25519 %s; the OMA holds %s", got, keyFP(t, key), k1)
+		}
+		r := runBin(t, "vma-enroll", "rotate", "--config-dir", dir, "-o", "json")
+		if r.code != 0 || !strings.Contains(r.stdout, `"result": "recovered"`) || !strings.Contains(r.stdout, k1) {
+			t.Fatalf("rerun after kill -9 past the commit: %s", r)
+		}
+		if st := statusWith(t, dir, old); st != "revoked" {
+			t.Fatalf("the previous key after the recovery: %s, want refused", st)
+		}
+		if got := s.rotationEvents(name); len(got) != 1 || got[0] != k0+">"+k1 {
+			t.Fatalf("key_rotation events %v, want [%s>%s]", got, k0, k1)
+		}
+
+		// 2. Killed after the promotion, before the check with the new key.
+		old = saved("k1")
+		blackholed := proxy.blackholeAfterNext(1) // the rotation's request; not the check after it
+		setOMA(t, dir, proxy.addr)
+		v = startVMA(t, dir, "rotate")
+		select {
+		case <-blackholed:
+		case <-v.done:
+			t.Fatalf("vma-enroll rotate ended before its check with the new key:\n%s", v.stderr.String())
+		case <-time.After(30 * time.Second):
+			t.Fatalf("vma-enroll rotate made no check with the new key:\n%s", v.stderr.String())
+		}
+		k2 := dbKey(db, id)
+		if _, fp, _ := readState(t, dir); fp != k2 || keyFP(t, key) != k2 {
+			t.Fatalf("checking with the new key before the promotion: enrollment.json %s, id_ed25519 %s, the OMA %s", fp, keyFP(t, key), k2)
+		}
+		v.cmd.Process.Kill()
+		<-v.done
+		proxy.reset()
+		setOMA(t, dir, oma)
+		// The new key was never used: the previous one is in its grace.
+		rep := rotVMAStatus(t, withKey(t, dir, old))
+		if rep.Self == nil || rep.Self.AuthenticatedWith != "previous" || rep.Self.KeyFingerprint != k2 {
+			t.Fatalf("the previous key before the new one was used: %+v self %+v", rep, rep.Self)
+		}
+		tun := startVMA(t, dir, "tunnel", "-o", "json")
+		waitTunnel(t, s, tun, 1)
+		checkForwards(t, nbdListen, tport, "after kill -9 past the promotion")
+		tun.cmd.Process.Signal(syscall.SIGTERM)
+		tun.wait(15 * time.Second)
+		if st := statusWith(t, dir, old); st != "revoked" {
+			t.Fatalf("the previous key once the tunnel used the new one: %s, want refused", st)
+		}
+
+		// 3. Killed between the renames and enrollment.json's update.
+		state, _ := os.ReadFile(filepath.Join(dir, "enrollment.json"))
+		rr := rotate(t, dir)
+		k3 := rr.KeyFingerprint
+		if err := os.WriteFile(filepath.Join(dir, "enrollment.json"), state, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, fp, _ := readState(t, dir); fp != k2 || keyFP(t, key) != k3 {
+			t.Fatalf("rebuilt state: enrollment.json %s (want %s), id_ed25519 %s (want %s)", fp, k2, keyFP(t, key), k3)
+		}
+		rr = rotate(t, dir)
+		if rr.Result != "rotated" || rr.PreviousKeyFingerprint != k3 {
+			t.Fatalf("rotate after a kill inside the promotion: %+v, want rotated from %s", rr, k3)
+		}
+		if rep := rotVMAStatus(t, dir); rep.Self == nil || rep.Self.KeyFingerprint != rr.KeyFingerprint || rep.VMAFingerprint != rr.KeyFingerprint {
+			t.Fatalf("status after it: %+v", rep)
+		}
+		want := []string{k0 + ">" + k1, k1 + ">" + k2, k2 + ">" + k3, k3 + ">" + rr.KeyFingerprint}
+		if got := s.rotationEvents(name); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("key_rotation events %v, want %v", got, want)
+		}
+		if r := s.omactl("audit", "verify"); r.code != 0 {
+			t.Fatalf("audit verify: %s", r)
+		}
+	})
+}
+
+// TestRotateConcurrent: two vma-enroll rotate on one config directory at
+// once (the first holds id_ed25519.lock while the OMA, stopped with
+// SIGSTOP, has not answered): the second exits 1 at once saying another
+// rotation runs, the first rotates, one key works. Then two rotation
+// requests from the same key on two connections at once (a cloned VMA;
+// on MariaDB both wait on the test's lock of the enrollment row, so they
+// really overlap): exactly one is taken, the other gets 409 wrong_state,
+// and the audit holds one key_rotation event for them.
+func TestRotateConcurrent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := startServer(t, b)
+		const name = "vma-rot-race"
+		dir := s.enrolled(name)
+		id, k0, pin := readState(t, dir)
+		db := s.sqlDB()
+		old := filepath.Join(t.TempDir(), "k0")
+		copyFile(t, filepath.Join(dir, "id_ed25519"), old)
+
+		s.Cmd.Process.Signal(syscall.SIGSTOP)
+		first := startVMA(t, dir, "rotate", "-o", "json")
+		eventually(t, 20*time.Second, "the first rotation to write id_ed25519.next", func() bool {
+			_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
+			return err == nil
+		})
+		r := runBin(t, "vma-enroll", "rotate", "--config-dir", dir, "-o", "json")
+		s.Cmd.Process.Signal(syscall.SIGCONT)
+		if r.code != 1 || !strings.Contains(r.stderr, "another vma-enroll rotate is running") || !strings.Contains(r.stdout, `"exit_code": 1`) {
+			t.Fatalf("the second rotate while the first runs: %s", r)
+		}
+		r = first.wait(30 * time.Second)
+		if r.code != 0 || !strings.Contains(r.stdout, `"result": "rotated"`) {
+			t.Fatalf("the first rotate: %s", r)
+		}
+		k1 := dbKey(db, id)
+		if rep := rotVMAStatus(t, dir); rep.Self == nil || rep.Self.KeyFingerprint != k1 || rep.VMAFingerprint != k1 || k1 == k0 {
+			t.Fatalf("after the two rotates: %+v (the OMA holds %s)", rep, k1)
+		}
+		if st := statusWith(t, dir, old); st != "revoked" {
+			t.Fatalf("the rotated-away key: %s, want refused", st)
+		}
+
+		// Two requests from the current key at once.
+		cur := readPriv(t, filepath.Join(dir, "id_ed25519"))
+		var lock *sql.Tx
+		if b.name == "mysql" {
+			var err error
+			if lock, err = db.Begin(); err != nil {
+				t.Fatal(err)
+			}
+			defer lock.Rollback()
+			var fp string
+			if err := lock.QueryRow(`SELECT vma_fingerprint FROM vma_enrollments WHERE id = ? FOR UPDATE`, id).Scan(&fp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		answers := make(chan rawAnswer, 2)
+		var keys [2]string
+		for i := range keys {
+			_, next, _ := sshkey.Generate(nil)
+			keys[i] = writeKey(t, next)
+			c := mtls(t, s, pin, cur)
+			defer c.Close()
+			req := rotateRequest(t, c, id, k1, next)
+			go func() { answers <- sendRaw(c, req) }()
+		}
+		if lock != nil {
+			mysqlBlocked(t, db, "%FROM vma_enrollments%FOR UPDATE%", 2) // both rotations wait for the row
+			lock.Rollback()
+		}
+		won, lost := 0, 0
+		for range keys {
+			a := <-answers
+			switch {
+			case a.err != nil:
+				t.Fatalf("concurrent rotation: %v", a.err)
+			case a.code == 200:
+				won++
+			case a.code == 409 && a.ec == "wrong_state":
+				lost++
+			default:
+				t.Fatalf("concurrent rotation: %d %s", a.code, a.ec)
+			}
+		}
+		if won != 1 || lost != 1 {
+			t.Fatalf("two rotations from one key at once: %d taken, %d refused; want 1 and 1", won, lost)
+		}
+		k2 := dbKey(db, id)
+		winner, loser := keys[0], keys[1]
+		if keyFP(t, winner) != k2 {
+			winner, loser = loser, winner
+		}
+		if keyFP(t, winner) != k2 {
+			t.Fatalf("the OMA holds %s, neither of the new keys", k2)
+		}
+		if st := statusWith(t, dir, winner); st != "approved" {
+			t.Fatalf("the winning key: %s", st)
+		}
+		if st := statusWith(t, dir, loser); st != "revoked" {
+			t.Fatalf("the losing key: %s, want refused", st)
+		}
+		want := []string{k0 + ">" + k1, k1 + ">" + k2}
+		if got := s.rotationEvents(name); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("key_rotation events %v, want %v", got, want)
+		}
+	})
+}
+
+// writeKey writes priv in OpenSSH format to a new file and returns its path.
+func writeKey(t *testing.T, priv ed25519.PrivateKey) string {
+	t.Helper()
+	data, err := sshkey.MarshalPrivateKey(priv, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// rotateRequest is POST /api/v1/vma/rotate to replace curFP by next,
+// signed over c's channel binding.
+func rotateRequest(t *testing.T, c *tls.Conn, id, curFP string, next ed25519.PrivateKey) *http.Request {
+	t.Helper()
+	st := c.ConnectionState()
+	binding, err := st.ExportKeyingMaterial(enroll.RotationExporterLabel, nil, enroll.RotationBindingSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := sshkey.AuthorizedKey(next.Public().(ed25519.PublicKey), "")
+	_, canon, _ := sshkey.ParseAuthorizedKey(line)
+	sig := ed25519.Sign(next, enroll.RotationMessage(id, curFP, canon, binding))
+	body, _ := json.Marshal(api.VMARotateRequest{PublicKey: line, Signature: base64.StdEncoding.EncodeToString(sig)})
+	req, _ := http.NewRequest(http.MethodPost, "https://oma"+api.PathVMARotate, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Close = true
+	return req
+}
+
+type rawAnswer struct {
+	code int
+	ec   string
+	err  error
+}
+
+// sendRaw sends req on c and returns the status and the error code (safe
+// in any goroutine).
+func sendRaw(c *tls.Conn, req *http.Request) rawAnswer {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := req.Write(c); err != nil {
+		return rawAnswer{err: err}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		return rawAnswer{err: err}
+	}
+	defer resp.Body.Close()
+	var eb api.ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	return rawAnswer{code: resp.StatusCode, ec: string(eb.Error.Code)}
+}
