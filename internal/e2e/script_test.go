@@ -21,10 +21,11 @@ import (
 // The tests that are a script of commands and their expected output live
 // in testdata/script/*.txtar (testscript, github.com/rogpeppe/go-internal:
 // docs/development.md, "Tests"). The real binaries the package built are
-// on PATH (run them with exec); two commands are ours:
+// on PATH (run them with exec); three commands are ours:
 //
 //	oma-server-start [serve flags]
 //	exits CODE PROGRAM [args...]
+//	need PROGRAM INSTALL
 
 // scriptValue is a key of testscript's Env.Values.
 type scriptValue int
@@ -69,6 +70,7 @@ func TestScripts(t *testing.T) {
 			Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 				"oma-server-start": scriptServerStart,
 				"exits":            scriptExits,
+				"need":             scriptNeed,
 			},
 		})
 	})
@@ -144,5 +146,20 @@ func scriptExits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// scriptNeed is `need PROGRAM INSTALL`: the missing-dependency policy
+// (testbin.Need) for a script that runs a tool the machine may lack, where
+// INSTALL says how to get it ('apt-get install openssh-client'); testscript's
+// [exec:PROGRAM] condition would skip silently, under CI too. A tool found
+// only in an sbin directory is put on the script's PATH.
+func scriptNeed(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: need PROGRAM INSTALL")
+	}
+	p := testbin.Need(ts.Value(scriptT).(testing.TB), args[1], args[0])
+	if _, err := exec.LookPath(args[0]); err != nil {
+		ts.Setenv("PATH", ts.Getenv("PATH")+string(os.PathListSeparator)+filepath.Dir(p))
 	}
 }
