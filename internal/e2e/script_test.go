@@ -55,6 +55,9 @@ func TestScripts(t *testing.T) {
 					run = append(run, f)
 				}
 			}
+			if len(run) == 0 {
+				return
+			}
 		}
 		testscript.Run(t, testscript.Params{
 			Files:               run,
