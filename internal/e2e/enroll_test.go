@@ -286,28 +286,6 @@ func TestWrongFingerprint(t *testing.T) {
 	})
 }
 
-func TestUsageErrors(t *testing.T) {
-	// Without a terminal, missing settings are usage errors (exit 2); no server needed.
-	for _, args := range [][]string{
-		{},
-		{"--oma", "127.0.0.1:1"},
-		{"--code", "ABCD-EFGH-JKMN", "--fingerprint", "sha256:" + strings.Repeat("0", 64)},
-		{"--oma", "127.0.0.1:1", "--code", "ABCD-EFGH-JKMN"}, // no fingerprint
-		{"--oma", "127.0.0.1:1", "--code", "ABCD", "--fingerprint", "sha256:" + strings.Repeat("0", 64)},
-		{"--bogus"},
-	} {
-		r := runBin(t, "vma-enroll", append(args, "--config-dir", t.TempDir())...)
-		if r.code != 2 || r.stdout != "" {
-			t.Errorf("vma-enroll %v: %s", args, r)
-		}
-	}
-	for _, args := range [][]string{{"approve"}, {"pending", "-o", "xml"}, {"nosuch"}} {
-		if r := runBin(t, "omactl", args...); r.code != 2 {
-			t.Errorf("omactl %v: %s", args, r)
-		}
-	}
-}
-
 func TestResume(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		s := startServer(t, b)
