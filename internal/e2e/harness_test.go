@@ -206,9 +206,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	testbin.Eventually(t, timeout, what, cond)
 }
 
-// sqlDB opens the server's database as the test's own client (closed at
-// the end of the test).
-func (s *server) sqlDB() *sql.DB {
+// openDB opens the server's database as the test's own client; the
+// caller closes it.
+func (s *server) openDB() *sql.DB {
 	s.t.Helper()
 	var db *sql.DB
 	var err error
@@ -220,6 +220,13 @@ func (s *server) sqlDB() *sql.DB {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	return db
+}
+
+// sqlDB is openDB closed at the end of the test.
+func (s *server) sqlDB() *sql.DB {
+	s.t.Helper()
+	db := s.openDB()
 	s.t.Cleanup(func() { db.Close() })
 	return db
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // Kill -9 of oma-server and of vma-enroll at each step of a rotation
@@ -120,10 +118,7 @@ func dirtyKey(t *testing.T, db *sql.DB, id string) string {
 // verifies.
 func TestRotateServerCrash(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		nbdListen := testbin.FreeAddr(t)
-		tport := strconv.Itoa(testbin.FreePort(t))
-		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
-			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		s, nbdListen, tport := startTunnelServer(t, b)
 		const name = "vma-rot-oma-crash"
 		dir := s.enrolled(name)
 		id, _, _ := readState(t, dir)
@@ -141,12 +136,7 @@ func TestRotateServerCrash(t *testing.T) {
 			crash func(t *testing.T, before string) *vma
 		}{
 			{name: "before the request reached the OMA", crash: func(t *testing.T, before string) *vma {
-				s.Cmd.Process.Signal(syscall.SIGSTOP)
-				v := startVMA(t, dir, "rotate")
-				eventually(t, 20*time.Second, "id_ed25519.next to be written", func() bool {
-					_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
-					return err == nil
-				})
+				v := startRotateStopped(t, s, dir)
 				s.Kill() // SIGKILL ends a stopped process too
 				return v
 			}},
@@ -181,13 +171,7 @@ func TestRotateServerCrash(t *testing.T) {
 				held := proxy.holdWhen(func() bool { k := dbKey(db, id); return k != "" && k != before })
 				setOMA(t, dir, proxy.addr)
 				v := startVMA(t, dir, "rotate")
-				select {
-				case <-held:
-				case <-v.done:
-					t.Fatalf("vma-enroll rotate ended before the OMA answered:\n%s", v.stderr.String())
-				case <-time.After(30 * time.Second):
-					t.Fatalf("the OMA did not commit the rotation:\n%s", v.stderr.String())
-				}
+				v.reach(held, "the OMA's commit of the rotation")
 				s.Kill()
 				proxy.reset()
 				return v
@@ -291,34 +275,20 @@ func TestRotateServerCrash(t *testing.T) {
 // key_rotation event per swap.
 func TestRotateVMACrash(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		nbdListen := testbin.FreeAddr(t)
-		tport := strconv.Itoa(testbin.FreePort(t))
-		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
-			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		s, nbdListen, tport := startTunnelServer(t, b)
 		const name = "vma-rot-vma-crash"
 		dir := s.enrolled(name)
 		id, _, _ := readState(t, dir)
 		db := s.sqlDB()
 		proxy := newRotProxy(t, s.public)
 		key := filepath.Join(dir, "id_ed25519")
-		saved := func(what string) string {
-			p := filepath.Join(t.TempDir(), what)
-			copyFile(t, key, p)
-			return p
-		}
 
 		// 1. Killed after the OMA's commit, before its answer.
-		k0, old := keyFP(t, key), saved("k0")
+		k0, old := keyFP(t, key), saveKey(t, key)
 		held := proxy.holdWhen(func() bool { k := dbKey(db, id); return k != "" && k != k0 })
 		oma := setOMA(t, dir, proxy.addr)
 		v := startVMA(t, dir, "rotate")
-		select {
-		case <-held:
-		case <-v.done:
-			t.Fatalf("vma-enroll rotate ended before the OMA answered:\n%s", v.stderr.String())
-		case <-time.After(30 * time.Second):
-			t.Fatalf("the OMA did not commit the rotation:\n%s", v.stderr.String())
-		}
+		v.reach(held, "the OMA's commit of the rotation")
 		v.cmd.Process.Kill()
 		<-v.done
 		proxy.reset()
@@ -339,17 +309,11 @@ func TestRotateVMACrash(t *testing.T) {
 		}
 
 		// 2. Killed after the promotion, before the check with the new key.
-		old = saved("k1")
+		old = saveKey(t, key)
 		blackholed := proxy.blackholeAfterNext(1) // the rotation's request; not the check after it
 		setOMA(t, dir, proxy.addr)
 		v = startVMA(t, dir, "rotate")
-		select {
-		case <-blackholed:
-		case <-v.done:
-			t.Fatalf("vma-enroll rotate ended before its check with the new key:\n%s", v.stderr.String())
-		case <-time.After(30 * time.Second):
-			t.Fatalf("vma-enroll rotate made no check with the new key:\n%s", v.stderr.String())
-		}
+		v.reach(blackholed, "its check with the new key")
 		k2 := dbKey(db, id)
 		if _, fp, _ := readState(t, dir); fp != k2 || keyFP(t, key) != k2 {
 			t.Fatalf("checking with the new key before the promotion: enrollment.json %s, id_ed25519 %s, the OMA %s", fp, keyFP(t, key), k2)
@@ -414,15 +378,9 @@ func TestRotateConcurrent(t *testing.T) {
 		dir := s.enrolled(name)
 		id, k0, pin := readState(t, dir)
 		db := s.sqlDB()
-		old := filepath.Join(t.TempDir(), "k0")
-		copyFile(t, filepath.Join(dir, "id_ed25519"), old)
+		old := saveKey(t, filepath.Join(dir, "id_ed25519"))
 
-		s.Cmd.Process.Signal(syscall.SIGSTOP)
-		first := startVMA(t, dir, "rotate", "-o", "json")
-		eventually(t, 20*time.Second, "the first rotation to write id_ed25519.next", func() bool {
-			_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
-			return err == nil
-		})
+		first := startRotateStopped(t, s, dir, "-o", "json")
 		r := runBin(t, "vma-enroll", "rotate", "--config-dir", dir, "-o", "json")
 		s.Cmd.Process.Signal(syscall.SIGCONT)
 		if r.code != 1 || !strings.Contains(r.stderr, "another vma-enroll rotate is running") || !strings.Contains(r.stdout, `"exit_code": 1`) {
@@ -461,7 +419,7 @@ func TestRotateConcurrent(t *testing.T) {
 			keys[i] = writeKey(t, next)
 			c := mtls(t, s, pin, cur)
 			defer c.Close()
-			req := rotateRequest(t, c, id, k1, next)
+			req := rotateRequest(t, c, id, k1, next, nil)
 			go func() { answers <- sendRaw(c, req) }()
 		}
 		if lock != nil {

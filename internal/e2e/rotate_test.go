@@ -41,17 +41,10 @@ func TestRotateWithTunnel(t *testing.T) {
 }
 
 func testRotateWithTunnel(t *testing.T, b backend) {
-	nbdTarget := prefixEcho(t, "nbd:")
-	vmaAPI := prefixEcho(t, "vma-api:")
-	nbdListen := testbin.FreeAddr(t)
-	tport := strconv.Itoa(testbin.FreePort(t))
-	s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", nbdTarget,
-		"--vma-api-target", vmaAPI, "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport,
-		"--rotation-grace", "10m")
+	s, nbdListen, tport := startTunnelServer(t, b, "--rotation-grace", "10m")
 	dir := s.enrolled("vma-rot-01")
 	k0 := keyFP(t, filepath.Join(dir, "id_ed25519"))
-	old := filepath.Join(t.TempDir(), "k0")
-	copyFile(t, filepath.Join(dir, "id_ed25519"), old)
+	old := saveKey(t, filepath.Join(dir, "id_ed25519"))
 
 	// self, live: approved, the key, the tunnel port, the OMA's pin.
 	rep := rotVMAStatus(t, dir)
@@ -302,19 +295,11 @@ func TestRotateRefusals(t *testing.T) {
 // recovered.
 func TestRotateCrash(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		nbdListen := testbin.FreeAddr(t)
-		tport := strconv.Itoa(testbin.FreePort(t))
-		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
-			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		s, nbdListen, tport := startTunnelServer(t, b)
 		dir := s.enrolled("vma-rot-crash")
 		k0 := keyFP(t, filepath.Join(dir, "id_ed25519"))
 
-		s.Cmd.Process.Signal(syscall.SIGSTOP)
-		v := startVMA(t, dir, "rotate")
-		eventually(t, 20*time.Second, "id_ed25519.next to be written", func() bool {
-			_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
-			return err == nil
-		})
+		v := startRotateStopped(t, s, dir)
 		time.Sleep(200 * time.Millisecond) // let it reach the (stopped) OMA
 		v.cmd.Process.Kill()
 		<-v.done

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,15 +92,7 @@ func rotate(t *testing.T, dir string) rotateReport {
 
 func keyFP(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sshkey.Fingerprint(priv.Public().(ed25519.PublicKey))
+	return sshkey.Fingerprint(readPriv(t, path).Public().(ed25519.PublicKey))
 }
 
 func readPriv(t *testing.T, path string) ed25519.PrivateKey {
@@ -136,9 +129,9 @@ func withKey(t *testing.T, dir, key string) string {
 	return d
 }
 
-// mtls opens a TLS 1.3 connection to the OMA's public port with priv as
-// the client certificate.
-func mtls(t *testing.T, s *server, pin string, priv ed25519.PrivateKey) *tls.Conn {
+// vmaTLS is the TLS 1.3 client settings of a VMA towards the OMA pinned
+// to pin, with priv as the client certificate and alpn as the protocol.
+func vmaTLS(t *testing.T, pin string, priv ed25519.PrivateKey, alpn string) *tls.Config {
 	t.Helper()
 	cert, err := vmaauth.ClientCertificate(priv)
 	if err != nil {
@@ -146,9 +139,16 @@ func mtls(t *testing.T, s *server, pin string, priv ed25519.PrivateKey) *tls.Con
 	}
 	cfg := client.TLSConfig(pin, false)
 	cfg.MinVersion = tls.VersionTLS13
-	cfg.NextProtos = []string{"http/1.1"}
+	cfg.NextProtos = []string{alpn}
 	cfg.Certificates = []tls.Certificate{cert}
-	c, err := tls.Dial("tcp", s.public, cfg)
+	return cfg
+}
+
+// mtls opens a TLS 1.3 connection to the OMA's public port with priv as
+// the client certificate.
+func mtls(t *testing.T, s *server, pin string, priv ed25519.PrivateKey) *tls.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", s.public, vmaTLS(t, pin, priv, "http/1.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,31 +159,11 @@ func mtls(t *testing.T, s *server, pin string, priv ed25519.PrivateKey) *tls.Con
 // binding (nil: c's own) and returns the status and the error code.
 func rawRotate(t *testing.T, c *tls.Conn, id, curFP string, next ed25519.PrivateKey, binding []byte) (int, string) {
 	t.Helper()
-	if binding == nil {
-		var err error
-		st := c.ConnectionState()
-		if binding, err = st.ExportKeyingMaterial(enroll.RotationExporterLabel, nil, enroll.RotationBindingSize); err != nil {
-			t.Fatal(err)
-		}
+	a := sendRaw(c, rotateRequest(t, c, id, curFP, next, binding))
+	if a.err != nil {
+		t.Fatal(a.err)
 	}
-	line := sshkey.AuthorizedKey(next.Public().(ed25519.PublicKey), "")
-	_, canon, _ := sshkey.ParseAuthorizedKey(line)
-	sig := ed25519.Sign(next, enroll.RotationMessage(id, curFP, canon, binding))
-	body, _ := json.Marshal(api.VMARotateRequest{PublicKey: line, Signature: base64.StdEncoding.EncodeToString(sig)})
-	req, _ := http.NewRequest(http.MethodPost, "https://oma"+api.PathVMARotate, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Close = true
-	if err := req.Write(c); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var eb api.ErrorBody
-	json.NewDecoder(resp.Body).Decode(&eb)
-	return resp.StatusCode, string(eb.Error.Code)
+	return a.code, a.ec
 }
 
 func readState(t *testing.T, dir string) (id, fp, pin string) {
@@ -357,13 +337,15 @@ func statusWith(t *testing.T, dir, key string) string {
 }
 
 // rotateRequest is POST /api/v1/vma/rotate to replace curFP by next,
-// signed over c's channel binding.
-func rotateRequest(t *testing.T, c *tls.Conn, id, curFP string, next ed25519.PrivateKey) *http.Request {
+// signed over binding (nil: c's channel binding).
+func rotateRequest(t *testing.T, c *tls.Conn, id, curFP string, next ed25519.PrivateKey, binding []byte) *http.Request {
 	t.Helper()
-	st := c.ConnectionState()
-	binding, err := st.ExportKeyingMaterial(enroll.RotationExporterLabel, nil, enroll.RotationBindingSize)
-	if err != nil {
-		t.Fatal(err)
+	if binding == nil {
+		st := c.ConnectionState()
+		var err error
+		if binding, err = st.ExportKeyingMaterial(enroll.RotationExporterLabel, nil, enroll.RotationBindingSize); err != nil {
+			t.Fatal(err)
+		}
 	}
 	line := sshkey.AuthorizedKey(next.Public().(ed25519.PublicKey), "")
 	_, canon, _ := sshkey.ParseAuthorizedKey(line)
@@ -396,4 +378,42 @@ func sendRaw(c *tls.Conn, req *http.Request) rawAnswer {
 	var eb api.ErrorBody
 	json.NewDecoder(resp.Body).Decode(&eb)
 	return rawAnswer{code: resp.StatusCode, ec: string(eb.Error.Code)}
+}
+
+// startRotateStopped stops oma-server s (SIGSTOP: connections wait in the
+// kernel's accept queue) and starts `vma-enroll rotate` with args for the
+// enrollment in dir; it returns once vma-enroll wrote id_ed25519.next, its
+// request then waiting for the stopped OMA.
+func startRotateStopped(t *testing.T, s *server, dir string, args ...string) *vma {
+	t.Helper()
+	s.Cmd.Process.Signal(syscall.SIGSTOP)
+	v := startVMA(t, dir, append([]string{"rotate"}, args...)...)
+	eventually(t, 20*time.Second, "id_ed25519.next to be written", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
+		return err == nil
+	})
+	return v
+}
+
+// reach waits until step is closed (the run got to the step the test stops
+// it at); it fails the test when vma-enroll ends first or step does not
+// come within 30s.
+func (v *vma) reach(step <-chan struct{}, what string) {
+	v.t.Helper()
+	select {
+	case <-step:
+	case <-v.done:
+		v.t.Fatalf("vma-enroll ended before %s:\n%s", what, v.stderr.String())
+	case <-time.After(30 * time.Second):
+		v.t.Fatalf("no %s within 30s:\n%s", what, v.stderr.String())
+	}
+}
+
+// saveKey copies the private key at key into a new file and returns its
+// path (a key a test keeps across a rotation).
+func saveKey(t *testing.T, key string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), filepath.Base(key))
+	copyFile(t, key, p)
+	return p
 }
