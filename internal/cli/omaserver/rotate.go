@@ -87,7 +87,7 @@ instance the same files (the key files are the OMA's identity).`,
 	}
 	sshCmd := &cobra.Command{
 		Use:   "ssh-host-key",
-		Short: "Stage, complete or abort a rotation of the embedded tunnel endpoint's SSH host key",
+		Short: "Stage, complete or abort the rotation of the SSH host key",
 		Long: `Rotate the SSH host key of the embedded tunnel endpoint
 (<data-dir>/ssh_host_ed25519_key; the next one is staged as
 ssh_host_ed25519_key.next).
@@ -113,7 +113,7 @@ later remove the old one and point --ssh-host-key at the new one.`,
 	}
 	tlsCmd := &cobra.Command{
 		Use:   "tls-cert",
-		Short: "Stage, complete or abort a rotation of the public listener's TLS certificate",
+		Short: "Stage, complete or abort the rotation of the TLS certificate",
 		Long: `Rotate the TLS certificate of the public listener, whose public key VMAs pin
 (oma_fingerprint). The next certificate is staged as <data-dir>/tls-next.crt
 and tls-next.key: a new self-signed one (with the current certificate's
