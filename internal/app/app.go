@@ -279,7 +279,7 @@ func (a *App) Run(ctx context.Context) error {
 	if hk, ok := a.tunnel.(omakeys.HostKeyUser); ok {
 		hostKeys = hk
 	}
-	omakeys.Watch(ctx, omakeys.Files{DataDir: a.cfg.DataDir, TLSCert: a.cfg.TLSCert, TLSKey: a.cfg.TLSKey}, hostKeys, a.srv, a.log)
+	watchDone := omakeys.Watch(ctx, omakeys.Files{DataDir: a.cfg.DataDir, TLSCert: a.cfg.TLSCert, TLSKey: a.cfg.TLSKey}, hostKeys, a.srv, a.log)
 	drvErr := make(chan error, 1)
 	go func() { drvErr <- a.tunnel.Run(drvCtx) }()
 	expDone := make(chan struct{})
@@ -294,6 +294,7 @@ func (a *App) Run(ctx context.Context) error {
 	err = a.srv.Run(ctx, wrap)
 	stop()
 	<-expDone
+	<-watchDone // no key change reaches the endpoint Close releases
 	stopDriver()
 	if derr := <-drvErr; err == nil && derr != nil {
 		err = fmt.Errorf("tunnel driver %s: %w", a.tunnel.Name(), derr)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/api"
 	"github.com/oma-enroll/oma-enroll/internal/app"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
+	"github.com/oma-enroll/oma-enroll/internal/omatest"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/testdb"
@@ -190,26 +190,12 @@ func start(t *testing.T, cfg app.Config) (*app.App, <-chan error) {
 // authorized_keys blob.
 func enrollVerified(t *testing.T, svc *enroll.Service, name string) (string, string) {
 	t.Helper()
-	ctx := context.Background()
-	admin := enroll.Meta{Actor: "test", SourceIP: "127.0.0.1"}
-	code, err := svc.CreatePairingCode(ctx, 0, "", admin)
+	pub, priv, err := sshkey.Generate(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, priv, err := sshkey.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := sshkey.AuthorizedKey(priv.Public().(ed25519.PublicKey), "")
-	meta := enroll.Meta{SourceIP: "192.0.2.10", UserAgent: "vma-enroll/test"}
-	res, err := svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: code.Code.Reveal(), PublicKey: line, Name: name, Version: "2.4.1"}, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Verify(ctx, res.EnrollmentID, enroll.SignChallenge(priv, res.EnrollmentID, res.Challenge), meta); err != nil {
-		t.Fatal(err)
-	}
-	return res.EnrollmentID, strings.Fields(line)[1]
+	id := omatest.StartEnroll(t, svc, omatest.VMA{Name: name, Key: priv}).Verify()
+	return id, strings.Fields(sshkey.AuthorizedKey(pub, ""))[1]
 }
 
 type adminClient struct {

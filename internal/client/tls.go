@@ -58,23 +58,11 @@ func NormalizeFingerprint(s string) (string, error) {
 // with insecure and no pin, any certificate is accepted; otherwise the
 // system roots verify the server as usual.
 func TLSConfig(pin string, insecure bool) *tls.Config {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	switch {
-	case pin != "":
-		cfg.InsecureSkipVerify = true // the pin below replaces the CA check
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return &FingerprintMismatchError{Want: pin, Got: "(no certificate)"}
-			}
-			got := SPKIFingerprint(cs.PeerCertificates[0])
-			if subtle.ConstantTimeCompare([]byte(got), []byte(pin)) != 1 {
-				return &FingerprintMismatchError{Want: pin, Got: got}
-			}
-			return nil
-		}
-	case insecure:
-		cfg.InsecureSkipVerify = true
+	if pin != "" {
+		return TLSConfigPins(func() []string { return []string{pin} })
 	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg.InsecureSkipVerify = insecure
 	return cfg
 }
 

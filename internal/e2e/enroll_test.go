@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -206,15 +205,7 @@ func (s *server) expireCode(code string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	var db *sql.DB
-	if s.backend.name == "mysql" {
-		db, err = sql.Open("mysql", s.dsn)
-	} else {
-		db, err = sql.Open("sqlite", filepath.Join(s.dataDir, "oma.db")+"?_pragma=busy_timeout(5000)")
-	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	db := s.openDB()
 	defer db.Close()
 	// The stored hash is keyed by the server's audit key (its data dir).
 	keyHex, err := os.ReadFile(filepath.Join(s.dataDir, "audit.key"))

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,13 +23,7 @@ import (
 func auditOf(t *testing.T, s *server, name string) []api.AuditEvent {
 	t.Helper()
 	var evs []api.AuditEvent
-	r := s.omactl("audit", "--vma", name, "-o", "json")
-	if r.code != 0 {
-		t.Fatalf("audit: %s", r)
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &evs); err != nil {
-		t.Fatalf("audit -o json: %v\n%s", err, r.stdout)
-	}
+	s.omactlJSON(&evs, "audit", "--vma", name)
 	return evs
 }
 
@@ -75,13 +68,7 @@ func metric(t *testing.T, s *server, series string) string {
 func TestKeyExpirySelfRotation(t *testing.T) {
 	testbin.Need(t, "apt-get install openssh-client", "ssh")
 	forEachBackend(t, func(t *testing.T, b backend) {
-		nbdTarget := prefixEcho(t, "nbd:")
-		vmaAPI := prefixEcho(t, "vma-api:")
-		nbdListen := testbin.FreeAddr(t)
-		tport := strconv.Itoa(testbin.FreePort(t))
-		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", nbdTarget,
-			"--vma-api-target", vmaAPI, "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport,
-			"--key-max-age", "30s", "--key-rotation-window", "20s", "--key-expiry-grace", "1h")
+		s, nbdListen, tport := startTunnelServer(t, b, "--key-max-age", "30s", "--key-rotation-window", "20s", "--key-expiry-grace", "1h")
 		dir := s.enrolled("vma-exp-01")
 		k0 := keyFP(t, filepath.Join(dir, "id_ed25519"))
 

@@ -67,21 +67,11 @@ func (s *server) second() *server {
 // two dumps are equal when nothing changed.
 func (s *server) dump() string {
 	s.t.Helper()
-	var (
-		db  *sql.DB
-		err error
-		q   string
-	)
+	q := "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
 	if s.backend.name == "mysql" {
-		db, err = sql.Open("mysql", s.dsn)
 		q = "SHOW TABLES"
-	} else {
-		db, err = sql.Open("sqlite", filepath.Join(s.dataDir, "oma.db")+"?_pragma=busy_timeout(5000)")
-		q = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
 	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	db := s.openDB()
 	defer db.Close()
 	rows, err := db.Query(q)
 	if err != nil {

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -202,4 +204,29 @@ type vmaResult struct {
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	testbin.Eventually(t, timeout, what, cond)
+}
+
+// openDB opens the server's database as the test's own client; the
+// caller closes it.
+func (s *server) openDB() *sql.DB {
+	s.t.Helper()
+	var db *sql.DB
+	var err error
+	if s.backend.name == "mysql" {
+		db, err = sql.Open("mysql", s.dsn)
+	} else {
+		db, err = sql.Open("sqlite", filepath.Join(s.dataDir, "oma.db")+"?_pragma=busy_timeout(5000)")
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return db
+}
+
+// sqlDB is openDB closed at the end of the test.
+func (s *server) sqlDB() *sql.DB {
+	s.t.Helper()
+	db := s.openDB()
+	s.t.Cleanup(func() { db.Close() })
+	return db
 }

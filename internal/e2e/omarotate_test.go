@@ -6,8 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,15 +102,6 @@ func knownHostsFPs(t *testing.T, path string) []string {
 	return out
 }
 
-func hasString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // TestOMARotation: with an enrolled VMA's native tunnel up and an OpenSSH
 // session of the ssh_config vma-enroll wrote, the OMA stages its next SSH
 // host key: both learn it at once (enrollment.json, both known_hosts
@@ -122,12 +113,7 @@ func TestOMARotation(t *testing.T) {
 	testbin.Need(t, "apt-get install openssh-client", "ssh")
 	t.Parallel()
 	b := backends()[len(backends())-1] // MariaDB when there is one
-	nbdTarget := prefixEcho(t, "nbd:")
-	vmaAPI := prefixEcho(t, "vma-api:")
-	nbdListen := testbin.FreeAddr(t)
-	tport := strconv.Itoa(testbin.FreePort(t))
-	s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", nbdTarget,
-		"--vma-api-target", vmaAPI, "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+	s, nbdListen, tport := startTunnelServer(t, b)
 	dir := s.enrolled("vma-omarot-01")
 	st0 := readVMAState(t, dir)
 	hk0 := hostKeyFP(st0.Tunnel.HostKey)
@@ -159,11 +145,11 @@ func TestOMARotation(t *testing.T) {
 	eventually(t, 10*time.Second, "the native tunnel to record the next host key", func() bool {
 		st := readVMAState(t, dir)
 		return len(st.OMANextHostKeys) == 1 && hostKeyFP(st.OMANextHostKeys[0]) == hk1 && hostKeyFP(st.Tunnel.HostKey) == hk0 &&
-			hasString(knownHostsFPs(t, filepath.Join(dir, "known_hosts")), hk1)
+			slices.Contains(knownHostsFPs(t, filepath.Join(dir, "known_hosts")), hk1)
 	})
 	eventually(t, 10*time.Second, "OpenSSH (UpdateHostKeys) to record the next host key", func() bool {
 		fps := knownHostsFPs(t, kh)
-		return hasString(fps, hk0) && hasString(fps, hk1)
+		return slices.Contains(fps, hk0) && slices.Contains(fps, hk1)
 	})
 	if r := s.rotateOMA("ssh-host-key"); r.code != 1 || !strings.Contains(r.stderr, "already staged") {
 		t.Fatalf("a second rotate while one is staged: %s", r)
@@ -256,10 +242,7 @@ func TestOMARotation(t *testing.T) {
 		Actor     string         `json:"actor"`
 		Details   map[string]any `json:"event_details"`
 	}
-	r := s.omactl("audit", "--type", "oma_key_rotation", "-o", "json")
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &audit) != nil {
-		t.Fatalf("audit: %s", r)
-	}
+	s.omactlJSON(&audit, "audit", "--type", "oma_key_rotation")
 	sort.Slice(audit, func(i, j int) bool { return audit[i].ID < audit[j].ID })
 	var steps []string
 	for _, ev := range audit {
@@ -269,7 +252,7 @@ func TestOMARotation(t *testing.T) {
 		}
 	}
 	if got := strings.Join(steps, " "); got != "ssh_host_key:started ssh_host_key:completed tls_cert:started tls_cert:completed" {
-		t.Fatalf("oma_key_rotation events: %s\n%s", got, r.stdout)
+		t.Fatalf("oma_key_rotation events: %s\n%+v", got, audit)
 	}
 	if r := s.omactl("audit", "verify"); r.code != 0 {
 		t.Fatalf("audit verify: %s", r)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -15,11 +14,9 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
-	"github.com/oma-enroll/oma-enroll/internal/client"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
-	"github.com/oma-enroll/oma-enroll/internal/vmaauth"
 )
 
 // echoServer answers each connection with what it reads, as it reads it.
@@ -32,17 +29,9 @@ func echoServer(t *testing.T) string {
 // with priv as the client certificate, as vma-enroll tunnel does.
 func dataStream(t *testing.T, addr, pin string, priv ed25519.PrivateKey) (net.Conn, error) {
 	t.Helper()
-	cert, err := vmaauth.ClientCertificate(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := client.TLSConfig(pin, false)
-	cfg.MinVersion = tls.VersionTLS13
-	cfg.NextProtos = []string{tunnel.ALPNData}
-	cfg.Certificates = []tls.Certificate{cert}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return vmaclient.DialData(ctx, addr, cfg)
+	return vmaclient.DialData(ctx, addr, vmaTLS(t, pin, priv, tunnel.ALPNData))
 }
 
 // echoes reports whether msg comes back through c (the NBD target of these
@@ -200,12 +189,7 @@ func TestRotateTwoInstances(t *testing.T) {
 	}
 	id, k0, pin := readState(t, dir)
 	key := filepath.Join(dir, "id_ed25519")
-	saved := func(what string) string {
-		p := filepath.Join(t.TempDir(), what)
-		copyFile(t, key, p)
-		return p
-	}
-	old := saved("k0")
+	old := saveKey(t, key)
 	activeKey := func(fp string) func() bool {
 		return func() bool {
 			var active []api.Connection
@@ -265,18 +249,12 @@ func TestRotateTwoInstances(t *testing.T) {
 	// is killed before its check with it (the proxy never connects it).
 	a.Opts.Args = append(a.Opts.Args, "--rotation-grace", "5s")
 	a.Restart()
-	old = saved("k1")
+	old = saveKey(t, key)
 	d1 := nbdStream(t, b.public, pin, readPriv(t, old))
 	lb.setTarget(a.public)
 	blackholed := lb.blackholeAfterNext(1) // the rotation's request; not the check after it
 	v = startVMA(t, dir, "rotate")
-	select {
-	case <-blackholed:
-	case <-v.done:
-		t.Fatalf("vma-enroll rotate ended before its check with the new key:\n%s", v.stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("vma-enroll rotate made no check with the new key:\n%s", v.stderr.String())
-	}
+	v.reach(blackholed, "its check with the new key")
 	v.cmd.Process.Kill()
 	<-v.done
 	lb.reset()

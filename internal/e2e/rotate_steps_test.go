@@ -1,170 +1,25 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
-	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
-	"github.com/oma-enroll/oma-enroll/internal/testbin"
 )
 
 // Kill -9 of oma-server and of vma-enroll at each step of a rotation
 // (issue 16), with the real binaries on both stores: after the restart or
 // the rerun the VMA has exactly one working key, and the audit holds a
 // key_rotation event exactly when the OMA's key changed.
-
-// rotProxy is a TCP proxy to the OMA's public port that a test puts
-// between vma-enroll and the OMA (enrollment.json's "oma", or the address
-// a VMA enrolls with: a load balancer) to stop a rotation at a chosen
-// step. No part of the OMA or of vma-enroll knows it is there.
-type rotProxy struct {
-	addr string
-
-	mu     sync.Mutex
-	target string
-	// hold, when set, is asked before a chunk the OMA sent is passed on;
-	// true holds it and everything after it on that connection until
-	// release is closed (then both ends are closed).
-	hold    func() bool
-	held    chan struct{} // closed when a chunk was first held
-	release chan struct{}
-	// blackholeAfter > 0: connections after that many are accepted and
-	// never connected to the OMA (a TLS handshake that never ends).
-	blackholeAfter int
-	accepted       int
-	blackholed     chan struct{} // closed when a connection was first blackholed
-}
-
-func newRotProxy(t *testing.T, target string) *rotProxy {
-	t.Helper()
-	p := &rotProxy{target: target}
-	p.reset()
-	t.Cleanup(func() { p.mu.Lock(); p.releaseLocked(); p.mu.Unlock() })
-	p.addr = testbin.Serve(t, "127.0.0.1:0", p.serve)
-	return p
-}
-
-// reset forwards everything from now on (releasing what was held).
-func (p *rotProxy) reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.release != nil {
-		p.releaseLocked()
-	}
-	p.hold, p.blackholeAfter, p.accepted = nil, 0, 0
-	p.held, p.release, p.blackholed = make(chan struct{}), make(chan struct{}), make(chan struct{})
-}
-
-func (p *rotProxy) releaseLocked() {
-	select {
-	case <-p.release:
-	default:
-		close(p.release)
-	}
-}
-
-// holdWhen holds the OMA's bytes from the first chunk for which hold is
-// true (after a reset); the channel is closed then.
-func (p *rotProxy) holdWhen(hold func() bool) <-chan struct{} {
-	p.reset()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.hold = hold
-	return p.held
-}
-
-// blackholeAfterNext passes the next n connections and blackholes the
-// ones after them (after a reset); the channel is closed at the first.
-func (p *rotProxy) blackholeAfterNext(n int) <-chan struct{} {
-	p.reset()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.blackholeAfter = n
-	return p.blackholed
-}
-
-func (p *rotProxy) setTarget(target string) {
-	p.mu.Lock()
-	p.target = target
-	p.mu.Unlock()
-}
-
-func (p *rotProxy) serve(c net.Conn) {
-	p.mu.Lock()
-	p.accepted++
-	target, hold, release := p.target, p.hold, p.release
-	if p.blackholeAfter > 0 && p.accepted > p.blackholeAfter {
-		select {
-		case <-p.blackholed:
-		default:
-			close(p.blackholed)
-		}
-		p.mu.Unlock()
-		<-release
-		return
-	}
-	held := p.held
-	p.mu.Unlock()
-	up, err := net.DialTimeout("tcp", target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	sent := make(chan struct{}) // the VMA's side ended
-	go func() {
-		io.Copy(up, c)
-		up.(*net.TCPConn).CloseWrite()
-		close(sent)
-	}()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := up.Read(buf)
-		if n > 0 {
-			if hold != nil && hold() {
-				p.mu.Lock()
-				select {
-				case <-held:
-				default:
-					close(held)
-				}
-				p.mu.Unlock()
-				<-release
-				return
-			}
-			if _, err := c.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			// The OMA's end of data passes on as a half-close; a reset
-			// (a killed OMA) closes the VMA's side at once.
-			if err == io.EOF {
-				c.(*net.TCPConn).CloseWrite()
-				<-sent
-			}
-			return
-		}
-	}
-}
 
 // setOMA points the VMA of dir at addr (enrollment.json's "oma"), the
 // rest of the file as it is, and returns the address it had.
@@ -188,34 +43,6 @@ func setOMA(t *testing.T, dir, addr string) (was string) {
 		t.Fatal(err)
 	}
 	return was
-}
-
-// sqlDB opens the server's database as the test's own client (closed at
-// the end of the test).
-func (s *server) sqlDB() *sql.DB {
-	s.t.Helper()
-	var db *sql.DB
-	var err error
-	if s.backend.name == "mysql" {
-		db, err = sql.Open("mysql", s.dsn)
-	} else {
-		db, err = sql.Open("sqlite", filepath.Join(s.dataDir, "oma.db")+"?_pragma=busy_timeout(5000)")
-	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { db.Close() })
-	return db
-}
-
-// dbKey is the key fingerprint the OMA's database holds for id ("" when it
-// cannot be read).
-func dbKey(db *sql.DB, id string) string {
-	var fp string
-	if err := db.QueryRow(`SELECT vma_fingerprint FROM vma_enrollments WHERE id = ?`, id).Scan(&fp); err != nil {
-		return ""
-	}
-	return fp
 }
 
 // rotationEvents lists the key_rotation events of name as "old>new".
@@ -269,18 +96,6 @@ func dirtyKey(t *testing.T, db *sql.DB, id string) string {
 	return fp
 }
 
-// statusWith runs vma-enroll status -o json for dir's enrollment with the
-// private key at key and returns its status (approved, revoked …).
-func statusWith(t *testing.T, dir, key string) string {
-	t.Helper()
-	r := runBin(t, "vma-enroll", "status", "--config-dir", withKey(t, dir, key), "-o", "json")
-	var rep rotStatus
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("status -o json: %v\n%s", err, r)
-	}
-	return rep.Status
-}
-
 // TestRotateServerCrash: oma-server killed with SIGKILL at each step of a
 // `vma-enroll rotate`:
 //   - before the request reached it (the OMA is stopped with SIGSTOP, so
@@ -303,10 +118,7 @@ func statusWith(t *testing.T, dir, key string) string {
 // verifies.
 func TestRotateServerCrash(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		nbdListen := testbin.FreeAddr(t)
-		tport := strconv.Itoa(testbin.FreePort(t))
-		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
-			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		s, nbdListen, tport := startTunnelServer(t, b)
 		const name = "vma-rot-oma-crash"
 		dir := s.enrolled(name)
 		id, _, _ := readState(t, dir)
@@ -324,12 +136,7 @@ func TestRotateServerCrash(t *testing.T) {
 			crash func(t *testing.T, before string) *vma
 		}{
 			{name: "before the request reached the OMA", crash: func(t *testing.T, before string) *vma {
-				s.Cmd.Process.Signal(syscall.SIGSTOP)
-				v := startVMA(t, dir, "rotate")
-				eventually(t, 20*time.Second, "id_ed25519.next to be written", func() bool {
-					_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
-					return err == nil
-				})
+				v := startRotateStopped(t, s, dir)
 				s.Kill() // SIGKILL ends a stopped process too
 				return v
 			}},
@@ -364,13 +171,7 @@ func TestRotateServerCrash(t *testing.T) {
 				held := proxy.holdWhen(func() bool { k := dbKey(db, id); return k != "" && k != before })
 				setOMA(t, dir, proxy.addr)
 				v := startVMA(t, dir, "rotate")
-				select {
-				case <-held:
-				case <-v.done:
-					t.Fatalf("vma-enroll rotate ended before the OMA answered:\n%s", v.stderr.String())
-				case <-time.After(30 * time.Second):
-					t.Fatalf("the OMA did not commit the rotation:\n%s", v.stderr.String())
-				}
+				v.reach(held, "the OMA's commit of the rotation")
 				s.Kill()
 				proxy.reset()
 				return v
@@ -474,34 +275,20 @@ func TestRotateServerCrash(t *testing.T) {
 // key_rotation event per swap.
 func TestRotateVMACrash(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		nbdListen := testbin.FreeAddr(t)
-		tport := strconv.Itoa(testbin.FreePort(t))
-		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
-			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		s, nbdListen, tport := startTunnelServer(t, b)
 		const name = "vma-rot-vma-crash"
 		dir := s.enrolled(name)
 		id, _, _ := readState(t, dir)
 		db := s.sqlDB()
 		proxy := newRotProxy(t, s.public)
 		key := filepath.Join(dir, "id_ed25519")
-		saved := func(what string) string {
-			p := filepath.Join(t.TempDir(), what)
-			copyFile(t, key, p)
-			return p
-		}
 
 		// 1. Killed after the OMA's commit, before its answer.
-		k0, old := keyFP(t, key), saved("k0")
+		k0, old := keyFP(t, key), saveKey(t, key)
 		held := proxy.holdWhen(func() bool { k := dbKey(db, id); return k != "" && k != k0 })
 		oma := setOMA(t, dir, proxy.addr)
 		v := startVMA(t, dir, "rotate")
-		select {
-		case <-held:
-		case <-v.done:
-			t.Fatalf("vma-enroll rotate ended before the OMA answered:\n%s", v.stderr.String())
-		case <-time.After(30 * time.Second):
-			t.Fatalf("the OMA did not commit the rotation:\n%s", v.stderr.String())
-		}
+		v.reach(held, "the OMA's commit of the rotation")
 		v.cmd.Process.Kill()
 		<-v.done
 		proxy.reset()
@@ -522,17 +309,11 @@ func TestRotateVMACrash(t *testing.T) {
 		}
 
 		// 2. Killed after the promotion, before the check with the new key.
-		old = saved("k1")
+		old = saveKey(t, key)
 		blackholed := proxy.blackholeAfterNext(1) // the rotation's request; not the check after it
 		setOMA(t, dir, proxy.addr)
 		v = startVMA(t, dir, "rotate")
-		select {
-		case <-blackholed:
-		case <-v.done:
-			t.Fatalf("vma-enroll rotate ended before its check with the new key:\n%s", v.stderr.String())
-		case <-time.After(30 * time.Second):
-			t.Fatalf("vma-enroll rotate made no check with the new key:\n%s", v.stderr.String())
-		}
+		v.reach(blackholed, "its check with the new key")
 		k2 := dbKey(db, id)
 		if _, fp, _ := readState(t, dir); fp != k2 || keyFP(t, key) != k2 {
 			t.Fatalf("checking with the new key before the promotion: enrollment.json %s, id_ed25519 %s, the OMA %s", fp, keyFP(t, key), k2)
@@ -597,15 +378,9 @@ func TestRotateConcurrent(t *testing.T) {
 		dir := s.enrolled(name)
 		id, k0, pin := readState(t, dir)
 		db := s.sqlDB()
-		old := filepath.Join(t.TempDir(), "k0")
-		copyFile(t, filepath.Join(dir, "id_ed25519"), old)
+		old := saveKey(t, filepath.Join(dir, "id_ed25519"))
 
-		s.Cmd.Process.Signal(syscall.SIGSTOP)
-		first := startVMA(t, dir, "rotate", "-o", "json")
-		eventually(t, 20*time.Second, "the first rotation to write id_ed25519.next", func() bool {
-			_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
-			return err == nil
-		})
+		first := startRotateStopped(t, s, dir, "-o", "json")
 		r := runBin(t, "vma-enroll", "rotate", "--config-dir", dir, "-o", "json")
 		s.Cmd.Process.Signal(syscall.SIGCONT)
 		if r.code != 1 || !strings.Contains(r.stderr, "another vma-enroll rotate is running") || !strings.Contains(r.stdout, `"exit_code": 1`) {
@@ -644,7 +419,7 @@ func TestRotateConcurrent(t *testing.T) {
 			keys[i] = writeKey(t, next)
 			c := mtls(t, s, pin, cur)
 			defer c.Close()
-			req := rotateRequest(t, c, id, k1, next)
+			req := rotateRequest(t, c, id, k1, next, nil)
 			go func() { answers <- sendRaw(c, req) }()
 		}
 		if lock != nil {
@@ -701,46 +476,4 @@ func writeKey(t *testing.T, priv ed25519.PrivateKey) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// rotateRequest is POST /api/v1/vma/rotate to replace curFP by next,
-// signed over c's channel binding.
-func rotateRequest(t *testing.T, c *tls.Conn, id, curFP string, next ed25519.PrivateKey) *http.Request {
-	t.Helper()
-	st := c.ConnectionState()
-	binding, err := st.ExportKeyingMaterial(enroll.RotationExporterLabel, nil, enroll.RotationBindingSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := sshkey.AuthorizedKey(next.Public().(ed25519.PublicKey), "")
-	_, canon, _ := sshkey.ParseAuthorizedKey(line)
-	sig := ed25519.Sign(next, enroll.RotationMessage(id, curFP, canon, binding))
-	body, _ := json.Marshal(api.VMARotateRequest{PublicKey: line, Signature: base64.StdEncoding.EncodeToString(sig)})
-	req, _ := http.NewRequest(http.MethodPost, "https://oma"+api.PathVMARotate, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Close = true
-	return req
-}
-
-type rawAnswer struct {
-	code int
-	ec   string
-	err  error
-}
-
-// sendRaw sends req on c and returns the status and the error code (safe
-// in any goroutine).
-func sendRaw(c *tls.Conn, req *http.Request) rawAnswer {
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := req.Write(c); err != nil {
-		return rawAnswer{err: err}
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), req)
-	if err != nil {
-		return rawAnswer{err: err}
-	}
-	defer resp.Body.Close()
-	var eb api.ErrorBody
-	json.NewDecoder(resp.Body).Decode(&eb)
-	return rawAnswer{code: resp.StatusCode, ec: string(eb.Error.Code)}
 }

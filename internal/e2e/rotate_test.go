@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
@@ -29,176 +27,6 @@ import (
 // Key rotation (issue 16, docs/rotation.md) with the real binaries: the
 // OMA, vma-enroll rotate/status/tunnel, and the OpenSSH client.
 
-// enrolled enrolls name into a new config dir and has it approved.
-func (s *server) enrolled(name string) string {
-	s.t.Helper()
-	pc := s.pairingCode()
-	dir := s.t.TempDir()
-	v := startVMA(s.t, dir, s.enrollArgs(pc, name, "--timeout", "60s")...)
-	s.waitPending(name)
-	if r := s.omactl("approve", name); r.code != 0 {
-		s.t.Fatalf("approve: %s", r)
-	}
-	if r := v.wait(30 * time.Second); r.code != 0 {
-		s.t.Fatalf("vma-enroll: %s", r)
-	}
-	return dir
-}
-
-// rotStatus is the part of vma-enroll status -o json the tests read.
-type rotStatus struct {
-	Status         string       `json:"status"`
-	VMAFingerprint string       `json:"vma_fingerprint"`
-	Self           *api.VMASelf `json:"self"`
-	OMACheck       struct {
-		Result string `json:"result"`
-		Via    string `json:"via"`
-	} `json:"oma_check"`
-}
-
-func rotVMAStatus(t *testing.T, dir string) rotStatus {
-	t.Helper()
-	r := runBin(t, "vma-enroll", "status", "--config-dir", dir, "-o", "json")
-	if r.code != 0 {
-		t.Fatalf("vma-enroll status: %s", r)
-	}
-	var rep rotStatus
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
-	}
-	return rep
-}
-
-type rotateReport struct {
-	Result                 string `json:"result"`
-	KeyFingerprint         string `json:"key_fingerprint"`
-	PreviousKeyFingerprint string `json:"previous_key_fingerprint"`
-}
-
-func rotate(t *testing.T, dir string) rotateReport {
-	t.Helper()
-	r := runBin(t, "vma-enroll", "rotate", "--config-dir", dir, "-o", "json")
-	if r.code != 0 {
-		t.Fatalf("vma-enroll rotate: %s", r)
-	}
-	var rep rotateReport
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("rotate -o json: %v\n%s", err, r.stdout)
-	}
-	return rep
-}
-
-func keyFP(t *testing.T, path string) string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sshkey.Fingerprint(priv.Public().(ed25519.PublicKey))
-}
-
-func readPriv(t *testing.T, path string) ed25519.PrivateKey {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return priv
-}
-
-// copyFile copies src to dst with mode 0600.
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// withKey is a copy of dir's enrollment using the private key at key.
-func withKey(t *testing.T, dir, key string) string {
-	t.Helper()
-	d := t.TempDir()
-	copyFile(t, filepath.Join(dir, "enrollment.json"), filepath.Join(d, "enrollment.json"))
-	copyFile(t, key, filepath.Join(d, "id_ed25519"))
-	return d
-}
-
-// mtls opens a TLS 1.3 connection to the OMA's public port with priv as
-// the client certificate.
-func mtls(t *testing.T, s *server, pin string, priv ed25519.PrivateKey) *tls.Conn {
-	t.Helper()
-	cert, err := vmaauth.ClientCertificate(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := client.TLSConfig(pin, false)
-	cfg.MinVersion = tls.VersionTLS13
-	cfg.NextProtos = []string{"http/1.1"}
-	cfg.Certificates = []tls.Certificate{cert}
-	c, err := tls.Dial("tcp", s.public, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// rawRotate sends POST /api/v1/vma/rotate on c signed with next over
-// binding (nil: c's own) and returns the status and the error code.
-func rawRotate(t *testing.T, c *tls.Conn, id, curFP string, next ed25519.PrivateKey, binding []byte) (int, string) {
-	t.Helper()
-	if binding == nil {
-		var err error
-		st := c.ConnectionState()
-		if binding, err = st.ExportKeyingMaterial(enroll.RotationExporterLabel, nil, enroll.RotationBindingSize); err != nil {
-			t.Fatal(err)
-		}
-	}
-	line := sshkey.AuthorizedKey(next.Public().(ed25519.PublicKey), "")
-	_, canon, _ := sshkey.ParseAuthorizedKey(line)
-	sig := ed25519.Sign(next, enroll.RotationMessage(id, curFP, canon, binding))
-	body, _ := json.Marshal(api.VMARotateRequest{PublicKey: line, Signature: base64.StdEncoding.EncodeToString(sig)})
-	req, _ := http.NewRequest(http.MethodPost, "https://oma"+api.PathVMARotate, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Close = true
-	if err := req.Write(c); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var eb api.ErrorBody
-	json.NewDecoder(resp.Body).Decode(&eb)
-	return resp.StatusCode, string(eb.Error.Code)
-}
-
-func readState(t *testing.T, dir string) (id, fp, pin string) {
-	t.Helper()
-	var st struct {
-		EnrollmentID   string `json:"enrollment_id"`
-		VMAFingerprint string `json:"vma_fingerprint"`
-		OMAFingerprint string `json:"oma_fingerprint"`
-	}
-	data, _ := os.ReadFile(filepath.Join(dir, "enrollment.json"))
-	if err := json.Unmarshal(data, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.EnrollmentID, st.VMAFingerprint, st.OMAFingerprint
-}
-
 // TestRotateWithTunnel: self for an approved VMA, two rotations in a row
 // while the native tunnel runs (it reconnects with each new key, the
 // forwards carry traffic after each), the key_rotation audit events, the
@@ -213,17 +41,10 @@ func TestRotateWithTunnel(t *testing.T) {
 }
 
 func testRotateWithTunnel(t *testing.T, b backend) {
-	nbdTarget := prefixEcho(t, "nbd:")
-	vmaAPI := prefixEcho(t, "vma-api:")
-	nbdListen := testbin.FreeAddr(t)
-	tport := strconv.Itoa(testbin.FreePort(t))
-	s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", nbdTarget,
-		"--vma-api-target", vmaAPI, "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport,
-		"--rotation-grace", "10m")
+	s, nbdListen, tport := startTunnelServer(t, b, "--rotation-grace", "10m")
 	dir := s.enrolled("vma-rot-01")
 	k0 := keyFP(t, filepath.Join(dir, "id_ed25519"))
-	old := filepath.Join(t.TempDir(), "k0")
-	copyFile(t, filepath.Join(dir, "id_ed25519"), old)
+	old := saveKey(t, filepath.Join(dir, "id_ed25519"))
 
 	// self, live: approved, the key, the tunnel port, the OMA's pin.
 	rep := rotVMAStatus(t, dir)
@@ -474,19 +295,11 @@ func TestRotateRefusals(t *testing.T) {
 // recovered.
 func TestRotateCrash(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		nbdListen := testbin.FreeAddr(t)
-		tport := strconv.Itoa(testbin.FreePort(t))
-		s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
-			"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+		s, nbdListen, tport := startTunnelServer(t, b)
 		dir := s.enrolled("vma-rot-crash")
 		k0 := keyFP(t, filepath.Join(dir, "id_ed25519"))
 
-		s.Cmd.Process.Signal(syscall.SIGSTOP)
-		v := startVMA(t, dir, "rotate")
-		eventually(t, 20*time.Second, "id_ed25519.next to be written", func() bool {
-			_, err := os.Stat(filepath.Join(dir, "id_ed25519.next.pub"))
-			return err == nil
-		})
+		v := startRotateStopped(t, s, dir)
 		time.Sleep(200 * time.Millisecond) // let it reach the (stopped) OMA
 		v.cmd.Process.Kill()
 		<-v.done

@@ -139,12 +139,7 @@ func TestTunnelNativeClient(t *testing.T) {
 }
 
 func testNativeTunnel(t *testing.T, b backend) {
-	nbdTarget := prefixEcho(t, "nbd:")  // the OMA's NBD server
-	vmaAPI := prefixEcho(t, "vma-api:") // the VMA API
-	nbdListen := testbin.FreeAddr(t)    // VMA-local end of the NBD forward
-	tport := strconv.Itoa(testbin.FreePort(t))
-	s := startServer(t, b, "--tunnel-mode", "embedded", "--nbd-target", nbdTarget,
-		"--vma-api-target", vmaAPI, "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport+"-"+tport)
+	s, nbdListen, tport := startTunnelServer(t, b)
 	pc := s.pairingCode()
 	dir := t.TempDir()
 	v := startVMA(t, dir, s.enrollArgs(pc, "vma-native-01", "--timeout", "60s")...)
@@ -254,4 +249,18 @@ func testNativeTunnel(t *testing.T, b backend) {
 	if _, err := os.Stat(filepath.Join(dir, "enrollment.json")); err != nil {
 		t.Fatalf("the enrollment state is gone: %v", err)
 	}
+}
+
+// startTunnelServer starts oma-server in the embedded tunnel mode with
+// echo targets that prefix their answers ("nbd:" for NBD, "vma-api:" for
+// the VMA API), a free address for the VMA's end of the NBD forward and
+// one tunnel port, plus the flags in extra; it returns the server, that
+// address and the port (for checkForwards).
+func startTunnelServer(t *testing.T, b backend, extra ...string) (s *server, nbdListen, tport string) {
+	t.Helper()
+	nbdListen = testbin.FreeAddr(t)
+	tport = strconv.Itoa(testbin.FreePort(t))
+	args := append([]string{"--tunnel-mode", "embedded", "--nbd-target", prefixEcho(t, "nbd:"),
+		"--vma-api-target", prefixEcho(t, "vma-api:"), "--vma-nbd-listen", nbdListen, "--tunnel-port-range", tport + "-" + tport}, extra...)
+	return startServer(t, b, args...), nbdListen, tport
 }

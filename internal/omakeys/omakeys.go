@@ -250,10 +250,16 @@ func (w *keyWatch) run(ctx context.Context) {
 	}
 }
 
-// Watch applies the key files now and then every keyWatchEvery
-// until ctx ends.
-func Watch(ctx context.Context, files Files, endpoint HostKeyUser, srv CertUser, log *slog.Logger) {
+// Watch applies the key files now and then every keyWatchEvery until ctx
+// ends; the channel is closed once it stopped (no key is applied after
+// that).
+func Watch(ctx context.Context, files Files, endpoint HostKeyUser, srv CertUser, log *slog.Logger) <-chan struct{} {
 	w := &keyWatch{files: files, endpoint: endpoint, srv: srv, log: log}
 	w.poll()
-	go w.run(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx)
+	}()
+	return done
 }

@@ -271,9 +271,15 @@ var adminMeta = enroll.Meta{Actor: "admin", SourceIP: "127.0.0.1"}
 // Code issues a pairing code.
 func (o *OMA) Code() string {
 	o.t.Helper()
-	pc, err := o.Svc.CreatePairingCode(context.Background(), 0, "", adminMeta)
+	return code(o.t, o.Svc)
+}
+
+// code issues a pairing code on svc as the admin.
+func code(t testing.TB, svc *enroll.Service) string {
+	t.Helper()
+	pc, err := svc.CreatePairingCode(context.Background(), 0, "", adminMeta)
 	if err != nil {
-		o.t.Fatalf("pairing code: %v", err)
+		t.Fatalf("pairing code: %v", err)
 	}
 	return pc.Code.Reveal()
 }
@@ -290,7 +296,8 @@ type VMA struct {
 // Enrolling is a VMA that enrolled with a pairing code and has yet to
 // prove that it holds its key.
 type Enrolling struct {
-	o         *OMA
+	t         testing.TB
+	svc       *enroll.Service
 	ID        string
 	meta      enroll.Meta
 	key       ed25519.PrivateKey
@@ -301,6 +308,14 @@ type Enrolling struct {
 // way vma-enroll would; Verify then answers the challenge.
 func (o *OMA) StartEnroll(v VMA) *Enrolling {
 	o.t.Helper()
+	return StartEnroll(o.t, o.Svc, v)
+}
+
+// StartEnroll enrolls v with a new pairing code through svc (a service
+// the test built itself), the way vma-enroll would; Verify then answers
+// the challenge.
+func StartEnroll(t testing.TB, svc *enroll.Service, v VMA) *Enrolling {
+	t.Helper()
 	if v.Version == "" {
 		v.Version = "2.4.1"
 	}
@@ -313,27 +328,40 @@ func (o *OMA) StartEnroll(v VMA) *Enrolling {
 	if v.Key == nil {
 		_, priv, err := sshkey.Generate(nil)
 		if err != nil {
-			o.t.Fatal(err)
+			t.Fatal(err)
 		}
 		v.Key = priv
 	}
 	pub := v.Key.Public().(ed25519.PublicKey)
 	meta := enroll.Meta{SourceIP: v.SourceIP, UserAgent: v.UserAgent}
-	er, err := o.Svc.Enroll(context.Background(), enroll.EnrollRequest{PairingCode: o.Code(), PublicKey: sshkey.AuthorizedKey(pub, ""), Name: v.Name, Version: v.Version}, meta)
+	er, err := svc.Enroll(context.Background(), enroll.EnrollRequest{PairingCode: code(t, svc), PublicKey: sshkey.AuthorizedKey(pub, ""), Name: v.Name, Version: v.Version}, meta)
 	if err != nil {
-		o.t.Fatalf("enroll %s: %v", v.Name, err)
+		t.Fatalf("enroll %s: %v", v.Name, err)
 	}
-	return &Enrolling{o: o, ID: er.EnrollmentID, meta: meta, key: v.Key, challenge: er.Challenge}
+	return &Enrolling{t: t, svc: svc, ID: er.EnrollmentID, meta: meta, key: v.Key, challenge: er.Challenge}
 }
 
 // Verify signs the challenge: the enrollment then awaits approval. It
 // returns the enrollment id.
 func (e *Enrolling) Verify() string {
-	e.o.t.Helper()
-	if _, err := e.o.Svc.Verify(context.Background(), e.ID, enroll.SignChallenge(e.key, e.ID, e.challenge), e.meta); err != nil {
-		e.o.t.Fatalf("verify %s: %v", e.ID, err)
+	e.t.Helper()
+	if _, err := e.svc.Verify(context.Background(), e.ID, enroll.SignChallenge(e.key, e.ID, e.challenge), e.meta); err != nil {
+		e.t.Fatalf("verify %s: %v", e.ID, err)
 	}
 	return e.ID
+}
+
+// EnrollApproved runs v through enroll and verify on svc and approves it
+// as the admin, as vma-enroll and omactl approve would, and returns the
+// approved enrollment.
+func EnrollApproved(t testing.TB, svc *enroll.Service, v VMA) *enroll.Enrollment {
+	t.Helper()
+	id := StartEnroll(t, svc, v).Verify()
+	e, err := svc.Approve(context.Background(), id, "", adminMeta)
+	if err != nil {
+		t.Fatalf("approve %s: %v", id, err)
+	}
+	return e
 }
 
 // Enroll enrolls and verifies a VMA named name through the service, the

@@ -87,7 +87,7 @@ instance the same files (the key files are the OMA's identity).`,
 	}
 	sshCmd := &cobra.Command{
 		Use:   "ssh-host-key",
-		Short: "Stage, complete or abort a rotation of the embedded tunnel endpoint's SSH host key",
+		Short: "Stage, complete or abort the rotation of the SSH host key",
 		Long: `Rotate the SSH host key of the embedded tunnel endpoint
 (<data-dir>/ssh_host_ed25519_key; the next one is staged as
 ssh_host_ed25519_key.next).
@@ -113,7 +113,7 @@ later remove the old one and point --ssh-host-key at the new one.`,
 	}
 	tlsCmd := &cobra.Command{
 		Use:   "tls-cert",
-		Short: "Stage, complete or abort a rotation of the public listener's TLS certificate",
+		Short: "Stage, complete or abort the rotation of the TLS certificate",
 		Long: `Rotate the TLS certificate of the public listener, whose public key VMAs pin
 (oma_fingerprint). The next certificate is staged as <data-dir>/tls-next.crt
 and tls-next.key: a new self-signed one (with the current certificate's
@@ -271,7 +271,11 @@ func rotateOMAKey(ctx context.Context, svc *enroll.Service, o rotateOptions) (*r
 		if next == "" {
 			return nil, fmt.Errorf("no rotation of the %s is staged (no next key in %s): start one with '%s'", k.name(), o.Files.DataDir, cmdName)
 		}
-		if o.Complete && !o.Force && rec != nil && o.Now().Before(rec.OverlapUntil) {
+		if o.Complete && !o.Force && rec == nil {
+			return nil, fmt.Errorf("%s has no record of this rotation's overlap (removed or damaged), so it cannot tell whether VMAs had the time to learn the next key. Once they had (see the started event: omactl audit --type oma_key_rotation), run this again with --force",
+				o.Files.Path(omakeys.FileRotation))
+		}
+		if o.Complete && !o.Force && o.Now().Before(rec.OverlapUntil) {
 			return nil, fmt.Errorf("the overlap lasts until %s (%s from now): VMAs that have not connected since the rotation started learn the next key until then. Run this again after it, or add --force to switch now",
 				rec.OverlapUntil.Local().Format(time.DateTime), rec.OverlapUntil.Sub(o.Now()).Round(time.Second))
 		}
@@ -311,13 +315,19 @@ func rotateOMAKey(ctx context.Context, svc *enroll.Service, o rotateOptions) (*r
 	}
 	now := o.Now().UTC()
 	until := now.Add(o.Overlap)
-	err = svc.RecordOMAKeyRotation(ctx, enroll.OMAKeyRotation{Key: o.Key, Phase: enroll.OMARotationStarted, CurrentFingerprint: cur, NextFingerprint: nextFP, OverlapUntil: &until}, meta, write)
+	rot[o.Key] = &omakeys.RotationRecord{CurrentFingerprint: cur, NextFingerprint: nextFP, StartedAt: now, OverlapUntil: until}
+	// The overlap is recorded with the staged key, before the commit: a
+	// crash after the commit leaves no staged key without its overlap (a
+	// record left by a failed commit is ignored without a staged key, and
+	// replaced by the next stage).
+	err = svc.RecordOMAKeyRotation(ctx, enroll.OMAKeyRotation{Key: o.Key, Phase: enroll.OMARotationStarted, CurrentFingerprint: cur, NextFingerprint: nextFP, OverlapUntil: &until}, meta, func() error {
+		if err := write(); err != nil {
+			return err
+		}
+		return o.Files.SaveRotation(rot)
+	})
 	if err != nil {
 		_ = k.drop() // write may have run before the commit failed
-		return nil, err
-	}
-	rot[o.Key] = &omakeys.RotationRecord{CurrentFingerprint: cur, NextFingerprint: nextFP, StartedAt: now, OverlapUntil: until}
-	if err := o.Files.SaveRotation(rot); err != nil {
 		return nil, err
 	}
 	res.Phase, res.NextFingerprint, res.OverlapUntil = enroll.OMARotationStarted, nextFP, &until

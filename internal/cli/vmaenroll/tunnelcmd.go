@@ -89,7 +89,8 @@ keeps the current key), is one line on stderr. --auto-rotate=false turns
 this off; --openssh never rotates (run vma-enroll rotate and restart it).
 
 When the OMA refuses the key (the enrollment was revoked, or replaced by a
-newer one, or the key expired: older than the OMA's key max age plus grace), it checks once more a few seconds later, so that a passing
+newer one, or the key expired: older than the OMA's key max age plus
+grace), it checks once more a few seconds later, so that a passing
 database problem on the OMA does not end it, then exits 7: re-enroll with a
 new pairing code (vma-enroll --force --code …).
 
@@ -116,6 +117,7 @@ replaced: re-enroll).`,
   vma-enroll tunnel --keepalive 15s
   vma-enroll tunnel --connections 0    # NBD inside the SSH connection only
   vma-enroll tunnel --openssh          # run ssh -F /etc/vma-enroll/ssh_config -N oma
+  vma-enroll tunnel --auto-rotate=false   # rotate by hand only
   systemctl enable --now vma-tunnel   # after copying vma-tunnel.service`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -382,26 +382,9 @@ func splitHostPort(t *testing.T, addr string) (string, uint32) {
 // approveVMA enrolls a fresh key in svc and approves it, as an admin would.
 func approveVMA(t *testing.T, svc *enroll.Service, name string) (*enroll.Enrollment, *sshkey.KeyPair) {
 	t.Helper()
-	ctx := context.Background()
 	kp, err := sshkey.LoadOrGenerate(t.TempDir(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := enroll.Meta{Actor: "admin", SourceIP: "127.0.0.1"}
-	code, err := svc.CreatePairingCode(ctx, 0, "", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: code.Code.Reveal(), PublicKey: sshkey.AuthorizedKey(kp.Public, ""), Name: name, Version: "1.0"}, enroll.Meta{SourceIP: "127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Verify(ctx, res.EnrollmentID, enroll.SignChallenge(kp.Private, res.EnrollmentID, res.Challenge), enroll.Meta{SourceIP: "127.0.0.1"}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := svc.Approve(ctx, res.EnrollmentID, "", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, kp
+	return omatest.EnrollApproved(t, svc, omatest.VMA{Name: name, Key: kp.Private}), kp
 }

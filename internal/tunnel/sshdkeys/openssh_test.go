@@ -548,25 +548,8 @@ func mustAtoi(t *testing.T, s string) int {
 // osshApprove runs one VMA through enroll, verify and approve on svc.
 func osshApprove(t *testing.T, svc *enroll.Service, name string) (*enroll.Enrollment, *sshkey.KeyPair) {
 	t.Helper()
-	ctx := context.Background()
 	kp := osshKey(t, name)
-	admin := enroll.Meta{Actor: "admin", SourceIP: "127.0.0.1"}
-	code, err := svc.CreatePairingCode(ctx, 0, "", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := svc.Enroll(ctx, enroll.EnrollRequest{PairingCode: code.Code.Reveal(), PublicKey: sshkey.AuthorizedKey(kp.Public, ""), Name: name, Version: "1.0"}, enroll.Meta{SourceIP: "127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Verify(ctx, res.EnrollmentID, enroll.SignChallenge(kp.Private, res.EnrollmentID, res.Challenge), enroll.Meta{SourceIP: "127.0.0.1"}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := svc.Approve(ctx, res.EnrollmentID, "", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, kp
+	return omatest.EnrollApproved(t, svc, omatest.VMA{Name: name, Key: kp.Private}), kp
 }
 
 // TestOpenSSHAuthorizedKeysCommand: sshd asks `oma-server authorized-keys`

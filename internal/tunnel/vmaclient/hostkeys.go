@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
@@ -87,9 +88,13 @@ func (c *Client) saveHostKeys() {
 }
 
 // watchHostKeys passes the server's global requests on to the ssh.Client,
-// except its host key announcements, which it answers itself.
+// except its host key announcements, which it answers itself, one at a
+// time: an OMA announces once per connection, and announcements that come
+// while one is being proven are dropped, so a peer that floods them gets
+// one proof request and one goroutine, not one per announcement.
 func (c *Client) watchHostKeys(conn ssh.Conn, reqs <-chan *ssh.Request) <-chan *ssh.Request {
 	out := make(chan *ssh.Request, 16)
+	var learning atomic.Bool
 	go func() {
 		defer close(out)
 		for r := range reqs {
@@ -100,7 +105,13 @@ func (c *Client) watchHostKeys(conn ssh.Conn, reqs <-chan *ssh.Request) <-chan *
 			if r.WantReply {
 				r.Reply(false, nil)
 			}
-			go c.learnHostKeys(conn, r.Payload)
+			if !learning.CompareAndSwap(false, true) {
+				continue
+			}
+			go func(payload []byte) {
+				defer learning.Store(false)
+				c.learnHostKeys(conn, payload)
+			}(r.Payload)
 		}
 	}()
 	return out
