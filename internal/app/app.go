@@ -200,6 +200,15 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 			return nil, err
 		}
 	}
+	// A key switch of `oma-server rotate --complete` cut short by a crash
+	// is finished first, or the certificate would not load.
+	did, err := omakeys.Files{DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}.Repair()
+	if err != nil {
+		return nil, fmt.Errorf("finish an interrupted key switch (oma-server rotate): %w", err)
+	}
+	for _, d := range did {
+		log.Warn(d)
+	}
 	cert, err := server.LoadOrCreateCertificate(cfg.TLSCert, cfg.TLSKey, cfg.DataDir, []string{cfg.PublicHost})
 	if err != nil {
 		return nil, err

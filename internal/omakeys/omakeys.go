@@ -263,3 +263,75 @@ func Watch(ctx context.Context, files Files, endpoint HostKeyUser, srv CertUser,
 	}()
 	return done
 }
+
+// Repair finishes a switch that `oma-server rotate KEY --complete` began
+// and a crash cut short, so that a server can start and rotate can run:
+//
+//   - the TLS certificate in the data directory is switched by renaming
+//     tls-next.key over tls.key, then tls-next.crt over tls.crt; between
+//     the two, tls.key no longer matches tls.crt. When tls-next.crt is
+//     there without its key and matches tls.key, it is renamed over
+//     tls.crt.
+//   - with --tls-cert/--tls-key the next pair is written over those files
+//     (key first), then the staged files are removed. When the key file
+//     already holds the staged key but the certificate file does not match
+//     it, the staged certificate is written over it and the staged files
+//     removed.
+//   - the SSH host key's public file follows its private key: a
+//     ssh_host_ed25519_key.next.pub left without its private key is the
+//     current key's and is renamed over ssh_host_ed25519_key.pub.
+//
+// It returns what it did (empty when there was nothing to finish).
+func (f Files) Repair() ([]string, error) {
+	var did []string
+	nextCert, nextKey := f.Path(FileTLSNextCert), f.Path(FileTLSNextKey)
+	certFile, keyFile := f.TLSPair()
+	if Exists(nextCert) {
+		if _, err := server.LoadPair(certFile, keyFile); err != nil && Exists(keyFile) {
+			if _, err := server.LoadPair(nextCert, keyFile); err == nil {
+				if f.TLSCert == "" {
+					if err := os.Rename(nextCert, certFile); err != nil {
+						return did, err
+					}
+				} else {
+					data, err := os.ReadFile(nextCert)
+					if err != nil {
+						return did, err
+					}
+					if err := atomicfile.WriteFile(certFile, data, 0o644); err != nil {
+						return did, err
+					}
+					for _, p := range []string{nextCert, nextKey} {
+						if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+							return did, err
+						}
+					}
+				}
+				if err := atomicfile.SyncDir(f.DataDir); err != nil {
+					return did, err
+				}
+				did = append(did, "finished the switch to the staged TLS certificate (a crash had cut it short)")
+			}
+		}
+	}
+	hostNext := f.Path(FileHostKeyNext)
+	if Exists(hostNext+".pub") && !Exists(hostNext) {
+		// Only when it is the current key's (a stage cut short leaves
+		// another key's .pub: not ours to move).
+		cur, err := LoadSigner(f.Path(FileHostKey))
+		if err != nil {
+			return did, nil
+		}
+		data, err := os.ReadFile(hostNext + ".pub")
+		if err != nil {
+			return did, err
+		}
+		if pub, _, _, _, err := ssh.ParseAuthorizedKey(data); err == nil && sameSSHKey(pub, cur.PublicKey()) {
+			if err := os.Rename(hostNext+".pub", f.Path(FileHostKey)+".pub"); err != nil {
+				return did, err
+			}
+			did = append(did, "finished the switch to the staged SSH host key's public file")
+		}
+	}
+	return did, nil
+}

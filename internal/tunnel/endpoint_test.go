@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/store"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
+	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel/endpoint"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
 )
@@ -554,5 +556,63 @@ func TestSilentTunnelIsDroppedByKeepalives(t *testing.T) {
 	})
 	if len(evs) != 1 || evs[0].Details()["reason"] != "keepalive timeout" {
 		t.Fatalf("disconnection events = %+v", evs)
+	}
+}
+
+// TestHostKeyProofsAreBounded: the endpoint signs host key proofs of its
+// own keys for a logged-in VMA (hostkeys-prove-00@openssh.com), refuses
+// keys that are not its own, and answers at most a few proof requests per
+// connection, so a VMA cannot make it sign without end.
+func TestHostKeyProofsAreBounded(t *testing.T) {
+	db, _ := omatest.OpenStore(t, "sqlite")
+	o := runOMA(t, db, omaSetup{keys: t.TempDir(), public: "127.0.0.1:0", nbd: echoServer(t, "nbd:"), vmaAPI: echoServer(t, "api:"),
+		nbdLocal: testbin.FreeAddr(t), pool: testbin.FreePorts(t, 2)}).oma
+	v := o.enrollVMA("vma-proofs", nil)
+	signer := vmaSigner(t, v.dir)
+	var hostKey ssh.PublicKey
+	cl, err := ssh.Dial("tcp", o.srv.PublicAddr(), &ssh.ClientConfig{User: "vma_tunnel",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, Timeout: 10 * time.Second,
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { hostKey = k; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ask := func(blob []byte) (bool, []byte) {
+		t.Helper()
+		ok, reply, err := cl.SendRequest(tunnel.ReqHostKeysProve, true, ssh.Marshal(struct{ Blob []byte }{blob}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok, reply
+	}
+	other, _ := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)))
+	if ok, _ := ask(other.PublicKey().Marshal()); ok {
+		t.Fatal("the endpoint proved a host key that is not its own")
+	}
+	ok, reply := ask(hostKey.Marshal())
+	if !ok {
+		t.Fatal("the endpoint refused to prove its own host key")
+	}
+	var sig struct{ Sig []byte }
+	var s ssh.Signature
+	if err := ssh.Unmarshal(reply, &sig); err != nil {
+		t.Fatal(err)
+	}
+	if err := ssh.Unmarshal(sig.Sig, &s); err != nil {
+		t.Fatal(err)
+	}
+	sessionID := cl.SessionID()
+	if err := hostKey.Verify(tunnel.HostKeyProofData(sessionID, hostKey.Marshal()), &s); err != nil {
+		t.Fatalf("the proof does not verify: %v", err)
+	}
+	answered := 2
+	for range 10 {
+		if ok, _ := ask(hostKey.Marshal()); !ok {
+			break
+		}
+		answered++
+	}
+	if answered > 4 {
+		t.Fatalf("the endpoint answered %d proof requests on one connection, want at most 4", answered)
 	}
 }

@@ -222,6 +222,13 @@ func runRotateCmd(cmd *cobra.Command, ios *cmdutil.IOStreams, key string) error 
 	if err != nil {
 		return err
 	}
+	did, err := o.Files.Repair()
+	if err != nil {
+		return fmt.Errorf("finish an interrupted key switch: %w", err)
+	}
+	for _, d := range did {
+		fmt.Fprintln(ios.ErrOut, "oma-server rotate: "+d)
+	}
 	svc := enroll.New(db, enroll.Config{}, auditKey, nil)
 	res, err := rotateOMAKey(cmd.Context(), svc, o)
 	if err != nil {
@@ -284,9 +291,20 @@ func rotateOMAKey(ctx context.Context, svc *enroll.Service, o rotateOptions) (*r
 		if o.Complete {
 			res.Phase, apply = enroll.OMARotationCompleted, k.complete
 		}
-		err := svc.RecordOMAKeyRotation(ctx, enroll.OMAKeyRotation{Key: o.Key, Phase: res.Phase, CurrentFingerprint: cur, NextFingerprint: next}, meta, apply)
+		// The event commits first, then the files switch: a switch that
+		// cannot be audited does not happen, and one cut short after the
+		// commit is finished by a rerun (or by Repair, for a crash between
+		// the renames of a certificate and its key).
+		err := svc.RecordOMAKeyRotation(ctx, enroll.OMAKeyRotation{Key: o.Key, Phase: res.Phase, CurrentFingerprint: cur, NextFingerprint: next}, meta, nil)
 		if err != nil {
 			return nil, err
+		}
+		if err := apply(); err != nil {
+			flags := "--complete --force" // the overlap was checked already
+			if o.Abort {
+				flags = "--abort"
+			}
+			return nil, fmt.Errorf("the audit trail records the %s step, but the files could not be changed: %w; fix the cause and run '%s %s' again", res.Phase, err, cmdName, flags)
 		}
 		delete(rot, o.Key)
 		if err := o.Files.SaveRotation(rot); err != nil {
@@ -380,10 +398,10 @@ func (k sshHostKey) stage(rotateOptions) (string, func() error, error) {
 	}
 	p := k.f.Path(omakeys.FileHostKeyNext)
 	return sshkey.Fingerprint(pub), func() error {
-		if err := atomicfile.WriteFile(p+".pub", []byte(sshkey.AuthorizedKey(pub, "oma-server")+"\n"), 0o644); err != nil {
+		if err := atomicfile.WriteFile(p, pem, 0o600); err != nil {
 			return err
 		}
-		return atomicfile.WriteFile(p, pem, 0o600)
+		return atomicfile.WriteFile(p+".pub", []byte(sshkey.AuthorizedKey(pub, "oma-server")+"\n"), 0o644)
 	}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/oma-enroll/oma-enroll/internal/omakeys"
+	"github.com/oma-enroll/oma-enroll/internal/server"
 	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
 
@@ -77,5 +78,44 @@ func TestRotateCompleteWithoutOverlapRecord(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, omakeys.FileHostKeyNext)); !os.IsNotExist(err) {
 		t.Fatalf("the next key is still staged after --complete --force: %v", err)
+	}
+}
+
+// A crash between the renames of `rotate tls-cert --complete` leaves the
+// next key as tls.key beside the old tls.crt. The next rotate (and serve)
+// finishes the switch instead of failing on a key that does not match its
+// certificate.
+func TestRotateFinishesACutShortTLSSwitch(t *testing.T) {
+	dir := rotateDataDir(t)
+	f := omakeys.Files{DataDir: dir}
+	certFile, keyFile := f.TLSPair()
+	if _, err := server.CreateSelfSigned(certFile, keyFile, []string{"oma.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runServerCmd(t, "rotate", "tls-cert", "--data-dir", dir); code != 0 {
+		t.Fatalf("rotate tls-cert: exit %d\n%s", code, stderr)
+	}
+	next, err := server.LoadPair(f.Path(omakeys.FileTLSNextCert), f.Path(omakeys.FileTLSNextKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crash: the key was renamed, the certificate not yet.
+	if err := os.Rename(f.Path(omakeys.FileTLSNextKey), keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.LoadPair(certFile, keyFile); err == nil {
+		t.Fatal("the simulated crash left a matching pair")
+	}
+	_, stderr, code := runServerCmd(t, "rotate", "tls-cert", "--abort", "--data-dir", dir)
+	if !strings.Contains(stderr, "finished the switch to the staged TLS certificate") {
+		t.Fatalf("rotate after the cut-short switch: exit %d\n%s", code, stderr)
+	}
+	cur, err := server.LoadPair(certFile, keyFile)
+	if err != nil || server.SPKIFingerprint(cur.Leaf) != server.SPKIFingerprint(next.Leaf) {
+		t.Fatalf("after the repair the certificate in use is not the staged one: %v", err)
+	}
+	// Nothing is staged any more: the abort says so.
+	if code != 1 || !strings.Contains(stderr, "no rotation of the TLS certificate is staged") {
+		t.Fatalf("--abort after the repair: exit %d\n%s", code, stderr)
 	}
 }

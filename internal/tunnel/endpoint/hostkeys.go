@@ -80,6 +80,12 @@ func (e *Endpoint) announceHostKeys(c *tunnelConn) {
 // proveHostKeys answers hostkeys-prove-00@openssh.com: a signature for
 // each asked key that is one of the endpoint's, else a refusal.
 func (e *Endpoint) proveHostKeys(c *tunnelConn, req *ssh.Request) {
+	// A client asks once per announcement, and a connection is announced
+	// to at most once: a few asks are plenty, more are refused unsigned.
+	if c.proofs.Add(1) > maxProofsPerConn {
+		req.Reply(false, nil)
+		return
+	}
 	blobs, err := tunnel.ParseKeyBlobs(req.Payload)
 	if err != nil || len(blobs) == 0 {
 		req.Reply(false, nil)
@@ -109,7 +115,11 @@ func (e *Endpoint) proveHostKeys(c *tunnelConn, req *ssh.Request) {
 }
 
 // announcedFlag is embedded in tunnelConn: whether the connection was told
-// of the host keys (at most once).
+// of the host keys (at most once), and how many proofs it asked for.
 type announcedFlag struct {
 	announced atomic.Bool
+	proofs    atomic.Int32 // hostkeys-prove-00 requests answered or refused
 }
+
+// maxProofsPerConn bounds the host key proofs one connection gets.
+const maxProofsPerConn = 4
