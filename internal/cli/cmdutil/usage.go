@@ -153,3 +153,22 @@ func wrapWords(text string, width int) []string {
 
 // columnsOf is the width of s on a terminal: one column a character.
 func columnsOf(s string) int { return utf8.RuneCountInString(s) }
+
+// InitHelpCmd adds cobra's `help` command to root now (Execute would add
+// it later) and gives it examples: how to read the help of sub (a command
+// path below root, like "token create") and the list of commands. Call it
+// after the other commands are added.
+func InitHelpCmd(root *cobra.Command, sub string) {
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "help" {
+			continue
+		}
+		name := root.Name()
+		c.Example = fmt.Sprintf(`  # The help of %[1]s %[2]s (as %[1]s %[2]s --help)
+  %[1]s help %[2]s
+
+  # What %[1]s can do: its commands and global flags
+  %[1]s help`, name, sub)
+	}
+}

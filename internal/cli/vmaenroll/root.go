@@ -125,7 +125,6 @@ does not match the fingerprint.`,
 	root.Flags().StringArrayVar(&f.Labels, "label", nil, "a label k=v this VMA asks for, shown to the admin as the VMA's (repeatable; flag only)")
 
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
-	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
 	version.ResetFlags() // the root's persistent -o applies (json prints one object)
 	root.AddCommand(
 		newStatusCmd(f),
@@ -135,6 +134,7 @@ does not match the fingerprint.`,
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
+	cmdutil.InitHelpCmd(root, "tunnel")
 	return root
 }
 
