@@ -103,12 +103,12 @@ func FlagUsages(fs *pflag.FlagSet, width int) string {
 			b.WriteString("\n")
 		}
 		if beside {
-			lines := wrapWords(e.text, width-col)
+			lines := Wrap(e.text, width-col)
 			fmt.Fprintf(&b, "%s%s%s", e.flag, strings.Repeat(" ", col-columnsOf(e.flag)), strings.Join(lines, "\n"+strings.Repeat(" ", col)))
 			continue
 		}
 		b.WriteString(e.flag)
-		for _, l := range wrapWords(e.text, width-belowIndent) {
+		for _, l := range Wrap(e.text, width-belowIndent) {
 			fmt.Fprintf(&b, "\n%s%s", strings.Repeat(" ", belowIndent), l)
 		}
 	}
@@ -132,9 +132,9 @@ func flagUsage(fl *pflag.Flag) (flag, text string) {
 	return line[:indent+i], strings.Join(strings.Fields(line[indent+i:]), " ")
 }
 
-// wrapWords breaks text into lines of at most width columns at spaces (a
-// longer word gets a line of its own).
-func wrapWords(text string, width int) []string {
+// Wrap breaks text into lines of at most width columns at spaces (a
+// longer word gets a line of its own), for help text made from a list.
+func Wrap(text string, width int) []string {
 	var lines []string
 	line := ""
 	for _, word := range strings.Fields(text) {
