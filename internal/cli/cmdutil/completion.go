@@ -37,8 +37,14 @@ func NewCompletionCmd(root *cobra.Command, ios *IOStreams) *cobra.Command {
 shell, or install it where your shell looks for completions. 'make install'
 installs the bash, zsh and fish scripts (they are also in completions/ of the
 source tree).`, name),
-		Example: fmt.Sprintf(`  source <(%[1]s completion bash)
-  %[1]s completion bash > /usr/local/share/bash-completion/completions/%[1]s
+		Example: fmt.Sprintf(`  # Completion in the current bash only
+  source <(%[1]s completion bash)
+
+  # For every bash user (bash-completion loads it on first use)
+  %[1]s completion bash \
+      > /usr/local/share/bash-completion/completions/%[1]s
+
+  # zsh, fish and PowerShell
   %[1]s completion zsh > "${fpath[1]}/_%[1]s"
   %[1]s completion fish > ~/.config/fish/completions/%[1]s.fish
   %[1]s completion powershell | Out-String | Invoke-Expression`, name),

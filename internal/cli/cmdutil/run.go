@@ -45,6 +45,9 @@ func Setup(root *cobra.Command) {
 	root.CompletionOptions.HiddenDefaultCmd = false
 	root.Version = Version
 	root.SetVersionTemplate(VersionString(root.Name()))
+	root.SetUsageFunc(func(c *cobra.Command) error {
+		return WriteUsage(c.OutOrStderr(), c)
+	})
 }
 
 // JSONError is the one JSON document a command run with -o json prints on

@@ -45,8 +45,17 @@ func NewVersionCmd(binary string, ios *IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print version, commit and build date",
-		Example: "  " + binary + " version\n  " + binary + " --version\n  " +
-			binary + " version -o json | jq -r .version",
+		Long: `Print the version of ` + binary + `, the commit it was built from, the build
+date, the Go version and the platform: what a bug report or a support request
+needs. --version prints the same line.
+
+-o json prints one object with the fields binary, version, commit, date,
+go_version and platform; -o yaml the same as YAML.`,
+		Example: `  # One line, as --version
+  ` + binary + ` version
+
+  # Only the version number, for a script
+  ` + binary + ` version -o json | jq -r .version`,
 		Args: NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Its own -o, or the program's persistent one.

@@ -51,7 +51,9 @@ approvals, rejections, revocations, expiries, tunnel connections.
 
 By default the newest 100 events matching the filters are shown; --limit 0
 shows all. --since and --until take an age (90m, 24h, 7d) or a time
-(RFC 3339, or a date like 2025-01-31). --type is one of: ` + eventTypeList() + `.
+(RFC 3339, or a date like 2025-01-31). --type is one of:
+
+  ` + strings.Join(cmdutil.Wrap(eventTypeList()+".", cmdutil.HelpWidth-2), "\n  ") + `
 
 --follow (-f) then keeps running until Ctrl-C and prints new events as they
 happen, asking the server every --interval for events after the last one

@@ -144,7 +144,8 @@ file, or the default. A token is never shown, only whether one is set.
 The keys are those of the config file.`,
 		Example: `  omactl config view
   omactl --config ./omactl.yaml config view
-  omactl config view -o json | jq -r '.settings[] | select(.key == "server") | .value'`,
+  omactl config view -o json |
+      jq -r '.settings[] | select(.key == "server") | .value'`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConfigView(f)

@@ -10,7 +10,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
-	"github.com/oma-enroll/oma-enroll/internal/cli/cmdutil"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/omatest"
 )
@@ -480,15 +479,5 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestHelpHasExamples(t *testing.T) {
-	ios, _, _, _ := cmdutil.Test()
-	root := NewRootCmd(NewFactory(ios))
-	for _, c := range allCommands(root) {
-		if c.Long == "" || c.Example == "" {
-			t.Errorf("%q lacks Long or Example help", c.CommandPath())
-		}
 	}
 }

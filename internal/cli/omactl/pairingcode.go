@@ -54,7 +54,8 @@ give --from, and revoke it with 'omactl pairing-code revoke ID' when done.
   omactl pairing-code --ttl 30m --note "Frankfurt DC, ticket 4711"
   omactl pairing-code -o json | jq -r .join_command
   omactl pairing-code --uses 40 --ttl 4h --label site=fra
-  omactl pairing-code --uses 40 --ttl 2h --label site=fra --auto-approve --from 10.20.0.0/16
+  omactl pairing-code --uses 40 --ttl 2h --label site=fra \
+      --auto-approve --from 10.20.0.0/16
   omactl pairing-code list
   omactl pairing-code revoke 5b0c7d1e`,
 		Args: cmdutil.NoArgs,

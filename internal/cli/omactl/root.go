@@ -144,7 +144,6 @@ Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
 	_ = root.RegisterFlagCompletionFunc("output", outputCompletions)
 
 	version := cmdutil.NewVersionCmd("omactl", f.IO)
-	version.Long = "Print the version of omactl, the commit it was built from, the build date and the Go version."
 	version.ResetFlags() // the root's persistent -o applies (json prints one object)
 
 	root.AddCommand(
@@ -163,6 +162,7 @@ Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
+	cmdutil.InitHelpCmd(root, "approve")
 	return root
 }
 

@@ -25,11 +25,14 @@ import (
 func newAuthorizedKeysCmd(ios *cmdutil.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "authorized-keys USER [KEY_TYPE KEY_BLOB]",
-		Short: "Print the restricted authorized_keys lines of approved VMAs (for sshd's AuthorizedKeysCommand)",
+		Short: "Print the restricted authorized_keys lines of approved VMAs",
 		Long: `Print, from the database, the authorized_keys line of every approved VMA
-(restrict,port-forwarding,command="/bin/false",permitopen="<nbd-target>",permitlisten="127.0.0.1:<tunnel_port>"),
 when USER is the tunnel user (--tunnel-user); nothing for any other user.
-With KEY_TYPE and KEY_BLOB (sshd's %t %k) only the line of that key.
+With KEY_TYPE and KEY_BLOB (sshd's %t %k) only the line of that key. Each
+line allows the VMA's two forwards and nothing else (one line, wrapped here):
+
+  restrict,port-forwarding,command="/bin/false",permitopen="<nbd-target>",
+  permitlisten="127.0.0.1:<tunnel_port>" ssh-ed25519 AAAA... vma-enroll:...
 
 It is meant for sshd in the openssh tunnel mode:
 

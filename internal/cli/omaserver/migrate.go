@@ -19,7 +19,10 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 		Short: "Apply, roll back or show database migrations",
 		Long: `Manage the database schema. The migrations are embedded in the binary
 (one set per dialect); serve applies them at start unless --no-migrate.`,
-		Example: `  oma-server migrate status
+		Example: `  # Which schema version the database has
+  oma-server migrate status
+
+  # Apply new migrations once before restarting several instances
   oma-server migrate up --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma'`,
 		Args: cmdutil.NoArgs,
 	}
@@ -71,18 +74,44 @@ func newMigrateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 	down := &cobra.Command{Use: "down", Short: "Roll back every migration (drops all enrollment tables)", Args: cmdutil.NoArgs,
 		Long: `Roll back every migration. This drops every enrollment table with all its
 data: enrollments, admin tokens and the audit trail. Take a backup first
-(docs/admin.md, "Backup and restore"). On a terminal it asks you to type "drop"; elsewhere it
-needs --yes.`,
-		Example: "  oma-server migrate down --yes --db-driver mysql --db-dsn 'oma:secret@tcp(db:3306)/oma_test'",
-		RunE:    run("down")}
+(docs/admin.md, "Backup and restore"). On a terminal it asks you to type
+"drop"; elsewhere it needs --yes. It is not a downgrade: to go back to an
+older version, restore the backup and the old binaries.`,
+		Example: `  # Empty a test database (on a terminal it asks you to type "drop")
+  oma-server migrate down --db-driver mysql \
+      --db-dsn 'oma:secret@tcp(db:3306)/oma_test'
+
+  # The same from a script, which cannot answer
+  oma-server migrate down --yes --db-driver mysql \
+      --db-dsn 'oma:secret@tcp(db:3306)/oma_test'`,
+		RunE: run("down")}
 	down.Flags().BoolVarP(&yes, "yes", "y", false, "drop everything without asking")
-	cmd.AddCommand(
-		&cobra.Command{Use: "up", Short: "Apply every pending migration", Args: cmdutil.NoArgs,
-			Example: "  oma-server migrate up", RunE: run("up")},
-		down,
-		&cobra.Command{Use: "status", Short: "Show the schema version", Args: cmdutil.NoArgs,
-			Example: "  oma-server migrate status", RunE: run("status")},
-	)
+	up := &cobra.Command{Use: "up", Short: "Apply every pending migration", Args: cmdutil.NoArgs,
+		Long: `Apply every migration the database does not have yet, then print the schema
+version. serve does this at start unless --no-migrate; run it by hand when
+several instances share one MariaDB (once, with the same --config, before
+restarting them one by one) or to upgrade the schema without starting
+serve. A database that is up to date is left as it is. With SQLite the data
+directory and the database file are created when missing.`,
+		Example: `  # The SQLite database of /var/lib/oma-enroll, as the service user
+  sudo -u oma-enroll oma-server migrate up
+
+  # The MariaDB of the config file all instances use
+  oma-server migrate up --config /etc/oma-enroll/oma-server.yaml`,
+		RunE: run("up")}
+	status := &cobra.Command{Use: "status", Short: "Show the schema version", Args: cmdutil.NoArgs,
+		Long: `Print the schema version of the database and whether it is clean, without
+migrating anything: "schema version 5, clean"; version 0 is a database no
+migration has run on yet. "dirty" means a migration failed half-way: fix the
+schema by hand before serve or migrate up can go on.`,
+		Example: `  # The SQLite database of /var/lib/oma-enroll, as the service user
+  sudo -u oma-enroll oma-server migrate status
+
+  # A MariaDB database
+  oma-server migrate status --db-driver mysql \
+      --db-dsn 'oma:secret@tcp(db:3306)/oma'`,
+		RunE: run("status")}
+	cmd.AddCommand(up, down, status)
 	return cmd
 }
 

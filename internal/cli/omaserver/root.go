@@ -53,6 +53,7 @@ Configuration: flag > environment (OMA_<FLAG>, e.g. OMA_DB_DSN) > config file
 
 	root.AddCommand(newServeCmd(ios), newMigrateCmd(ios), newTokenCmd(ios), newSystemdUnitCmd(ios), newAuthorizedKeysCmd(ios),
 		newSSHDConfigCmd(ios), newRotateCmd(ios), cmdutil.NewCompletionCmd(root, ios), cmdutil.NewVersionCmd("oma-server", ios))
+	cmdutil.InitHelpCmd(root, "token create")
 	return root
 }
 

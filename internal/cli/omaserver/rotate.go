@@ -55,7 +55,7 @@ type rotateResult struct {
 func newRotateCmd(ios *cmdutil.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate",
-		Short: "Rotate the OMA's SSH host key or TLS certificate without breaking enrolled VMAs",
+		Short: "Rotate the OMA's SSH host key or TLS certificate",
 		Long: `Rotate the OMA's own SSH host key (embedded tunnel mode) or the TLS
 certificate of the public listener in three steps, without a person on any
 enrolled VMA (docs/rotation.md):
@@ -130,9 +130,9 @@ tls.key. Join commands show the new fingerprint from then on.
 A renewal that keeps the key (e.g. certbot --reuse-key) keeps the pin: just
 replace the files; the running server loads them within a second. A new key
 needs this rotation, or every VMA refuses the OMA.`,
-		Example: `  oma-server rotate tls-cert                        # a new self-signed certificate
-  oma-server rotate tls-cert --cert new.crt --key new.key
-  oma-server rotate tls-cert --complete
+		Example: `  oma-server rotate tls-cert             # stage a new self-signed certificate
+  oma-server rotate tls-cert --cert new.crt --key new.key   # or your CA's
+  oma-server rotate tls-cert --complete  # after the overlap
   oma-server rotate tls-cert --abort`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -40,7 +40,8 @@ With --tunnel-mode openssh the system sshd is the tunnel endpoint: each
 approval writes the VMA's restricted key line into the tunnel user's
 authorized_keys (--authorized-keys-file), each revocation removes it and ends
 the VMA's live session, and the file is re-synced with the database at start
-and every --authorized-keys-resync. ` + "`oma-server sshd-config`" + ` prints the sshd block.
+and every --authorized-keys-resync. ` + "`oma-server sshd-config`" + ` prints the sshd
+block.
 
 Several instances may share one MariaDB database behind a load balancer;
 give them the same audit.key (--audit-key-file) and the same certificate.
@@ -53,11 +54,13 @@ need sticky sessions. The admin listener speaks plain HTTP unless
 --admin-tls (the public certificate) or --admin-tls-cert/--admin-tls-key;
 omactl then needs --server https://….`,
 		Example: `  # Development: SQLite in ./.oma-dev, public listener on :8443
-  oma-server serve --data-dir ./.oma-dev --public-listen :8443 --public-host 127.0.0.1
+  oma-server serve --data-dir ./.oma-dev --public-listen :8443 \
+      --public-host 127.0.0.1
 
   # Production with MariaDB and a real certificate
   OMA_DB_DSN='oma:secret@tcp(db:3306)/oma' oma-server serve --db-driver mysql \
-    --public-host oma.example.com --tls-cert /etc/oma/tls.crt --tls-key /etc/oma/tls.key`,
+      --public-host oma.example.com \
+      --tls-cert /etc/oma/tls.crt --tls-key /etc/oma/tls.key`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := config(cmd)

@@ -45,7 +45,8 @@ Append the block to the END of /etc/ssh/sshd_config (a Match block lasts
 until the next Match line or the end of the file), then check and reload:
 sshd -t && systemctl reload ssh`,
 		Example: `  # The AuthorizedKeysCommand variant, run as the user that runs oma-server
-  oma-server sshd-config --config /etc/oma-enroll/oma-server.yaml >> /etc/ssh/sshd_config
+  oma-server sshd-config --config /etc/oma-enroll/oma-server.yaml \
+      >> /etc/ssh/sshd_config
   sshd -t && systemctl reload ssh
 
   # The authorized_keys file variant

@@ -19,11 +19,15 @@ privileges, a read-only system, a private /tmp, and write access only to the
 data directory.
 
 Install it with:
-  useradd --system --home-dir /var/lib/oma-enroll --shell /usr/sbin/nologin oma-enroll
+  useradd --system --home-dir /var/lib/oma-enroll \
+      --shell /usr/sbin/nologin oma-enroll
   oma-server systemd-unit > /etc/systemd/system/oma-server.service
   systemctl daemon-reload && systemctl enable --now oma-server`,
-		Example: `  oma-server systemd-unit > /etc/systemd/system/oma-server.service
-  oma-server systemd-unit --user oma --config /etc/oma-enroll/oma-server.yaml`,
+		Example: `  # The unit with the defaults (user oma-enroll, /usr/local/bin/oma-server)
+  oma-server systemd-unit > /etc/systemd/system/oma-server.service
+
+  # Another user, and a config file elsewhere
+  oma-server systemd-unit --user oma --config-file /etc/oma/oma-server.yaml`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			user, _ := cmd.Flags().GetString("user")

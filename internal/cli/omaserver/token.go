@@ -68,7 +68,20 @@ a new token is printed once and cannot be shown again.`,
 	create := &cobra.Command{
 		Use:   "create --name NAME",
 		Short: "Create a token and print it once on stdout",
-		Example: `  oma-server token create --name alice
+		Long: `Create an admin token called --name and print it once on stdout; only its
+hash is stored, so keep it now (redirect it into a file readable by its
+owner only). The name is the actor of every change made with the token, in
+the audit trail; it must be new (the name of a revoked token stays taken).
+Creating it is audited (admin_token_created, actor local:<your user>).
+
+It works on the database directly (run it on the OMA, as the service user,
+with the service's settings); the running server accepts the token at once.
+Give omactl the file with --token-file or token_file in its config file.`,
+		Example: `  # A token for alice, into her omactl configuration
+  sudo -u oma-enroll oma-server token create --name alice \
+      > ~/.config/omactl/alice.token
+
+  # A token for a CI job
   oma-server token create --name ci-bot > /etc/oma/ci.token`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -80,7 +93,7 @@ a new token is printed once and cannot be shown again.`,
 				tok, err := svc.CreateAdminTokenBy(ctx, name, localActor())
 				if err != nil {
 					if enroll.ErrorCode(err) == enroll.CodeConflict {
-						return fmt.Errorf("a token named %q exists already: pick another name or revoke it first", name)
+						return fmt.Errorf("a token named %q exists already (the name of a revoked token stays taken): pick another name", name)
 					}
 					return err
 				}
@@ -103,8 +116,12 @@ The tokens themselves are never shown (only their hashes are stored).
 -o json prints one JSON array of {"name","created_at","last_used_at",
 "revoked_at"} (times RFC 3339 UTC, null when not set); -o yaml the same as
 YAML. --no-headers leaves out the table's header row.`,
-		Example: `  oma-server token list
-  oma-server token list -o json | jq -r '.[] | select(.revoked_at == null) | .name'`,
+		Example: `  # Which tokens exist, and when each was last used
+  oma-server token list
+
+  # The names of the tokens not revoked
+  oma-server token list -o json |
+      jq -r '.[] | select(.revoked_at == null) | .name'`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch listOutput {
@@ -125,10 +142,23 @@ YAML. --no-headers leaves out the table's header row.`,
 	list.Flags().BoolVar(&noHeaders, "no-headers", false, "print the table without its header row")
 
 	revoke := &cobra.Command{
-		Use:     "revoke NAME",
-		Short:   "Revoke an admin token; it is refused from then on",
-		Example: "  oma-server token revoke alice",
-		Args:    cmdutil.ExactArgs(1),
+		Use:   "revoke NAME",
+		Short: "Revoke an admin token; it is refused from then on",
+		Long: `Revoke the admin token called NAME: the admin API and the web UI refuse it
+from the next request on, and web UI sessions opened with it end (a running
+server needs no restart). The token stays in 'token list' as revoked, and
+its name stays taken. Revoking is audited (admin_token_revoked, actor
+local:<your user>). A name with no live token is an error.
+
+It works on the database directly: run it on the OMA, as the service user,
+with the service's settings.`,
+		Example: `  # alice has left: her token stops working at once
+  sudo -u oma-enroll oma-server token revoke alice
+
+  # A token someone saw: revoke it, then make a new one
+  oma-server token revoke ci-bot
+  oma-server token create --name ci-bot-2 > /etc/oma/ci.token`,
+		Args: cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withService(cmd, func(ctx context.Context, svc *enroll.Service, db *store.DB) error {
 				if err := svc.RevokeAdminTokenBy(ctx, args[0], localActor()); err != nil {

@@ -34,8 +34,9 @@ vma-client.key is a second copy of this VMA's private key: keep it where
 id_ed25519 is, and run client-cert again after vma-enroll rotate (the files
 do not follow a rotation).`,
 		Example: `  vma-enroll client-cert
-  curl -sk --cert /etc/vma-enroll/vma-client.crt --key /etc/vma-enroll/vma-client.key \
-    --pinnedpubkey sha256//<base64> https://oma.example.com/api/v1/vma/self`,
+  curl -sk --cert /etc/vma-enroll/vma-client.crt \
+      --key /etc/vma-enroll/vma-client.key \
+      --pinnedpubkey sha256//<base64> https://oma.example.com/api/v1/vma/self`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd.Root())

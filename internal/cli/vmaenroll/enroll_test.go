@@ -351,23 +351,6 @@ func TestServerRestartWhileWaiting(t *testing.T) {
 	}
 }
 
-func TestHelp(t *testing.T) {
-	ios, _, _, _ := cmdutil.Test()
-	root := NewRootCmd(NewFactory(ios))
-	cmds := root.Commands()
-	if root.Long == "" || root.Example == "" {
-		t.Error("root lacks Long or Example")
-	}
-	for _, c := range cmds {
-		if c.Name() == "help" {
-			continue
-		}
-		if c.Long == "" || c.Example == "" {
-			t.Errorf("%s lacks Long or Example", c.Name())
-		}
-	}
-}
-
 func TestConfigDirNotWritable(t *testing.T) {
 	if os.Geteuid() == 0 {
 		rerunAsNobody(t) // root may write anywhere: CI runs as root, so this runs as nobody there

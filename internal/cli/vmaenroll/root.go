@@ -93,11 +93,25 @@ Exit status: 0 approved and configured (or already enrolled), 1 error,
 2 usage error, 3 rejected by the admin, 4 timed out waiting or the enrollment
 expired, 5 pairing code rejected (wrong, used or expired), 6 the OMA's identity
 does not match the fingerprint.`,
-		Example: `  vma-enroll --oma oma.example.com --code 7KQ2-M9XD-4RTB --fingerprint sha256:5f1c…
-  VMA_ENROLL_CODE=7kq2m9xd4rtb vma-enroll --oma 203.0.113.5:443 --fingerprint sha256:5f1c…
-  vma-enroll --code-file /root/code.txt --oma oma.example.com --fingerprint sha256:5f1c… -o json
-  vma-enroll            # on a terminal: asks for the OMA address and the code
-  vma-enroll --oma oma.example.com --code 7KQ2-M9XD-4RTB --fingerprint sha256:5f1c… --label rack=r12
+		Example: `  # The command 'omactl pairing-code' prints, typed on the VMA console
+  vma-enroll --oma 203.0.113.5 --code 7KQ2-M9XD-4RTB --fingerprint sha256:5f1c…
+
+  # On a terminal: asks for the OMA address and the code
+  vma-enroll
+
+  # The code from the environment, in any case, with or without dashes
+  VMA_ENROLL_CODE=7kq2m9xd4rtb vma-enroll --oma 203.0.113.5:443 \
+      --fingerprint sha256:5f1c…
+
+  # From a script: the code in a file, one JSON object on stdout
+  vma-enroll --code-file /root/code.txt --oma oma.example.com \
+      --fingerprint sha256:5f1c… -o json
+
+  # With a label the admin can select it by (omactl approve -l rack=r12)
+  vma-enroll --oma oma.example.com --code 7KQ2-M9XD-4RTB \
+      --fingerprint sha256:5f1c… --label rack=r12
+
+  # Is this VMA enrolled, and does the OMA still accept it?
   vma-enroll status`,
 		Args:        cmdutil.NoArgs,
 		Annotations: map[string]string{cmdutil.AnnotationOutputEnv: EnvPrefix + "OUTPUT"},
@@ -125,7 +139,6 @@ does not match the fingerprint.`,
 	root.Flags().StringArrayVar(&f.Labels, "label", nil, "a label k=v this VMA asks for, shown to the admin as the VMA's (repeatable; flag only)")
 
 	version := cmdutil.NewVersionCmd("vma-enroll", f.IO)
-	version.Long = "Print the version of vma-enroll, the commit it was built from, the build date and the Go version."
 	version.ResetFlags() // the root's persistent -o applies (json prints one object)
 	root.AddCommand(
 		newStatusCmd(f),
@@ -135,6 +148,7 @@ does not match the fingerprint.`,
 		cmdutil.NewCompletionCmd(root, f.IO),
 		version,
 	)
+	cmdutil.InitHelpCmd(root, "tunnel")
 	return root
 }
 

@@ -71,13 +71,13 @@ client certificate (the answer adds the key's age, rotations and the OMA's
 view of the tunnel; "self" in -o json). When the OMA does not answer that
 way (an older OMA), it asks the OMA's SSH endpoint whether it would accept
 this VMA's key, with the pinned host key, and stops before logging in (no
-tunnel is opened, nothing is recorded on the OMA). The answer: enrolled (the key is
-accepted), revoked (the OMA refuses it: the enrollment was revoked, or
+tunnel is opened, nothing is recorded on the OMA). The answer: enrolled (the
+key is accepted), revoked (the OMA refuses it: the enrollment was revoked, or
 replaced by a newer one of the same name; enroll again with --force and a
-new pairing code), or, when the OMA does not answer within --check-timeout, the
-local state with a warning. It also shows whether the tunnel runs on this VMA
-(its local forward listens) and the VMA's port on the OMA. --offline reads
-only the local file.
+new pairing code), or, when the OMA does not answer within --check-timeout,
+the local state with a warning. It also shows whether the tunnel runs on
+this VMA (its local forward listens) and the VMA's port on the OMA.
+--offline reads only the local file.
 
 A VMA that never enrolled shows the status not_enrolled. With -o json, status
 is the OMA's answer when it gave one ("revoked" when it refuses the key),

@@ -77,8 +77,9 @@ then twice as long after each failed attempt up to 60s (less up to a quarter
 at random), and starts over at 1s once a connection stayed up for a minute.
 Each change (connecting, connected, forward up, disconnected and why,
 retrying in Ns) is one line on stderr; with -o json one JSON object per line
-on stdout (fields time, event, message, oma, and reason, listen, target, direction,
-retry_in_seconds where they apply). SIGINT or SIGTERM stops it (exit 0).
+on stdout (fields time, event, message, oma, and reason, listen, target,
+direction, retry_in_seconds where they apply). SIGINT or SIGTERM stops it
+(exit 0).
 
 With a key expiry policy on the OMA (oma-server --key-max-age) it rotates
 this VMA's key by itself once the key is due (inside the rotation window),
@@ -116,7 +117,7 @@ replaced: re-enroll).`,
   vma-enroll tunnel --config-dir /etc/vma-enroll -o json
   vma-enroll tunnel --keepalive 15s
   vma-enroll tunnel --connections 0    # NBD inside the SSH connection only
-  vma-enroll tunnel --openssh          # run ssh -F /etc/vma-enroll/ssh_config -N oma
+  vma-enroll tunnel --openssh          # ssh -F <config-dir>/ssh_config -N oma
   vma-enroll tunnel --auto-rotate=false   # rotate by hand only
   systemctl enable --now vma-tunnel   # after copying vma-tunnel.service`,
 		Args: cmdutil.NoArgs,
