@@ -181,6 +181,25 @@ func (e *events) String() string {
 	return b.String()
 }
 
+// forwardsUp reports whether the latest session (since the last
+// connected event) has its local and its remote forward up.
+func (e *events) forwardsUp() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	local, remote := false, false
+	for _, ev := range e.all {
+		switch {
+		case ev.Type == vmaclient.EventConnected:
+			local, remote = false, false
+		case ev.Type == vmaclient.EventForwardUp && ev.Direction == "local":
+			local = true
+		case ev.Type == vmaclient.EventForwardUp && ev.Direction == "remote":
+			remote = true
+		}
+	}
+	return local && remote
+}
+
 // waitFor waits for the n-th event of typ (counting all seen so far).
 func (e *events) waitFor(t *testing.T, typ vmaclient.EventType, n int, timeout time.Duration) {
 	t.Helper()
@@ -259,7 +278,16 @@ func startClient(t *testing.T, o *oma, v *vma, change func(*vmaclient.ClientConf
 func (rc *runningClient) waitUp(t *testing.T, n int) {
 	t.Helper()
 	rc.ev.waitFor(t, vmaclient.EventConnected, n, 20*time.Second)
-	rc.ev.waitFor(t, vmaclient.EventForwardUp, 2*n, 10*time.Second)
+	// Both forwards of the latest session: a session whose local listen
+	// failed (its port taken meanwhile on a busy machine) is retried, and
+	// its remote forward_up must not count for the next one's local.
+	deadline := time.Now().Add(10 * time.Second)
+	for !rc.ev.forwardsUp() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the latest session's forwards did not both come up within 10s; events:\n%s", rc.ev)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // bulkEcho sends size random bytes through addr, half-closes, and checks
