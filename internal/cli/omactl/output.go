@@ -54,6 +54,19 @@ func writeJSON(w io.Writer, v any) error {
 	return err
 }
 
+// writeRawJSON prints JSON the server sent (compact, as encoding/json
+// writes it) exactly as writeJSON prints it decoded: indented by two
+// spaces, control characters escaped, one newline.
+func writeRawJSON(w io.Writer, raw json.RawMessage) error {
+	var b bytes.Buffer
+	b.Grow(len(raw) + len(raw)/4)
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return err
+	}
+	_, err := w.Write(append(escapeControls(b.Bytes()), '\n'))
+	return err
+}
+
 // writeYAML renders v with the same field names and order as its JSON:
 // JSON is YAML, so the JSON is parsed into a YAML node and re-emitted in
 // block style.

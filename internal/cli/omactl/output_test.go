@@ -1,6 +1,14 @@
 package omactl
 
-import "testing"
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
+)
 
 func TestEscapeControls(t *testing.T) {
 	for in, want := range map[string]string{
@@ -14,5 +22,40 @@ func TestEscapeControls(t *testing.T) {
 		if got := string(escapeControls([]byte(in))); got != want {
 			t.Errorf("escapeControls(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The active list's -o json prints the server's JSON indented instead of
+// decoding and encoding it again: the bytes must be the same as writeJSON
+// of the decoded list, control characters escaped alike.
+func TestWriteRawJSONMatchesWriteJSON(t *testing.T) {
+	at := time.Date(2026, 12, 2, 12, 0, 0, 123456789, time.FixedZone("CET", 3600))
+	port := 9081
+	list := []api.Connection{
+		{EnrollmentID: "e1", VMAName: "vma-\u202efra\u0007-01 <b>&", ConnectionStatus: "connected", TunnelPort: &port,
+			LastSeenAt: &at, ConnectedAt: &at, Labels: map[string]string{"site": "fra", "env": "prod"},
+			KeySince: &at, KeyAgeSeconds: 42, KeyStatus: "due", KeyExpiresAt: &at},
+		{EnrollmentID: "e2", VMAName: "vma-ham-02", ConnectionStatus: "disconnected"},
+	}
+	compact, err := json.Marshal(api.ConnectionList{Connections: list})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Connections json.RawMessage }
+	if err := json.Unmarshal(compact, &got); err != nil {
+		t.Fatal(err)
+	}
+	var raw, typed bytes.Buffer
+	if err := writeRawJSON(&raw, got.Connections); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSON(&typed, list); err != nil {
+		t.Fatal(err)
+	}
+	if raw.String() != typed.String() {
+		t.Fatalf("raw:\n%s\ntyped:\n%s", raw.String(), typed.String())
+	}
+	if strings.Contains(raw.String(), "\u202e") {
+		t.Fatalf("a control character reached the output:\n%s", raw.String())
 	}
 }

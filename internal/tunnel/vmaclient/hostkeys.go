@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
@@ -94,7 +93,11 @@ func (c *Client) saveHostKeys() {
 // one proof request and one goroutine, not one per announcement.
 func (c *Client) watchHostKeys(conn ssh.Conn, reqs <-chan *ssh.Request) <-chan *ssh.Request {
 	out := make(chan *ssh.Request, 16)
-	var learning atomic.Bool
+	// One announcement per connection, as the OMA sends (and as OpenSSH's
+	// client takes: it ends a connection that announces twice); later
+	// ones are ignored, so a peer cannot make this client ask for proofs
+	// without end.
+	var seen bool
 	go func() {
 		defer close(out)
 		for r := range reqs {
@@ -105,13 +108,11 @@ func (c *Client) watchHostKeys(conn ssh.Conn, reqs <-chan *ssh.Request) <-chan *
 			if r.WantReply {
 				r.Reply(false, nil)
 			}
-			if !learning.CompareAndSwap(false, true) {
+			if seen {
 				continue
 			}
-			go func(payload []byte) {
-				defer learning.Store(false)
-				c.learnHostKeys(conn, payload)
-			}(r.Payload)
+			seen = true
+			go c.learnHostKeys(conn, r.Payload)
 		}
 	}()
 	return out

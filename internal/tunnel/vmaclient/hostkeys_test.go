@@ -160,12 +160,25 @@ func TestHostKeyTrustedOnlyWithProof(t *testing.T) {
 		t.Fatalf("a key with a bad proof is trusted: %d next keys", len(nx))
 	}
 
-	// The same key with its own signature is trusted beside the pinned one.
+	// A second announcement on the same connection is ignored (the OMA
+	// announces once per connection, and OpenSSH ends a connection that
+	// announces twice): no second proof request.
+	p.announce(t, p.host.PublicKey(), next)
+	if r := p.proveRequest(t, time.Second); r != nil {
+		r.Reply(false, nil)
+		t.Fatal("a second announcement on one connection got a proof request")
+	}
+
+	// On a connection of its own, the same key with its own signature is
+	// trusted beside the pinned one.
+	c, p, events = dialHostile(t)
+	next = p.other.PublicKey()
 	p.announce(t, p.host.PublicKey(), next)
 	if r = p.proveRequest(t, 10*time.Second); r == nil {
 		t.Fatal("no proof request for the announced key")
 	}
 	r.Reply(true, p.proof(t, p.other, next))
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		if cur, nx := c.hostKeys.get(); len(nx) == 1 && sameKey(nx[0], next) && sameKey(cur, p.host.PublicKey()) {
 			break
