@@ -9,6 +9,7 @@ import (
 )
 
 func main() {
+	omactl.OneShotGC()
 	ios := cmdutil.System()
 	os.Exit(cmdutil.Run(omactl.NewRootCmd(omactl.NewFactory(ios)), ios))
 }

@@ -3,6 +3,7 @@ package omactl
 import (
 	"bytes"
 	"encoding/json"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,31 @@ func TestWriteRawJSONMatchesWriteJSON(t *testing.T) {
 	}
 	if strings.Contains(raw.String(), "\u202e") {
 		t.Fatalf("a control character reached the output:\n%s", raw.String())
+	}
+}
+
+// OneShotGC leaves collection to a memory limit unless the user set GOGC;
+// steadyGC (for --watch) restores the default.
+func TestOneShotGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	OneShotGC()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Fatalf("after OneShotGC GOGC = %d, want off", p)
+	}
+	if l := debug.SetMemoryLimit(-1); l != oneShotMemoryLimit {
+		t.Fatalf("after OneShotGC the memory limit = %d, want %d", l, oneShotMemoryLimit)
+	}
+	steadyGC()
+	if p := debug.SetGCPercent(-1); p != 100 {
+		t.Fatalf("after steadyGC GOGC = %d, want 100", p)
+	}
+	debug.SetGCPercent(100)
+	t.Setenv("GOGC", "50")
+	OneShotGC()
+	if p := debug.SetGCPercent(-1); p != 100 {
+		t.Fatalf("with GOGC set by the user OneShotGC changed it to %d", p)
 	}
 }

@@ -47,6 +47,7 @@ const clearScreen = "\x1b[H\x1b[2J"
 // as one document per line, YAML as documents after "---". Errors worth
 // retrying (network, 429, 5xx) are shown and retried; others end the watch.
 func (f *Factory) watch(ctx context.Context, title string, interval time.Duration, fetch func(context.Context) (snapshot, error)) error {
+	steadyGC() // it runs on: the default collector, not the one-shot limit
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	screen := f.tableOutput() && f.IO.OutTTY && !f.IO.DumbTerm
