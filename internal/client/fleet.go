@@ -40,10 +40,7 @@ func (c *Client) ActiveFilteredJSON(ctx context.Context, selector, keyStatus str
 	var out struct {
 		Connections json.RawMessage `json:"connections"`
 	}
-	err := c.call(ctx, http.MethodGet, api.PathActive, true, 0, func(r *resty.Request) {
-		setIf(r, "selector", selector)
-		setIf(r, "key_status", keyStatus)
-	}, &out)
+	err := c.call(ctx, http.MethodGet, api.PathActive, true, 0, activeQuery(selector, keyStatus), &out)
 	if err != nil {
 		return nil, err
 	}
@@ -56,15 +53,20 @@ func (c *Client) ActiveFilteredJSON(ctx context.Context, selector, keyStatus str
 	return out.Connections, nil
 }
 
+// activeQuery sets the active list's filters (empty: not sent).
+func activeQuery(selector, keyStatus string) func(*resty.Request) {
+	return func(r *resty.Request) {
+		setIf(r, "selector", selector)
+		setIf(r, "key_status", keyStatus)
+	}
+}
+
 // ActiveFiltered lists the approved VMAs matching a label selector and
 // whose key status is one of keyStatus (comma-separated: ok, due,
 // overdue, expired); empty strings match everything.
 func (c *Client) ActiveFiltered(ctx context.Context, selector, keyStatus string) ([]api.Connection, error) {
 	var out api.ConnectionList
-	err := c.call(ctx, http.MethodGet, api.PathActive, true, 0, func(r *resty.Request) {
-		setIf(r, "selector", selector)
-		setIf(r, "key_status", keyStatus)
-	}, &out)
+	err := c.call(ctx, http.MethodGet, api.PathActive, true, 0, activeQuery(selector, keyStatus), &out)
 	if err != nil {
 		return nil, err
 	}
