@@ -31,7 +31,8 @@ FUZZ := \
 	./internal/sshkey:FuzzParseAuthorizedKey \
 	./internal/labels:FuzzParseSelector \
 	./internal/server:FuzzPublicRequest \
-	./internal/server:FuzzAdminRequest
+	./internal/server:FuzzAdminRequest \
+	./internal/cli/omactl:FuzzWriteRawJSON
 
 .PHONY: all build test lint fuzz run bench bench-smoke clean help completions docs depaware man install release
 

@@ -5,9 +5,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -114,6 +117,36 @@ func (silentLogger) Errorf(string, ...any) {}
 func (silentLogger) Warnf(string, ...any)  {}
 func (silentLogger) Debugf(string, ...any) {}
 
+// errBodyTooLarge is an answer over maxResponseBytes.
+var errBodyTooLarge = fmt.Errorf("the server's answer is over %d MiB", maxResponseBytes>>20)
+
+// readBody reads and closes an answer's body, at most maxResponseBytes:
+// into one buffer of the announced size when the server sent one, else
+// through bytes.Buffer's growing reads.
+func readBody(resp *http.Response) ([]byte, error) {
+	if resp == nil || resp.Body == nil {
+		return nil, nil
+	}
+	defer resp.Body.Close()
+	if n := resp.ContentLength; n > maxResponseBytes {
+		return nil, errBodyTooLarge
+	} else if n >= 0 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxResponseBytes+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() > maxResponseBytes {
+		return nil, errBodyTooLarge
+	}
+	return buf.Bytes(), nil
+}
+
 // call sends one request and decodes a 2xx JSON answer into out.
 func (c *Client) call(ctx context.Context, method, path string, admin bool, extra time.Duration, configure func(*resty.Request), out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout+extra)
@@ -125,17 +158,29 @@ func (c *Client) call(ctx context.Context, method, path string, admin bool, extr
 	if configure != nil {
 		configure(req)
 	}
+	// The body is read here, not by resty, which reads 512 bytes at a time
+	// into a growing slice: the active list of ten thousand VMAs (4.7 MB)
+	// spent a third of omactl's run there (bench row 5).
+	req.SetDoNotParseResponse(true)
 	resp, err := req.Execute(method, path)
 	if err != nil {
 		return classify(method, c.cfg.BaseURL+path, err)
 	}
+	body, err := readBody(resp.RawResponse)
+	if errors.Is(err, errBodyTooLarge) {
+		return &ProtocolError{Status: resp.StatusCode(), Err: fmt.Errorf("%s %s: %w", method, path, err)}
+	}
+	if err != nil {
+		return classify(method, c.cfg.BaseURL+path, err)
+	}
+	resp.SetBody(body)
 	if resp.IsError() || resp.StatusCode() < 200 || resp.StatusCode() > 299 {
 		return decodeError(resp)
 	}
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(resp.Body(), out); err != nil {
+	if err := json.Unmarshal(body, out); err != nil {
 		return &ProtocolError{Status: resp.StatusCode(), Err: fmt.Errorf("decode %s %s answer: %w", method, path, err)}
 	}
 	return nil

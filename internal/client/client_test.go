@@ -1,12 +1,15 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +232,49 @@ func TestRequests(t *testing.T) {
 	}
 	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The client reads answers itself: with and without a Content-Length, and
+// never more than maxResponseBytes of them.
+func TestAnswerBodies(t *testing.T) {
+	list := `{"connections":[{"enrollment_id":"e1","vma_name":"a"},{"enrollment_id":"e2","vma_name":"b"}]}`
+	mux := http.NewServeMux()
+	mux.HandleFunc(api.PathActive, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("selector") {
+		case "length":
+			w.Header().Set("Content-Length", strconv.Itoa(len(list)))
+			io.WriteString(w, list)
+		case "chunked":
+			io.WriteString(w, list[:10])
+			w.(http.Flusher).Flush()
+			io.WriteString(w, list[10:])
+		case "huge-length":
+			w.Header().Set("Content-Length", strconv.Itoa(maxResponseBytes+1))
+			w.Write(make([]byte, 1024))
+		case "huge-chunked":
+			w.Write([]byte(`{"connections":[`))
+			w.Write(bytes.Repeat([]byte(" "), maxResponseBytes))
+			w.Write([]byte(`]}`))
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c, _ := New(Config{BaseURL: srv.URL, Token: "adm"})
+	ctx := context.Background()
+	for _, how := range []string{"length", "chunked"} {
+		raw, err := c.ActiveFilteredJSON(ctx, how, "")
+		if err != nil || !strings.HasPrefix(string(raw), `[{"enrollment_id":"e1"`) || !strings.HasSuffix(string(raw), `"b"}]`) {
+			t.Errorf("%s: %s, %v", how, raw, err)
+		}
+		got, err := c.ActiveFiltered(ctx, how, "")
+		if err != nil || len(got) != 2 || got[1].VMAName != "b" {
+			t.Errorf("%s: %+v, %v", how, got, err)
+		}
+	}
+	for _, how := range []string{"huge-length", "huge-chunked"} {
+		if _, err := c.ActiveFilteredJSON(ctx, how, ""); err == nil || !strings.Contains(err.Error(), "over 16 MiB") {
+			t.Errorf("%s: err = %v, want the size limit", how, err)
+		}
 	}
 }

@@ -86,3 +86,32 @@ func TestOneShotGC(t *testing.T) {
 		t.Fatalf("with GOGC set by the user OneShotGC changed it to %d", p)
 	}
 }
+
+// writeRawJSON streams what json.Indent, escapeControls and a newline made
+// in memory before: the same bytes for any valid JSON.
+func FuzzWriteRawJSON(f *testing.F) {
+	for _, s := range []string{
+		`[]`, `{}`, `[{}]`, `{"a":[]}`, `[1,"x",true,null,{"k":"v\"\\"}]`,
+		`{"connections":[{"enrollment_id":"e1","labels":{"env":"prod","site":"fra"},"tunnel_port":9081,"last_seen_at":null}]}`,
+		` [ 1 , { "a" : [ ] } ] `, `"\u202e\u0007 ` + "\u202e\u0085é\x7f" + `"`, `[-1.5e+10,0]`, `"\ud83d\ude00 😀"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if !json.Valid(in) {
+			t.Skip()
+		}
+		var want bytes.Buffer
+		if err := json.Indent(&want, bytes.TrimSpace(in), "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		wantOut := append(escapeControls(want.Bytes()), '\n')
+		var got bytes.Buffer
+		if err := writeRawJSON(&got, in); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), wantOut) {
+			t.Fatalf("input %q:\ngot  %q\nwant %q", in, got.Bytes(), wantOut)
+		}
+	})
+}
