@@ -114,6 +114,7 @@ Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
   omactl get vma-frankfurt-01
   omactl list --status all --name frankfurt
   omactl active -o json
+  omactl active --template '{{range .}}{{.vma_name}}{{"\n"}}{{end}}'
   omactl audit --since 24h
   OMACTL_SERVER=http://10.0.0.5:8082 omactl --token-file ./admin.token pending`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -139,7 +140,7 @@ Exit status: 0 ok, 1 error, 2 usage error (also reject and revoke without
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	addConfigFlags(root.PersistentFlags(), &f.cfgFlags)
-	root.PersistentFlags().StringVar(&f.Template, "template", "", "format the output with a Go template over the fields of -o json, e.g. '{{range .}}{{.vma_name}}{{\"\\n\"}}{{end}}'")
+	root.PersistentFlags().StringVar(&f.Template, "template", "", "format the output with a Go template over the fields of -o json (examples: omactl --help)")
 	root.PersistentFlags().BoolVarP(&f.Quiet, "quiet", "q", false, "print only ids, one a line (as -o name)")
 	_ = root.RegisterFlagCompletionFunc("output", outputCompletions)
 
