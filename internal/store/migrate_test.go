@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"sort"
+	"strings"
 	"testing"
+
+	"github.com/oma-enroll/oma-enroll/internal/enroll"
 )
 
 var storeTables = []string{"admin_tokens", "vma_active_connections", "vma_audit_head",
@@ -126,4 +129,28 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// The active list walks the index of migration 0006 in its order: SQLite
+// sorts nothing (ten thousand rows spilled their sort to a temporary file).
+func TestActiveListSortsNothing(t *testing.T) {
+	s := mustOpen(t, DriverSQLite)
+	rows, err := s.r.Query("EXPLAIN QUERY PLAN "+listConnectionsSQL(dialectSQLite), string(enroll.StatusApproved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	all := strings.Join(plan, "\n")
+	if strings.Contains(all, "TEMP B-TREE") || !strings.Contains(all, "idx_vma_enrollments_status_name") {
+		t.Fatalf("the active list's plan sorts or misses the index:\n%s", all)
+	}
 }

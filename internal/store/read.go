@@ -131,20 +131,7 @@ func (s *DB) ListEnrollments(ctx context.Context, f enroll.EnrollmentFilter) ([]
 // be long (a row per VMA), so it is scanned by hand, with SQLite's times
 // read as text (see dbTime).
 func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
-	tcol := func(c string) string {
-		if s.dialect == dialectSQLite {
-			return "CAST(" + c + " AS TEXT)"
-		}
-		return c
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT c.id, c.enrollment_id, e.vma_name, e.vma_fingerprint,
-		c.ssh_user, c.connection_status, e.tunnel_port, c.remote_addr, `+tcol("c.last_seen_at")+`,
-		`+tcol("c.connected_at")+`, `+tcol("c.revoked_at")+`, c.revoked_by, `+tcol("c.created_at")+`, `+tcol("c.updated_at")+`,
-		e.labels, e.vma_labels, `+tcol("e.approved_at")+`, `+tcol("r.rotated_at")+`
-		FROM vma_active_connections c JOIN vma_enrollments e ON e.id = c.enrollment_id
-		LEFT JOIN vma_key_rotations r ON r.enrollment_id = e.id
-		WHERE e.status = ?
-		ORDER BY e.vma_name, e.id`, string(enroll.StatusApproved))
+	rows, err := s.r.QueryContext(ctx, listConnectionsSQL(s.dialect), string(enroll.StatusApproved))
 	if err != nil {
 		return nil, mapErr(fmt.Errorf("list connections: %w", err))
 	}
@@ -177,6 +164,26 @@ func (s *DB) ListConnections(ctx context.Context) ([]enroll.Connection, error) {
 		return nil, mapErr(fmt.Errorf("list connections: %w", err))
 	}
 	return out, nil
+}
+
+// listConnectionsSQL is ListConnections' query: the approved enrollments
+// with a connection row, in the order of the index of migration 0006
+// (status, vma_name, id), so that the database sorts nothing.
+func listConnectionsSQL(d dialect) string {
+	tcol := func(c string) string {
+		if d == dialectSQLite {
+			return "CAST(" + c + " AS TEXT)"
+		}
+		return c
+	}
+	return `SELECT c.id, c.enrollment_id, e.vma_name, e.vma_fingerprint,
+		c.ssh_user, c.connection_status, e.tunnel_port, c.remote_addr, ` + tcol("c.last_seen_at") + `,
+		` + tcol("c.connected_at") + `, ` + tcol("c.revoked_at") + `, c.revoked_by, ` + tcol("c.created_at") + `, ` + tcol("c.updated_at") + `,
+		e.labels, e.vma_labels, ` + tcol("e.approved_at") + `, ` + tcol("r.rotated_at") + `
+		FROM vma_active_connections c JOIN vma_enrollments e ON e.id = c.enrollment_id
+		LEFT JOIN vma_key_rotations r ON r.enrollment_id = e.id
+		WHERE e.status = ?
+		ORDER BY e.vma_name, e.id`
 }
 
 // ListAudit returns the audit events matching f, by id (ascending unless

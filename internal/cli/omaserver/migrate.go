@@ -101,7 +101,7 @@ directory and the database file are created when missing.`,
 		RunE: run("up")}
 	status := &cobra.Command{Use: "status", Short: "Show the schema version", Args: cmdutil.NoArgs,
 		Long: `Print the schema version of the database and whether it is clean, without
-migrating anything: "schema version 5, clean"; version 0 is a database no
+migrating anything: "schema version 6, clean"; version 0 is a database no
 migration has run on yet. "dirty" means a migration failed half-way: fix the
 schema by hand before serve or migrate up can go on.`,
 		Example: `  # The SQLite database of /var/lib/oma-enroll, as the service user

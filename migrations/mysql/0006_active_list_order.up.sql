@@ -1,0 +1,10 @@
+-- 0006: the approved enrollments in the active list's order (omactl active,
+-- GET /api/v1/admin/vma/active, the web UI's Active page).
+--
+-- The active list reads the approved enrollments by name, then id. With
+-- this index the database walks them in that order instead of sorting them
+-- (bench row 5). It serves every lookup by status as well, so the status
+-- index it extends goes.
+ALTER TABLE vma_enrollments
+    ADD KEY idx_vma_enrollments_status_name (status, vma_name, id),
+    DROP KEY idx_vma_enrollments_status;
