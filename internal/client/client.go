@@ -92,7 +92,6 @@ func New(cfg Config) (*Client, error) {
 			return http.ErrUseLastResponse
 		})).
 		SetLogger(silentLogger{}).
-		SetResponseBodyLimit(maxResponseBytes).
 		SetHeader("Accept", "application/json")
 	if cfg.UserAgent != "" {
 		r.SetHeader("User-Agent", cfg.UserAgent)
@@ -167,14 +166,17 @@ func (c *Client) call(ctx context.Context, method, path string, admin bool, extr
 		return classify(method, c.cfg.BaseURL+path, err)
 	}
 	body, err := readBody(resp.RawResponse)
-	if errors.Is(err, errBodyTooLarge) {
+	ok := !resp.IsError() && resp.StatusCode() >= 200 && resp.StatusCode() <= 299
+	switch {
+	case errors.Is(err, errBodyTooLarge) && ok:
 		return &ProtocolError{Status: resp.StatusCode(), Err: fmt.Errorf("%s %s: %w", method, path, err)}
-	}
-	if err != nil {
+	case errors.Is(err, errBodyTooLarge):
+		body = nil // a proxy's error page: the status says enough
+	case err != nil:
 		return classify(method, c.cfg.BaseURL+path, err)
 	}
 	resp.SetBody(body)
-	if resp.IsError() || resp.StatusCode() < 200 || resp.StatusCode() > 299 {
+	if !ok {
 		return decodeError(resp)
 	}
 	if out == nil {

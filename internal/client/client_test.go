@@ -256,6 +256,9 @@ func TestAnswerBodies(t *testing.T) {
 			w.Write([]byte(`{"connections":[`))
 			w.Write(bytes.Repeat([]byte(" "), maxResponseBytes))
 			w.Write([]byte(`]}`))
+		case "huge-error":
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write(bytes.Repeat([]byte("<p>busy</p>"), maxResponseBytes/8))
 		}
 	})
 	srv := httptest.NewServer(mux)
@@ -276,5 +279,10 @@ func TestAnswerBodies(t *testing.T) {
 		if _, err := c.ActiveFilteredJSON(ctx, how, ""); err == nil || !strings.Contains(err.Error(), "over 16 MiB") {
 			t.Errorf("%s: err = %v, want the size limit", how, err)
 		}
+	}
+	// An error answer over the limit (a proxy's page) is still its status.
+	var ae *APIError
+	if _, err := c.ActiveFilteredJSON(ctx, "huge-error", ""); !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+		t.Errorf("huge-error: err = %#v, want an APIError with status 503", err)
 	}
 }
