@@ -230,3 +230,20 @@ func (s *server) sqlDB() *sql.DB {
 	s.t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// The harness tells its own server from one of a parallel test that took
+// its port between FreeAddr and the bind (a CI failure: the new server exited
+// with "address already in use" while the other answered /health).
+func TestHarnessKnowsItsOwnServer(t *testing.T) {
+	a := testbin.StartServer(t, testbin.ServerOptions{Binary: bin("oma-server")})
+	other := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(other, []byte("oma_not-the-token-of-that-server\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := testbin.WaitHealthy(a.AdminURL()+"/health", other, nil); err == nil {
+		t.Fatal("a server that refuses the token passed for the one that wrote it")
+	}
+	if err := testbin.WaitHealthy(a.AdminURL()+"/health", a.Opts.TokenFile, nil); err != nil {
+		t.Fatalf("its own server: %v", err)
+	}
+}

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oma-enroll/oma-enroll/internal/api"
 )
 
 // module is the import path of the commands Build builds (cmd/<name>).
@@ -202,12 +204,14 @@ func Serve(t testing.TB, addr string, handle func(net.Conn)) string {
 
 // WaitHealthy waits until url (an oma-server's admin /health) answers 200
 // and, when tokenFile is not "", that file (the admin token oma-server
-// writes) exists. It gives up when exited is closed (the process ended;
+// writes) exists, and then that the server takes that token: a server of
+// a parallel test that took the port meanwhile does not pass for this one
+// (errOtherServer). It gives up when exited is closed (the process ended;
 // nil for never) or after 30 seconds. The certificate of an HTTPS url is
-// not checked: the answer is only a sign of life.
+// not checked: it is the test's own server on loopback.
 func WaitHealthy(url, tokenFile string, exited <-chan struct{}) error {
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // only /health
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the test's own server on loopback (--admin-tls)
 	}}
 	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(30 * time.Second)
@@ -220,12 +224,44 @@ func WaitHealthy(url, tokenFile string, exited <-chan struct{}) error {
 		if res, err := hc.Get(url); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK && (tokenFile == "" || exists(tokenFile)) {
-				return nil
+				if tokenFile == "" {
+					return nil
+				}
+				return ownServer(hc, strings.TrimSuffix(url, "/health"), tokenFile)
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.New("no healthy answer within 30s")
+}
+
+// errOtherServer means another process answers on the port: between
+// FreeAddr and the server's bind, a server of a parallel test took it (and
+// this one exited with "address already in use"). StartServer tries other
+// ports.
+var errOtherServer = errors.New("another server answers on this address (its port was taken meanwhile)")
+
+// ownServer checks that the server at base is the one that wrote
+// tokenFile: it takes that admin token.
+func ownServer(hc *http.Client, base, tokenFile string) error {
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodGet, base+api.PathPending, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	res, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if res.StatusCode == http.StatusUnauthorized {
+		return errOtherServer
+	}
+	return nil
 }
 
 func exists(path string) bool {
