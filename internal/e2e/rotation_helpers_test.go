@@ -97,15 +97,7 @@ func keyFP(t *testing.T, path string) string {
 
 func readPriv(t *testing.T, path string) ed25519.PrivateKey {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return priv
+	return testbin.PrivateKey(t, path)
 }
 
 // copyFile copies src to dst with mode 0600.

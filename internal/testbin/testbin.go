@@ -10,6 +10,7 @@ package testbin
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/oma-enroll/oma-enroll/internal/api"
+	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 )
 
 // module is the import path of the commands Build builds (cmd/<name>).
@@ -280,4 +282,19 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// PrivateKey reads the Ed25519 private key file at path (as vma-enroll
+// writes id_ed25519), failing the test when it cannot.
+func PrivateKey(t testing.TB, path string) ed25519.PrivateKey {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := sshkey.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return priv
 }

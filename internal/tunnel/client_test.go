@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -214,15 +213,7 @@ func (e *events) waitFor(t *testing.T, typ vmaclient.EventType, n int, timeout t
 
 func vmaSigner(t *testing.T, dir string) ssh.Signer {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "id_ed25519"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
+	s, err := ssh.NewSignerFromKey(testbin.PrivateKey(t, filepath.Join(dir, "id_ed25519")))
 	if err != nil {
 		t.Fatal(err)
 	}

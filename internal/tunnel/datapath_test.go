@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -21,7 +20,6 @@ import (
 	"github.com/oma-enroll/oma-enroll/internal/client"
 	"github.com/oma-enroll/oma-enroll/internal/enroll"
 	"github.com/oma-enroll/oma-enroll/internal/omatest"
-	"github.com/oma-enroll/oma-enroll/internal/sshkey"
 	"github.com/oma-enroll/oma-enroll/internal/testbin"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel"
 	"github.com/oma-enroll/oma-enroll/internal/tunnel/vmaclient"
@@ -41,15 +39,7 @@ func streamEcho(t *testing.T) string {
 // vmaKey is v's private key, as vma-enroll wrote it.
 func vmaKey(t *testing.T, v *vma) ed25519.PrivateKey {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(v.dir, "id_ed25519"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := sshkey.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return priv
+	return testbin.PrivateKey(t, filepath.Join(v.dir, "id_ed25519"))
 }
 
 // withDataPath lets the client carry NBD connections on TLS data streams,
